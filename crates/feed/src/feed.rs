@@ -1,0 +1,870 @@
+//! One hypercore feed: open or create it, append, read, prove and verify.
+
+use std::collections::HashMap;
+use std::io;
+
+use ed25519_dalek::SigningKey;
+
+use crate::bitfield::{Bitfield, Bits, SparseBits};
+use crate::crypto::{self, Hash, KeyPair};
+use crate::sleep::{HeaderKind, HEADER_SIZE};
+use crate::storage::{RandomAccess, Storage};
+use crate::{flat, tree_index};
+
+/// A node of the merkle tree: a block's hash (even index) or a parent's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Flat-tree index.
+    pub index: u64,
+    /// BLAKE2b-256 hash.
+    pub hash: Hash,
+    /// Total bytes of the blocks under it.
+    pub size: u64,
+}
+
+/// What a peer needs, beside the block, to check block `index` of a feed: the
+/// missing tree nodes and, when the proof reaches the roots, the signature of
+/// the tree they form.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Proof {
+    /// Tree nodes, in the order hypercore sends them.
+    pub nodes: Vec<Node>,
+    /// Signature of the roots, when the nodes reach them.
+    pub signature: Option<[u8; 64]>,
+}
+
+/// What [`Feed::audit`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Blocks whose bytes match their hash.
+    pub valid: u64,
+    /// Blocks whose bytes do not: they are marked missing, to be fetched again.
+    pub invalid: u64,
+}
+
+/// Everything that can go wrong with a feed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// A file's content is not what hypercore writes.
+    #[error("{file}: {reason}")]
+    Corrupt {
+        /// The file.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The folder holds another feed than the key asked for.
+    #[error("{file}: another hypercore is stored here (key {found}, expected {expected})")]
+    KeyMismatch {
+        /// The key file.
+        file: String,
+        /// Key found on disk.
+        found: String,
+        /// Key asked for.
+        expected: String,
+    },
+    /// There is no feed here and creating one was not allowed.
+    #[error("{0}: no hypercore is stored here")]
+    NotFound(String),
+    /// Appending needs the secret key.
+    #[error("this feed is not writable: it was opened without its secret key")]
+    NotWritable,
+    /// The block is not stored locally.
+    #[error("block {0} is not available locally")]
+    NotAvailable(u64),
+    /// A block's bytes do not match the hash the tree holds for it.
+    #[error("{file}: block {index} does not match its hash in the tree (the data is corrupt; run audit)")]
+    BadBlock {
+        /// The data file.
+        file: String,
+        /// The block.
+        index: u64,
+    },
+    /// Data received from a peer did not verify; nothing was stored.
+    #[error("invalid proof for block {index}: {reason}")]
+    InvalidProof {
+        /// The block.
+        index: u64,
+        /// What did not check out.
+        reason: String,
+    },
+}
+
+/// Result of feed operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to open a feed.
+#[derive(Clone, Debug)]
+pub struct FeedOptions {
+    /// The feed's public key; `None` to read it from storage or make a new one.
+    pub key: Option<[u8; 32]>,
+    /// The secret key (libsodium's 64-byte form), to write to a feed.
+    pub secret_key: Option<[u8; 64]>,
+    /// Create a new feed (a fresh key pair unless keys are given) when there is none.
+    pub create_if_missing: bool,
+    /// Keep the secret key in the `secret_key` file.
+    pub store_secret_key: bool,
+}
+
+impl Default for FeedOptions {
+    fn default() -> Self {
+        FeedOptions {
+            key: None,
+            secret_key: None,
+            create_if_missing: true,
+            store_secret_key: true,
+        }
+    }
+}
+
+struct File {
+    name: String,
+    handle: Box<dyn RandomAccess>,
+}
+
+impl File {
+    fn open(storage: &dyn Storage, name: &str) -> Result<Self> {
+        let handle = storage.open(name).map_err(|source| Error::Io {
+            file: storage.describe(name),
+            source,
+        })?;
+        Ok(File {
+            name: storage.describe(name),
+            handle,
+        })
+    }
+
+    fn io(&self, source: io::Error) -> Error {
+        Error::Io {
+            file: self.name.clone(),
+            source,
+        }
+    }
+
+    fn len(&self) -> Result<u64> {
+        self.handle.len().map_err(|e| self.io(e))
+    }
+
+    fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let result = self.handle.read_at(offset, len);
+        result.map_err(|e| self.io(e))
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let result = self.handle.write_all_at(offset, data);
+        result.map_err(|e| self.io(e))
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> Error {
+        Error::Corrupt {
+            file: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Checks the SLEEP header, writing it if the file is new.
+    fn ensure_header(&mut self, kind: HeaderKind) -> Result<()> {
+        let len = self.len()?;
+        if len == 0 {
+            return self.write(0, &kind.encode());
+        }
+        let header = self.read(0, len.min(HEADER_SIZE) as usize)?;
+        kind.check(&header).map_err(|reason| self.corrupt(reason))
+    }
+}
+
+const NODE_SIZE: u64 = 40;
+const SIGNATURE_SIZE: u64 = 64;
+const NODE_CACHE_LIMIT: usize = 1 << 14;
+
+/// A hypercore 6 feed: an append-only log of blocks, each covered by a
+/// merkle tree whose roots are signed after every append.
+///
+/// ```
+/// use hypercore_feed::{Feed, FeedOptions, MemoryStorage};
+/// let mut feed = Feed::open(MemoryStorage::new(), FeedOptions::default()).unwrap();
+/// feed.append(b"hello").unwrap();
+/// feed.append_batch(&[b"a".as_slice(), b"b"]).unwrap();
+/// assert_eq!(feed.len(), 3);
+/// assert_eq!(feed.get(2).unwrap(), b"b");
+/// assert_eq!(feed.audit().unwrap().invalid, 0);
+/// ```
+pub struct Feed {
+    key: [u8; 32],
+    discovery_key: [u8; 32],
+    signing_key: Option<SigningKey>,
+    length: u64,
+    byte_length: u64,
+    roots: Vec<Node>,
+    bitfield: Bitfield,
+    nodes: HashMap<u64, Node>,
+    key_file: File,
+    tree: File,
+    data: File,
+    bitfield_file: File,
+    signatures: File,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed")
+            .field("key", &hex::encode(self.key))
+            .field("length", &self.length)
+            .field("byte_length", &self.byte_length)
+            .field("writable", &self.signing_key.is_some())
+            .finish()
+    }
+}
+
+impl Feed {
+    /// Opens the feed in `storage`, creating it if allowed and missing.
+    pub fn open(storage: impl Storage, options: FeedOptions) -> Result<Self> {
+        let storage: &dyn Storage = &storage;
+        let mut key_file = File::open(storage, "key")?;
+        let mut secret_file = File::open(storage, "secret_key")?;
+        let mut tree = File::open(storage, "tree")?;
+        let data = File::open(storage, "data")?;
+        let mut bitfield_file = File::open(storage, "bitfield")?;
+        let mut signatures = File::open(storage, "signatures")?;
+
+        let stored_key = read_fixed::<32>(&mut key_file)?;
+        let stored_secret = read_fixed::<64>(&mut secret_file)?;
+
+        let given_pair = match options.secret_key {
+            Some(secret) => Some(KeyPair::from_secret_key(&secret).ok_or_else(|| {
+                secret_file.corrupt("the secret key given does not match its public half")
+            })?),
+            None => None,
+        };
+        let mut key = options.key.or(given_pair.as_ref().map(|p| p.public_key));
+        if let (Some(stored), Some(wanted)) = (stored_key, key) {
+            if stored != wanted {
+                return Err(Error::KeyMismatch {
+                    file: key_file.name.clone(),
+                    found: hex::encode(stored),
+                    expected: hex::encode(wanted),
+                });
+            }
+        }
+        let mut generated = None;
+        if key.is_none() {
+            key = stored_key;
+        }
+        if key.is_none() {
+            if !options.create_if_missing {
+                return Err(Error::NotFound(key_file.name.clone()));
+            }
+            let pair = KeyPair::generate();
+            key = Some(pair.public_key);
+            generated = Some(pair);
+        }
+        let key = key.expect("set above");
+
+        let pair = match (generated, given_pair, stored_secret) {
+            (Some(pair), _, _) | (None, Some(pair), _) => Some(pair),
+            (None, None, Some(secret)) => Some(KeyPair::from_secret_key(&secret).ok_or_else(
+                || secret_file.corrupt("the secret key does not match its public half"),
+            )?),
+            (None, None, None) => None,
+        };
+        if let Some(pair) = &pair {
+            if pair.public_key != key {
+                return Err(secret_file.corrupt("key and secret key do not match"));
+            }
+        }
+
+        bitfield_file.ensure_header(HeaderKind::Bitfield)?;
+        signatures.ensure_header(HeaderKind::Signatures)?;
+        tree.ensure_header(HeaderKind::Tree)?;
+
+        let pages_len = bitfield_file.len()? - HEADER_SIZE;
+        let pages = bitfield_file.read(HEADER_SIZE, pages_len as usize)?;
+        let bitfield = Bitfield::from_pages(&pages);
+
+        if stored_key != Some(key) {
+            key_file.write(0, &key)?;
+        }
+        if let Some(pair) = &pair {
+            if options.store_secret_key && stored_secret != Some(pair.secret_key) {
+                secret_file.write(0, &pair.secret_key)?;
+            }
+        }
+
+        let mut feed = Feed {
+            key,
+            discovery_key: crypto::discovery_key(&key),
+            signing_key: pair.map(|p| p.signing_key()),
+            length: 0,
+            byte_length: 0,
+            roots: Vec::new(),
+            bitfield,
+            nodes: HashMap::new(),
+            key_file,
+            tree,
+            data,
+            bitfield_file,
+            signatures,
+        };
+        feed.length = tree_index::blocks(&feed.bitfield);
+        feed.roots = feed.roots_at(feed.length)?;
+        feed.byte_length = feed.roots.iter().map(|r| r.size).sum();
+        if feed.length > 0 {
+            let sig = feed.read_signature(feed.length - 1)?;
+            if sig.is_none() {
+                return Err(feed.signatures.corrupt(format!(
+                    "no signature for the last block ({}): the file is truncated or damaged",
+                    feed.length - 1
+                )));
+            }
+        }
+        Ok(feed)
+    }
+
+    /// The public key.
+    pub fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// The discovery key: a hash of the key, safe to announce.
+    pub fn discovery_key(&self) -> &[u8; 32] {
+        &self.discovery_key
+    }
+
+    /// The 64-byte secret key, when this feed is writable.
+    pub fn secret_key(&self) -> Option<[u8; 64]> {
+        self.signing_key.as_ref().map(|k| k.to_keypair_bytes())
+    }
+
+    /// Whether this feed can append (it has the secret key).
+    pub fn is_writable(&self) -> bool {
+        self.signing_key.is_some()
+    }
+
+    /// Number of blocks, whether stored locally or only known from proofs.
+    pub fn len(&self) -> u64 {
+        self.length
+    }
+
+    /// Whether the feed has no blocks.
+    pub fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+
+    /// Total bytes of all blocks.
+    pub fn byte_len(&self) -> u64 {
+        self.byte_length
+    }
+
+    /// Whether block `index` is stored locally.
+    pub fn has(&self, index: u64) -> bool {
+        self.bitfield.get(index)
+    }
+
+    /// Number of blocks in `start..end` stored locally.
+    pub fn downloaded(&mut self, start: u64, end: u64) -> u64 {
+        self.bitfield.total(start, end)
+    }
+
+    /// Whether every block of the feed is stored locally.
+    pub fn has_all(&self) -> bool {
+        self.length == 0 || self.bitfield.next_missing(0, self.length).is_none()
+    }
+
+    /// The first block in `start..end` not stored locally.
+    pub fn next_missing(&self, start: u64, end: u64) -> Option<u64> {
+        self.bitfield.next_missing(start, end)
+    }
+
+    /// The stored-blocks bitfield of blocks `start..start + length` (page
+    /// aligned), run-length encoded as a Have message carries it.
+    pub fn compressed_bitfield(&self, start: u64, length: u64) -> Vec<u8> {
+        self.bitfield.compress(start, length)
+    }
+
+    /// Appends one block; returns its index.
+    pub fn append(&mut self, block: &[u8]) -> Result<u64> {
+        self.append_batch(&[block])
+    }
+
+    /// Appends several blocks with one signature; returns the first index.
+    pub fn append_batch<B: AsRef<[u8]>>(&mut self, blocks: &[B]) -> Result<u64> {
+        let signing_key = self.signing_key.as_ref().ok_or(Error::NotWritable)?;
+        let start = self.length;
+        if blocks.is_empty() {
+            return Ok(start);
+        }
+        let n = blocks.len() as u64;
+        let batch_first = 2 * start;
+        let batch_len = 2 * n - 1;
+        let mut batch_nodes = vec![0u8; (batch_len * NODE_SIZE) as usize];
+        let mut outside = Vec::new();
+        let mut roots = self.roots.clone();
+        let mut data = Vec::with_capacity(blocks.iter().map(|b| b.as_ref().len()).sum());
+        for (i, block) in blocks.iter().enumerate() {
+            let block = block.as_ref();
+            let mut node = Node {
+                index: 2 * (start + i as u64),
+                hash: crypto::leaf_hash(block),
+                size: block.len() as u64,
+            };
+            data.extend_from_slice(block);
+            let mut place = |node: &Node| {
+                if node.index >= batch_first && node.index - batch_first < batch_len {
+                    let at = ((node.index - batch_first) * NODE_SIZE) as usize;
+                    encode_node(node, &mut batch_nodes[at..at + NODE_SIZE as usize]);
+                } else {
+                    outside.push(*node);
+                }
+            };
+            place(&node);
+            roots.push(node);
+            while roots.len() > 1 {
+                let right = roots[roots.len() - 1];
+                let left = roots[roots.len() - 2];
+                if flat::parent(left.index) != flat::parent(right.index) {
+                    break;
+                }
+                node = Node {
+                    index: flat::parent(left.index),
+                    hash: crypto::parent_hash(&left, &right),
+                    size: left.size + right.size,
+                };
+                roots.pop();
+                *roots.last_mut().expect("two roots") = node;
+                place(&node);
+            }
+        }
+        let signature = crypto::sign(signing_key, &crypto::tree_hash(&roots));
+
+        self.data.write(self.byte_length, &data)?;
+        for node in &outside {
+            self.write_node(node)?;
+        }
+        self.tree
+            .write(HEADER_SIZE + batch_first * NODE_SIZE, &batch_nodes)?;
+        let last = start + n - 1;
+        self.signatures
+            .write(HEADER_SIZE + last * SIGNATURE_SIZE, &signature)?;
+
+        for i in start..start + n {
+            self.bitfield.set(i, true);
+            tree_index::set(&mut self.bitfield, 2 * i);
+        }
+        self.flush_bitfield()?;
+        self.length += n;
+        self.byte_length += data.len() as u64;
+        self.roots = roots;
+        Ok(start)
+    }
+
+    /// Block `index`, checked against its hash in the tree.
+    pub fn get(&mut self, index: u64) -> Result<Vec<u8>> {
+        let (block, node) = self.read_block(index)?;
+        if crypto::leaf_hash(&block) != node.hash {
+            return Err(Error::BadBlock {
+                file: self.data.name.clone(),
+                index,
+            });
+        }
+        Ok(block)
+    }
+
+    /// Block `index` as stored, without checking its hash.
+    pub fn get_unverified(&mut self, index: u64) -> Result<Vec<u8>> {
+        Ok(self.read_block(index)?.0)
+    }
+
+    fn read_block(&mut self, index: u64) -> Result<(Vec<u8>, Node)> {
+        if !self.bitfield.get(index) {
+            return Err(Error::NotAvailable(index));
+        }
+        let (offset, node) = self.data_offset(index, &[])?;
+        let block = self.data.read(offset, node.size as usize)?;
+        Ok((block, node))
+    }
+
+    /// The last block.
+    pub fn head(&mut self) -> Result<Vec<u8>> {
+        match self.length {
+            0 => Err(Error::NotAvailable(0)),
+            n => self.get(n - 1),
+        }
+    }
+
+    /// The proof a peer needs for block `index`, given the `digest` it sent
+    /// and the nodes this side already sent it (`remote`, updated). With
+    /// `include_hash` the block's own node comes first.
+    pub fn proof(
+        &mut self,
+        index: u64,
+        digest: u64,
+        include_hash: bool,
+        remote: &mut SparseBits,
+    ) -> Result<Proof> {
+        let plan = tree_index::proof(&self.bitfield, 2 * index, digest, include_hash, remote)
+            .ok_or(Error::NotAvailable(index))?;
+        let mut nodes = Vec::with_capacity(plan.nodes.len());
+        for i in plan.nodes {
+            nodes.push(self.node(i)?);
+        }
+        let signature = if plan.verified_by > 0 {
+            let at = plan.verified_by / 2 - 1;
+            Some(self.read_signature(at)?.ok_or_else(|| {
+                self.signatures
+                    .corrupt(format!("no signature stored for block {at}"))
+            })?)
+        } else {
+            None
+        };
+        Ok(Proof { nodes, signature })
+    }
+
+    /// The digest to send when requesting block `index`: which of its uncles
+    /// this side already has.
+    pub fn digest(&self, index: u64) -> u64 {
+        tree_index::digest(&self.bitfield, 2 * index)
+    }
+
+    /// The signature stored at or after block `index` (the one that covers it).
+    pub fn signature(&mut self, index: u64) -> Result<(u64, [u8; 64])> {
+        if index >= self.length {
+            return Err(Error::NotAvailable(index));
+        }
+        for i in index..self.length {
+            if let Some(sig) = self.read_signature(i)? {
+                return Ok((i, sig));
+            }
+        }
+        Err(self
+            .signatures
+            .corrupt(format!("no signature at or after block {index}")))
+    }
+
+    /// Whether `signature` signs the tree of the first `index + 1` blocks.
+    pub fn verify(&mut self, index: u64, signature: &[u8; 64]) -> Result<bool> {
+        let roots = self.roots_at(index + 1)?;
+        Ok(crypto::verify(
+            &self.key,
+            &crypto::tree_hash(&roots),
+            signature,
+        ))
+    }
+
+    /// Stores block `index` received from a peer with its proof, after
+    /// checking the proof against the tree and signature; with `block` `None`
+    /// only the block's hash (the first proof node) is checked and stored.
+    /// Nothing is written when the proof does not verify.
+    pub fn put(&mut self, index: u64, block: Option<&[u8]>, proof: &Proof) -> Result<()> {
+        let invalid = |reason: &str| Error::InvalidProof {
+            index,
+            reason: reason.to_string(),
+        };
+        let mut trusted = None;
+        let mut missing = Vec::new();
+        let mut next = 2 * index;
+        let mut i = usize::from(block.is_none());
+        loop {
+            if Bits::get(&self.bitfield, next) {
+                trusted = Some(next);
+                break;
+            }
+            let sibling = flat::sibling(next);
+            next = flat::parent(next);
+            if i < proof.nodes.len() && proof.nodes[i].index == sibling {
+                i += 1;
+                continue;
+            }
+            if !Bits::get(&self.bitfield, sibling) {
+                break;
+            }
+            missing.push(sibling);
+            if missing.len() > 64 {
+                return Err(invalid("the proof does not lead to a known node"));
+            }
+        }
+        if trusted.is_none() && Bits::get(&self.bitfield, next) {
+            trusted = Some(next);
+        }
+        let mut local_nodes = std::collections::VecDeque::new();
+        for m in missing {
+            local_nodes.push_back(self.node(m)?);
+        }
+        let trusted = match trusted {
+            Some(t) => Some(self.node(t)?),
+            None => None,
+        };
+
+        let mut remote: std::collections::VecDeque<Node> = proof.nodes.iter().copied().collect();
+        let mut visited = Vec::new();
+        let mut top = match block {
+            Some(data) => Node {
+                index: 2 * index,
+                hash: crypto::leaf_hash(data),
+                size: data.len() as u64,
+            },
+            None => {
+                let node = remote.pop_front().ok_or_else(|| invalid("no hash given"))?;
+                if node.index != 2 * index {
+                    return Err(invalid("the first node is not the block's"));
+                }
+                node
+            }
+        };
+        let matches_trusted = |node: &Node| {
+            trusted
+                .as_ref()
+                .is_some_and(|t| t.index == node.index && t.hash == node.hash)
+        };
+        if matches_trusted(&top) {
+            return self.write_verified(index, block, &visited, None);
+        }
+        loop {
+            let next = flat::sibling(top.index);
+            let node = if remote.front().is_some_and(|n| n.index == next) {
+                let node = remote.pop_front().expect("checked");
+                visited.push(node);
+                node
+            } else if local_nodes.front().is_some_and(|n| n.index == next) {
+                local_nodes.pop_front().expect("checked")
+            } else {
+                return self.verify_roots_and_write(index, block, top, remote, visited, proof);
+            };
+            visited.push(top);
+            let size = top.size.checked_add(node.size).ok_or_else(|| invalid("sizes overflow"))?;
+            top = Node {
+                index: flat::parent(top.index),
+                hash: crypto::parent_hash(&top, &node),
+                size,
+            };
+            if matches_trusted(&top) {
+                return self.write_verified(index, block, &visited, None);
+            }
+        }
+    }
+
+    fn verify_roots_and_write(
+        &mut self,
+        index: u64,
+        block: Option<&[u8]>,
+        top: Node,
+        mut remote: std::collections::VecDeque<Node>,
+        mut visited: Vec<Node>,
+        proof: &Proof,
+    ) -> Result<()> {
+        let invalid = |reason: &str| Error::InvalidProof {
+            index,
+            reason: reason.to_string(),
+        };
+        let last = remote.back().map_or(top.index, |n| n.index);
+        let verified_by = flat::right_span(top.index).max(flat::right_span(last)) + 2;
+        let mut roots = Vec::new();
+        for root in flat::full_roots(verified_by) {
+            if root == top.index {
+                visited.push(top);
+                roots.push(top);
+            } else if remote.front().is_some_and(|n| n.index == root) {
+                let node = remote.pop_front().expect("checked");
+                visited.push(node);
+                roots.push(node);
+            } else if Bits::get(&self.bitfield, root) {
+                roots.push(self.node(root)?);
+            } else {
+                return Err(invalid("missing tree roots needed to verify"));
+            }
+        }
+        let signature = proof
+            .signature
+            .ok_or_else(|| invalid("the remote did not include a signature"))?;
+        if !crypto::verify(&self.key, &crypto::tree_hash(&roots), &signature) {
+            return Err(invalid("the signature does not verify"));
+        }
+        let length = verified_by / 2;
+        self.write_verified(index, block, &visited, Some((length - 1, signature)))?;
+        if length > self.length {
+            self.length = length;
+            self.byte_length = roots.iter().map(|r| r.size).sum();
+            self.roots = roots;
+        }
+        Ok(())
+    }
+
+    fn write_verified(
+        &mut self,
+        index: u64,
+        block: Option<&[u8]>,
+        nodes: &[Node],
+        signature: Option<(u64, [u8; 64])>,
+    ) -> Result<()> {
+        if let Some(data) = block {
+            let (offset, node) = self.data_offset(index, nodes)?;
+            if node.size != data.len() as u64 {
+                return Err(Error::InvalidProof {
+                    index,
+                    reason: "unexpected data size".into(),
+                });
+            }
+            if !data.is_empty() {
+                self.data.write(offset, data)?;
+            }
+        }
+        for node in nodes {
+            self.write_node(node)?;
+        }
+        if let Some((at, sig)) = signature {
+            self.signatures
+                .write(HEADER_SIZE + at * SIGNATURE_SIZE, &sig)?;
+        }
+        for node in nodes {
+            tree_index::set(&mut self.bitfield, node.index);
+        }
+        tree_index::set(&mut self.bitfield, 2 * index);
+        if block.is_some() {
+            self.bitfield.set(index, true);
+        }
+        self.flush_bitfield()
+    }
+
+    /// Re-reads every stored block and checks it against the tree. Blocks
+    /// that fail are marked missing so replication fetches them again.
+    pub fn audit(&mut self) -> Result<AuditReport> {
+        let mut report = AuditReport::default();
+        for i in 0..self.length {
+            if !self.bitfield.get(i) {
+                continue;
+            }
+            let ok = match self.read_block(i) {
+                Ok((block, node)) => crypto::leaf_hash(&block) == node.hash,
+                Err(Error::Io { .. }) | Err(Error::Corrupt { .. }) => false,
+                Err(e) => return Err(e),
+            };
+            if ok {
+                report.valid += 1;
+            } else {
+                report.invalid += 1;
+                self.bitfield.set(i, false);
+            }
+        }
+        self.flush_bitfield()?;
+        Ok(report)
+    }
+
+    /// The roots of the tree of the first `length` blocks.
+    pub fn roots_at(&mut self, length: u64) -> Result<Vec<Node>> {
+        flat::full_roots(2 * length)
+            .into_iter()
+            .map(|i| self.node(i))
+            .collect()
+    }
+
+    /// Tree node `index`.
+    pub fn node(&mut self, index: u64) -> Result<Node> {
+        if let Some(node) = self.nodes.get(&index) {
+            return Ok(*node);
+        }
+        let buf = match self.tree.read(HEADER_SIZE + index * NODE_SIZE, NODE_SIZE as usize) {
+            Ok(buf) => buf,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(self
+                    .tree
+                    .corrupt(format!("node {index} is missing: the file is truncated")))
+            }
+            Err(e) => return Err(e),
+        };
+        let node = decode_node(index, &buf);
+        if node.size == 0 && node.hash == [0; 32] {
+            return Err(self.tree.corrupt(format!("node {index} is missing (blank)")));
+        }
+        if self.nodes.len() >= NODE_CACHE_LIMIT {
+            self.nodes.clear();
+        }
+        self.nodes.insert(index, node);
+        Ok(node)
+    }
+
+    fn write_node(&mut self, node: &Node) -> Result<()> {
+        let mut buf = [0u8; NODE_SIZE as usize];
+        encode_node(node, &mut buf);
+        self.tree.write(HEADER_SIZE + node.index * NODE_SIZE, &buf)
+    }
+
+    fn read_signature(&mut self, index: u64) -> Result<Option<[u8; 64]>> {
+        let offset = HEADER_SIZE + index * SIGNATURE_SIZE;
+        if self.signatures.len()? < offset + SIGNATURE_SIZE {
+            return Ok(None);
+        }
+        let buf = self.signatures.read(offset, SIGNATURE_SIZE as usize)?;
+        if buf.iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
+        Ok(Some(buf.try_into().expect("64 bytes")))
+    }
+
+    /// Byte offset of block `index` in `data`, and its leaf node.
+    fn data_offset(&mut self, index: u64, known: &[Node]) -> Result<(u64, Node)> {
+        let mut offset = 0u64;
+        let find = |feed: &mut Feed, i: u64| match known.iter().find(|n| n.index == i) {
+            Some(n) => Ok(*n),
+            None => feed.node(i),
+        };
+        for root in flat::full_roots(2 * index) {
+            offset += find(self, root)?.size;
+        }
+        let leaf = find(self, 2 * index)?;
+        Ok((offset, leaf))
+    }
+
+    fn flush_bitfield(&mut self) -> Result<()> {
+        for (offset, page) in self.bitfield.take_dirty_pages() {
+            self.bitfield_file.write(HEADER_SIZE + offset, &page)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes every file to durable storage.
+    pub fn sync_all(&mut self) -> Result<()> {
+        for file in [
+            &mut self.key_file,
+            &mut self.tree,
+            &mut self.data,
+            &mut self.bitfield_file,
+            &mut self.signatures,
+        ] {
+            let result = file.handle.sync_all();
+            result.map_err(|e| file.io(e))?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_node(node: &Node, out: &mut [u8]) {
+    out[..32].copy_from_slice(&node.hash);
+    out[32..40].copy_from_slice(&node.size.to_be_bytes());
+}
+
+fn decode_node(index: u64, buf: &[u8]) -> Node {
+    Node {
+        index,
+        hash: buf[..32].try_into().expect("32 bytes"),
+        size: u64::from_be_bytes(buf[32..40].try_into().expect("8 bytes")),
+    }
+}
+
+fn read_fixed<const N: usize>(file: &mut File) -> Result<Option<[u8; N]>> {
+    let len = file.len()?;
+    if len == 0 {
+        return Ok(None);
+    }
+    if len < N as u64 {
+        return Err(file.corrupt(format!("holds {len} bytes where {N} were expected")));
+    }
+    let buf = file.read(0, N)?;
+    Ok(Some(buf.try_into().expect("N bytes")))
+}

@@ -1,0 +1,42 @@
+//! Unsigned LEB128 varints, as protobuf and hypercore's framing use them.
+
+/// Appends the varint encoding of `n`.
+pub fn encode(mut n: u64, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Number of bytes `n` takes as a varint.
+pub fn encoding_length(n: u64) -> usize {
+    (((64 - (n | 1).leading_zeros()) + 6) / 7) as usize
+}
+
+/// Decodes a varint at the start of `buf`: the value and the bytes it used;
+/// `None` when it is truncated or longer than ten bytes.
+pub fn decode(buf: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &byte) in buf.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f).checked_shl(7 * i as u32)?;
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn round_trip() {
+        for n in [0u64, 1, 127, 128, 300, 1 << 32, u64::MAX] {
+            let mut buf = vec![];
+            super::encode(n, &mut buf);
+            assert_eq!(buf.len(), super::encoding_length(n));
+            assert_eq!(super::decode(&buf), Some((n, buf.len())));
+        }
+        assert_eq!(super::decode(&[0x80]), None);
+    }
+}
