@@ -311,8 +311,17 @@ impl Bitfield {
         let e = end & 7;
         let pos = (start - o) / 8;
         let last = (end - e) / 8;
-        let left_mask = 255 - if o > 0 { DATA_ITERATE_MASK[o as usize - 1] } else { 0 };
-        let right_mask = if e > 0 { DATA_ITERATE_MASK[e as usize - 1] } else { 0 };
+        let left_mask = 255
+            - if o > 0 {
+                DATA_ITERATE_MASK[o as usize - 1]
+            } else {
+                0
+            };
+        let right_mask = if e > 0 {
+            DATA_ITERATE_MASK[e as usize - 1]
+        } else {
+            0
+        };
         let first = self.byte(View::Data, pos);
         if pos == last {
             return u64::from((first & left_mask & right_mask).count_ones());
@@ -329,7 +338,12 @@ impl Bitfield {
     pub fn next_missing(&self, start: u64, end: u64) -> Option<u64> {
         let mut pos = start / 8;
         let o = start & 7;
-        let mut byte = self.byte(View::Data, pos) | if o > 0 { DATA_ITERATE_MASK[o as usize - 1] } else { 0 };
+        let mut byte = self.byte(View::Data, pos)
+            | if o > 0 {
+                DATA_ITERATE_MASK[o as usize - 1]
+            } else {
+                0
+            };
         let index_end = 2 * end.div_ceil(32);
         loop {
             if let Some(free) = next_data_zero_bit(byte) {
@@ -357,9 +371,9 @@ impl Bitfield {
         let mut tree_byte = self.byte(View::Index, ite.index) | INDEX_ITERATE_MASK[o as usize];
         while next_index_zero_bit(tree_byte).is_none() {
             if ite.is_left() {
-                ite.next();
+                ite.next_at_depth();
             } else {
-                ite.next();
+                ite.next_at_depth();
                 ite.parent();
             }
             if ite.right_span() >= tree_end {

@@ -270,9 +270,11 @@ impl Feed {
 
         let pair = match (generated, given_pair, stored_secret) {
             (Some(pair), _, _) | (None, Some(pair), _) => Some(pair),
-            (None, None, Some(secret)) => Some(KeyPair::from_secret_key(&secret).ok_or_else(
-                || secret_file.corrupt("the secret key does not match its public half"),
-            )?),
+            (None, None, Some(secret)) => {
+                Some(KeyPair::from_secret_key(&secret).ok_or_else(|| {
+                    secret_file.corrupt("the secret key does not match its public half")
+                })?)
+            }
             (None, None, None) => None,
         };
         if let Some(pair) = &pair {
@@ -315,7 +317,10 @@ impl Feed {
         };
         feed.length = tree_index::blocks(&feed.bitfield);
         feed.roots = feed.roots_at(feed.length)?;
-        feed.byte_length = feed.roots.iter().map(|r| r.size).sum();
+        feed.byte_length = feed
+            .roots
+            .iter()
+            .fold(0u64, |sum, r| sum.saturating_add(r.size));
         if feed.length > 0 {
             let sig = feed.read_signature(feed.length - 1)?;
             if sig.is_none() {
@@ -487,6 +492,13 @@ impl Feed {
             return Err(Error::NotAvailable(index));
         }
         let (offset, node) = self.data_offset(index, &[])?;
+        let stored = self.data.len()?;
+        if offset.checked_add(node.size).is_none_or(|end| end > stored) {
+            return Err(self.data.corrupt(format!(
+                "block {index} should take {} bytes at offset {offset}, but the file holds {stored}",
+                node.size
+            )));
+        }
         let block = self.data.read(offset, node.size as usize)?;
         Ok((block, node))
     }
@@ -638,7 +650,10 @@ impl Feed {
                 return self.verify_roots_and_write(index, block, top, remote, visited, proof);
             };
             visited.push(top);
-            let size = top.size.checked_add(node.size).ok_or_else(|| invalid("sizes overflow"))?;
+            let size = top
+                .size
+                .checked_add(node.size)
+                .ok_or_else(|| invalid("sizes overflow"))?;
             top = Node {
                 index: flat::parent(top.index),
                 hash: crypto::parent_hash(&top, &node),
@@ -769,7 +784,10 @@ impl Feed {
         if let Some(node) = self.nodes.get(&index) {
             return Ok(*node);
         }
-        let buf = match self.tree.read(HEADER_SIZE + index * NODE_SIZE, NODE_SIZE as usize) {
+        let buf = match self
+            .tree
+            .read(HEADER_SIZE + index * NODE_SIZE, NODE_SIZE as usize)
+        {
             Ok(buf) => buf,
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => {
                 return Err(self
@@ -780,7 +798,9 @@ impl Feed {
         };
         let node = decode_node(index, &buf);
         if node.size == 0 && node.hash == [0; 32] {
-            return Err(self.tree.corrupt(format!("node {index} is missing (blank)")));
+            return Err(self
+                .tree
+                .corrupt(format!("node {index} is missing (blank)")));
         }
         if self.nodes.len() >= NODE_CACHE_LIMIT {
             self.nodes.clear();
@@ -815,7 +835,7 @@ impl Feed {
             None => feed.node(i),
         };
         for root in flat::full_roots(2 * index) {
-            offset += find(self, root)?.size;
+            offset = offset.saturating_add(find(self, root)?.size);
         }
         let leaf = find(self, 2 * index)?;
         Ok((offset, leaf))

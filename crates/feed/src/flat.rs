@@ -171,7 +171,7 @@ impl Iterator {
     }
 
     /// Moves to the next node at the same depth and returns its index.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_at_depth(&mut self) -> u64 {
         self.offset += 1;
         self.index += self.factor;
         self.index
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(it.parent(), 1);
         assert_eq!(it.parent(), 3);
         assert_eq!(it.factor, 8);
-        assert_eq!(it.next(), 11);
+        assert_eq!(it.next_at_depth(), 11);
         assert_eq!(it.left_child(), 9);
         assert_eq!(it.right_child(), 10);
         let mut it = Iterator::new(11);

@@ -70,8 +70,7 @@ fn encode_update(
     };
     let enc = 4 * run as u64 + if bits != 0 { 2 } else { 0 } + 1;
     let enc_cost = head_cost + varint::encoding_length(enc);
-    let base_cost =
-        varint::encoding_length(2 * (i - *input_offset) as u64) + i - *input_offset;
+    let base_cost = varint::encoding_length(2 * (i - *input_offset) as u64) + i - *input_offset;
     if enc_cost >= base_cost {
         return;
     }

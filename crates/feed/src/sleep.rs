@@ -84,7 +84,9 @@ impl HeaderKind {
             ));
         }
         let name_len = header[7] as usize;
-        let name = header.get(8..8 + name_len).ok_or("algorithm name overflows the header")?;
+        let name = header
+            .get(8..8 + name_len)
+            .ok_or("algorithm name overflows the header")?;
         if name != self.algorithm().as_bytes() {
             return Err(format!(
                 "algorithm {:?} where {:?} was expected",
@@ -111,7 +113,11 @@ mod tests {
             hex::encode(HeaderKind::Signatures.encode()),
             "050257010000400745643235353139000000000000000000000000000000000000"[..64]
         );
-        for kind in [HeaderKind::Bitfield, HeaderKind::Signatures, HeaderKind::Tree] {
+        for kind in [
+            HeaderKind::Bitfield,
+            HeaderKind::Signatures,
+            HeaderKind::Tree,
+        ] {
             assert_eq!(kind.check(&kind.encode()), Ok(()));
         }
     }
@@ -123,11 +129,17 @@ mod tests {
         assert!(HeaderKind::Tree.check(&h).unwrap_err().contains("magic"));
         let mut h = HeaderKind::Tree.encode();
         h[8] = b'X';
-        assert!(HeaderKind::Tree.check(&h).unwrap_err().contains("algorithm"));
+        assert!(HeaderKind::Tree
+            .check(&h)
+            .unwrap_err()
+            .contains("algorithm"));
         assert!(HeaderKind::Tree
             .check(&HeaderKind::Signatures.encode())
             .unwrap_err()
             .contains("file type"));
-        assert!(HeaderKind::Tree.check(&[5, 2]).unwrap_err().contains("truncated"));
+        assert!(HeaderKind::Tree
+            .check(&[5, 2])
+            .unwrap_err()
+            .contains("truncated"));
     }
 }

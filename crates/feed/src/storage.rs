@@ -139,11 +139,13 @@ impl RandomAccess for DiskFile {
     }
 }
 
+type SharedBytes = Arc<Mutex<Vec<u8>>>;
+
 /// A feed's files in memory. Clones share the same files, so a test can keep
 /// one to look at the bytes a feed wrote, or reopen the feed on them.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage {
-    files: Arc<Mutex<HashMap<String, Arc<Mutex<Vec<u8>>>>>>,
+    files: Arc<Mutex<HashMap<String, SharedBytes>>>,
 }
 
 impl MemoryStorage {

@@ -11,7 +11,7 @@ pub fn encode(mut n: u64, out: &mut Vec<u8>) {
 
 /// Number of bytes `n` takes as a varint.
 pub fn encoding_length(n: u64) -> usize {
-    (((64 - (n | 1).leading_zeros()) + 6) / 7) as usize
+    (64 - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
 /// Decodes a varint at the start of `buf`: the value and the bytes it used;

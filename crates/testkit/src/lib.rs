@@ -104,7 +104,10 @@ fn run(script: &str, args: &[&str]) -> Result<serde_json::Value, (ExitStatus, St
     ensure_reference();
     let dir = interop_dir();
     if !dir.join(script).is_file() {
-        panic!("interop script {} does not exist", dir.join(script).display());
+        panic!(
+            "interop script {} does not exist",
+            dir.join(script).display()
+        );
     }
 
     let mut child = Command::new("node")
