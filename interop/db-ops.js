@@ -1,7 +1,8 @@
-// db-ops.js DIR [--key DBKEYHEX] --ops JSON
+// db-ops.js DIR [--key DBKEYHEX [--secret-key HEX]] --ops JSON
 //
 // Opens/creates the hyperdb at DIR (valueEncoding 'utf-8'; with the db key if
-// given) and applies --ops in order, waiting for each callback:
+// given, and the owner's secret key to create it with a known key pair) and
+// applies --ops in order, waiting for each callback:
 //   {"type":"put","key":k,"value":utf8}   {"type":"del","key":k}
 //   {"type":"batch","ops":[{"type":"put"|"del","key":k,"value":utf8}...]}
 //   {"type":"authorize","key":hex}
@@ -15,12 +16,13 @@ const { parseArgs, hex, unhex, parseJson, step, main } = require('./lib/common')
 const { dbReady, closeDb } = require('./lib/db')
 
 main(async function () {
-  const { positional, flags } = parseArgs(process.argv.slice(2), { key: 'string', ops: 'string' })
+  const { positional, flags } = parseArgs(process.argv.slice(2), { key: 'string', 'secret-key': 'string', ops: 'string' })
   if (positional.length !== 1) throw new Error('usage: db-ops.js DIR [--key DBKEYHEX] --ops JSON')
   const ops = parseJson(flags.ops, '--ops')
   if (!Array.isArray(ops)) throw new Error('--ops must be an array')
 
   const opts = { valueEncoding: 'utf-8' }
+  if (flags['secret-key']) opts.secretKey = unhex(flags['secret-key'], '--secret-key')
   const db = flags.key
     ? hyperdb(positional[0], unhex(flags.key, '--key'), opts)
     : hyperdb(positional[0], opts)

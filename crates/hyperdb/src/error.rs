@@ -1,0 +1,72 @@
+//! Errors of the database.
+
+use std::io;
+
+/// Everything that can go wrong in a database operation. Each message says
+/// what happened and, where there is one, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A feed of the database failed.
+    #[error(transparent)]
+    Feed(#[from] hypercore_feed::Error),
+    /// A folder could not be read or created.
+    #[error("{path}: {source}")]
+    Io {
+        /// The folder or file.
+        path: String,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// There is no database in the folder.
+    #[error("{0}: no hyperdb database here (create one with `hyperdb init`)")]
+    NotFound(String),
+    /// The folder holds a database with another key.
+    #[error("{dir}: this folder holds the database {found}, not {expected}")]
+    WrongDatabase {
+        /// The folder.
+        dir: String,
+        /// Key found.
+        found: String,
+        /// Key asked for.
+        expected: String,
+    },
+    /// A writer's key is not 32 bytes.
+    #[error("a writer key is 32 bytes (64 hex characters); got {0} bytes")]
+    BadKeyLength(usize),
+    /// `authorize` was given the database key.
+    #[error(
+        "{0} is the database key, which is always authorized: to let another \
+         replica write, authorize its *local* key (`hyperdb info` on that replica shows it)"
+    )]
+    AuthorizeDbKey(String),
+    /// `authorize` was given a key that is already authorized.
+    #[error("{0} is already authorized to write")]
+    AlreadyAuthorized(String),
+    /// An entry could not be decoded.
+    #[error("entry {seq} of feed {feed} is damaged: {reason}")]
+    BadEntry {
+        /// Feed key, hex.
+        feed: String,
+        /// The entry.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The first block of a feed is not a hyperdb header.
+    #[error("feed {feed} is not a hyperdb feed: {reason}")]
+    BadHeader {
+        /// Feed key, hex.
+        feed: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Writing needs the local writer.
+    #[error("this database was opened read-only")]
+    ReadOnly,
+    /// An argument is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result of database operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

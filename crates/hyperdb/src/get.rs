@@ -1,0 +1,100 @@
+//! Looking a key up from the heads, with answers that follow causality.
+//!
+//! The walk is hyperdb's (`lib/get.js`): from each head, follow the path of
+//! the key, jumping through trie pointers wherever a node's path turns away,
+//! forking where a bucket holds several pointers, and at the end of the path
+//! collecting the node and the other nodes stored for the same path. Unlike
+//! the reference, no branch is pruned on the way; instead the candidates are
+//! filtered once at the end: a candidate that another candidate has seen is
+//! an older write and is dropped, and deletes are dropped last. The answer
+//! is then the same on every replica holding the same feeds, whatever order
+//! it learned them in.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::db::Db;
+use crate::error::Result;
+use crate::hash::path;
+use crate::node::Node;
+use crate::trie::Ptr;
+
+/// The current values of `key` seen from `heads`.
+pub(crate) fn get(db: &mut Db, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
+    let candidates = candidates(db, heads, key)?;
+    Ok(latest(candidates, false))
+}
+
+/// Every node for `key` reachable from `heads`, without filtering.
+pub(crate) fn candidates(db: &mut Db, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
+    let path = path(key, true);
+    let mut found: Vec<Arc<Node>> = Vec::new();
+    let mut seen_found: HashSet<Ptr> = HashSet::new();
+    let mut visited: HashSet<(Ptr, usize)> = HashSet::new();
+    let mut stack: Vec<(Arc<Node>, usize)> = heads.iter().map(|h| (h.clone(), 0)).collect();
+    let mut add = |node: &Arc<Node>, found: &mut Vec<Arc<Node>>| {
+        if node.key == key
+            && seen_found.insert(Ptr {
+                feed: node.feed,
+                seq: node.seq,
+            })
+        {
+            found.push(node.clone());
+        }
+    };
+    while let Some((node, start)) = stack.pop() {
+        if !visited.insert((
+            Ptr {
+                feed: node.feed,
+                seq: node.seq,
+            },
+            start,
+        )) {
+            continue;
+        }
+        let mut i = start;
+        let mut reached_end = true;
+        while i < path.len() {
+            let val = path[i];
+            if node.path.get(i) == Some(&val) {
+                i += 1;
+                continue;
+            }
+            for &ptr in node.trie.get(i, val) {
+                if let Some(next) = db.pointer(ptr, false)? {
+                    stack.push((next, i + 1));
+                }
+            }
+            reached_end = false;
+            break;
+        }
+        if !reached_end {
+            continue;
+        }
+        add(&node, &mut found);
+        let top = path.len() - 1;
+        for &ptr in node.trie.get(top, path[top]) {
+            if let Some(other) = db.pointer(ptr, false)? {
+                add(&other, &mut found);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Drops every node another node has seen, then (unless `keep_deletes`)
+/// deletes. Sorted by writer and seq.
+pub(crate) fn latest(candidates: Vec<Arc<Node>>, keep_deletes: bool) -> Vec<Arc<Node>> {
+    let mut result: Vec<Arc<Node>> = candidates
+        .iter()
+        .filter(|n| {
+            !candidates
+                .iter()
+                .any(|o| !(o.feed == n.feed && o.seq == n.seq) && o.has_seen(n))
+        })
+        .filter(|n| keep_deletes || !n.deleted)
+        .cloned()
+        .collect();
+    result.sort_by_key(|n| (n.feed, n.seq));
+    result
+}

@@ -1,0 +1,38 @@
+//! hyperdb: a peer-to-peer, multi-writer key-value database made of
+//! hypercore feeds, compatible on disk and on the wire with hyperdb 3.5.0.
+//!
+//! Every writer appends its puts and deletes to its own feed. Each entry
+//! carries a vector clock (how much of every feed its writer had seen) and a
+//! trie of pointers to other entries, so a lookup from the latest entries
+//! (the *heads*) reaches any key in a few steps. A writer is *authorized*
+//! when an authorized writer lists its feed in an inflated entry; the
+//! database's first writer, the *source*, always is.
+//!
+//! ```
+//! use hyperdb::{Db, DbStorage, OpenOptions};
+//!
+//! let mut db1 = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+//! db1.put("example/first", b"db1 was here").unwrap();
+//!
+//! // A second replica of the same database has its own writer...
+//! let options = OpenOptions { key: Some(*db1.key()), ..Default::default() };
+//! let db2 = Db::open_storage(DbStorage::memory(), options).unwrap();
+//! // ...which counts once the owner authorizes its *local* key.
+//! db1.authorize(db2.local_key()).unwrap();
+//! assert!(db1.is_authorized(db2.local_key()).unwrap());
+//! // Passing the database key is a mistake, and says so.
+//! assert!(db1.authorize(db2.key()).is_err());
+//! ```
+
+mod db;
+mod error;
+mod get;
+pub mod hash;
+pub mod messages;
+mod node;
+mod put;
+pub mod trie;
+
+pub use db::{Db, DbStorage, Op, OpenOptions, WriterInfo};
+pub use error::{Error, Result};
+pub use node::Node;

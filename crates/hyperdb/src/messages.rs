@@ -1,0 +1,84 @@
+//! The protobuf messages of hyperdb 3.5.0's `schema.proto`, field for field.
+//!
+//! Every block of a writer's feed after the `Header` at seq 0 is an `Entry`,
+//! or an `InflatedEntry` when it also lists the writer's feeds. Both encode
+//! fields in tag order as the reference does, `clock` unpacked (proto2).
+
+use prost::Message;
+
+/// Block 0 of every writer's feed.
+#[derive(Clone, PartialEq, Message)]
+pub struct Header {
+    /// Always `hyperdb`.
+    #[prost(string, required, tag = "1")]
+    pub protocol: String,
+}
+
+/// A feed listed in an inflated entry.
+#[derive(Clone, PartialEq, Message)]
+pub struct FeedKey {
+    /// The feed's public key.
+    #[prost(bytes = "vec", required, tag = "1")]
+    pub key: Vec<u8>,
+}
+
+/// A write (put, delete or authorization), and with `feeds` set the list of
+/// the writer's feeds: `Entry` and `InflatedEntry` share fields 1 to 6, so
+/// one type decodes both.
+#[derive(Clone, PartialEq, Message)]
+pub struct InflatedEntry {
+    /// The key written.
+    #[prost(string, required, tag = "1")]
+    pub key: String,
+    /// The value; absent for deletes and authorizations.
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub value: Option<Vec<u8>>,
+    /// Present (true) on deletes.
+    #[prost(bool, optional, tag = "3")]
+    pub deleted: Option<bool>,
+    /// The trie, encoded as `lib/trie-encoding.js` does.
+    #[prost(bytes = "vec", required, tag = "4")]
+    pub trie: Vec<u8>,
+    /// Vector clock: for each feed in the writer's numbering, its length.
+    #[prost(uint64, repeated, packed = "false", tag = "5")]
+    pub clock: Vec<u64>,
+    /// Seq of the writer's latest inflated entry.
+    #[prost(uint64, optional, tag = "6")]
+    pub inflate: Option<u64>,
+    /// The writer's feeds (inflated entries only).
+    #[prost(message, repeated, tag = "7")]
+    pub feeds: Vec<FeedKey>,
+    /// The writer's content feed (inflated entries of databases with one).
+    #[prost(bytes = "vec", optional, tag = "8")]
+    pub content_feed: Option<Vec<u8>>,
+}
+
+impl InflatedEntry {
+    /// Encodes to bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+}
+
+impl Header {
+    /// The header every hyperdb feed starts with.
+    pub fn hyperdb() -> Self {
+        Header {
+            protocol: "hyperdb".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes_match_the_reference() {
+        // Header.encode({protocol: 'hyperdb'}) in hyperdb 3.5.0.
+        assert_eq!(
+            hex::encode(Header::hyperdb().encode_to_vec()),
+            "0a0768797065726462"
+        );
+    }
+}

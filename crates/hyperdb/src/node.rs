@@ -1,0 +1,44 @@
+//! A decoded entry: a write to the database as the lookups see it.
+
+use crate::trie::Trie;
+
+/// One entry of a writer's feed, decoded, with feed numbers mapped to the
+/// database's own list of writers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// The key (normalized: no leading `/`).
+    pub key: String,
+    /// The value; `None` for deletes and authorizations.
+    pub value: Option<Vec<u8>>,
+    /// Whether this write deletes the key.
+    pub deleted: bool,
+    /// Which writer wrote it (index into the database's writers).
+    pub feed: usize,
+    /// Its seq in that writer's feed.
+    pub seq: u64,
+    /// For each writer (by index), how many of its entries the author had:
+    /// this write has seen entry `s` of writer `w` when `clock[w] > s`.
+    pub clock: Vec<u64>,
+    /// Pointers to closer nodes, by path position and digit.
+    pub trie: Trie,
+    /// The key's path hash (see [`crate::hash::path`]).
+    pub path: Vec<u8>,
+    /// Seq of the writer's latest inflated entry when this was written.
+    pub inflate: u64,
+    /// The writer's feeds, when this is an inflated entry.
+    pub feeds: Option<Vec<[u8; 32]>>,
+}
+
+impl Node {
+    /// Whether this write had seen `other` when it was made.
+    pub fn has_seen(&self, other: &Node) -> bool {
+        self.clock.get(other.feed).copied().unwrap_or(0) > other.seq
+    }
+
+    /// The value as UTF-8 text, lossily.
+    pub fn value_str(&self) -> Option<String> {
+        self.value
+            .as_ref()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}

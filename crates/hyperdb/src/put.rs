@@ -1,0 +1,240 @@
+//! Building the trie of a new entry (`lib/put.js`).
+//!
+//! Starting from every head, a worker walks down the new key's path. At each
+//! position it copies the head's pointers for the other digits into the new
+//! trie, and when the head's own path turns away it records the head and
+//! jumps to the closest node for the new key's digit (forking when there are
+//! several). The reference does this with callbacks; the order in which its
+//! lookups complete decides the order of pointers in a bucket, so this runs
+//! the same steps from a first-in first-out queue, one step per lookup.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::hash::TERMINATOR;
+use crate::node::Node;
+use crate::trie::{Ptr, Trie};
+
+/// Most workers one put may start; a trie that branches more is damaged.
+const MAX_WORKERS: usize = 1 << 16;
+
+struct Worker {
+    i: usize,
+    head: Arc<Node>,
+    pending: usize,
+    ended: bool,
+}
+
+enum Task {
+    UpdateHead { worker: usize, ptr: Ptr },
+    ForkPart,
+    Fork { worker: usize, ptrs: Vec<Ptr> },
+    Collision { worker: usize, digit: u8, ptr: Ptr },
+}
+
+struct PutRequest<'a> {
+    db: &'a mut Db,
+    key: &'a str,
+    path: Vec<u8>,
+    trie: Trie,
+    workers: Vec<Worker>,
+    queue: VecDeque<Task>,
+    active: usize,
+}
+
+/// Computes the node a put of `key` writes, from the current `heads`.
+pub(crate) fn put(
+    db: &mut Db,
+    clock: Vec<u64>,
+    heads: &[Arc<Node>],
+    key: &str,
+    value: Option<Vec<u8>>,
+    deleted: bool,
+) -> Result<Node> {
+    let path = crate::hash::path(key, true);
+    let mut req = PutRequest {
+        db,
+        key,
+        path: path.clone(),
+        trie: Trie::new(),
+        workers: Vec::new(),
+        queue: VecDeque::new(),
+        active: 0,
+    };
+    if !heads.is_empty() {
+        req.update(heads.to_vec(), 0)?;
+        while let Some(task) = req.queue.pop_front() {
+            req.run(task)?;
+        }
+    }
+    Ok(Node {
+        key: key.to_string(),
+        value,
+        deleted,
+        feed: 0,
+        seq: 0,
+        clock,
+        trie: req.trie,
+        path,
+        inflate: 0,
+        feeds: None,
+    })
+}
+
+impl PutRequest<'_> {
+    fn update(&mut self, nodes: Vec<Arc<Node>>, offset: usize) -> Result<()> {
+        self.active += nodes.len();
+        for head in nodes {
+            if self.workers.len() >= MAX_WORKERS {
+                return Err(Error::Invalid(
+                    "the trie branches too much to write to: the database is damaged".into(),
+                ));
+            }
+            self.workers.push(Worker {
+                i: offset,
+                head,
+                pending: 0,
+                ended: false,
+            });
+            self.move_closer(self.workers.len() - 1);
+        }
+        Ok(())
+    }
+
+    fn move_closer(&mut self, w: usize) {
+        let head = self.workers[w].head.clone();
+        while self.workers[w].i < self.path.len() {
+            let i = self.workers[w].i;
+            let val = self.path[i];
+            self.copy_trie(w, &head, i, val);
+            self.split_trie(w, &head, i, val);
+            if self.workers[w].pending > 0 {
+                return;
+            }
+            if self.workers[w].ended {
+                break;
+            }
+            self.workers[w].i += 1;
+        }
+        self.end();
+    }
+
+    fn copy_trie(&mut self, w: usize, head: &Node, i: usize, val: u8) {
+        let Some(bucket) = head.trie.bucket(i) else {
+            return;
+        };
+        for (digit, ptrs) in bucket.iter().enumerate() {
+            let digit = digit as u8;
+            if digit == val && val != TERMINATOR {
+                continue;
+            }
+            for &ptr in ptrs.iter().flatten() {
+                if val == TERMINATOR {
+                    self.workers[w].pending += 1;
+                    self.queue.push_back(Task::Collision {
+                        worker: w,
+                        digit,
+                        ptr,
+                    });
+                } else {
+                    self.push(w, digit, ptr);
+                }
+            }
+        }
+    }
+
+    fn split_trie(&mut self, w: usize, head: &Node, i: usize, val: u8) {
+        let head_val = head.path.get(i).copied();
+        if head_val == Some(val) && (val < TERMINATOR || head.key == self.key) {
+            return;
+        }
+        if let Some(hv) = head_val {
+            self.push(
+                w,
+                hv,
+                Ptr {
+                    feed: head.feed,
+                    seq: head.seq,
+                },
+            );
+        }
+        let ptrs = head.trie.get(i, val);
+        if ptrs.is_empty() {
+            self.workers[w].ended = true;
+            return;
+        }
+        self.workers[w].pending += 1;
+        self.queue.push_back(Task::UpdateHead {
+            worker: w,
+            ptr: ptrs[0],
+        });
+        if ptrs.len() > 1 {
+            self.workers[w].pending += 1;
+            for _ in 2..ptrs.len() {
+                self.queue.push_back(Task::ForkPart);
+            }
+            self.queue.push_back(Task::Fork {
+                worker: w,
+                ptrs: ptrs[1..].to_vec(),
+            });
+        }
+    }
+
+    fn push(&mut self, w: usize, digit: u8, ptr: Ptr) {
+        self.trie.push(self.workers[w].i, digit, ptr);
+    }
+
+    fn run(&mut self, task: Task) -> Result<()> {
+        match task {
+            Task::ForkPart => {}
+            Task::UpdateHead { worker, ptr } => {
+                match self.db.pointer(ptr, true)? {
+                    Some(node) => self.workers[worker].head = node,
+                    // Not here (yet): nothing closer to follow.
+                    None => self.workers[worker].ended = true,
+                }
+                self.worker_done(worker);
+            }
+            Task::Fork { worker, ptrs } => {
+                let mut nodes = Vec::with_capacity(ptrs.len());
+                for ptr in ptrs {
+                    if let Some(node) = self.db.pointer(ptr, true)? {
+                        nodes.push(node);
+                    }
+                }
+                let offset = self.workers[worker].i + 1;
+                self.update(nodes, offset)?;
+                self.worker_done(worker);
+            }
+            Task::Collision { worker, digit, ptr } => {
+                if let Some(node) = self.db.pointer(ptr, true)? {
+                    if node.key != self.key {
+                        self.push(worker, digit, ptr);
+                    }
+                }
+                self.worker_done(worker);
+            }
+        }
+        Ok(())
+    }
+
+    fn worker_done(&mut self, w: usize) {
+        let worker = &mut self.workers[w];
+        worker.pending -= 1;
+        if worker.pending > 0 {
+            return;
+        }
+        if worker.ended {
+            self.end();
+        } else {
+            worker.i += 1;
+            self.move_closer(w);
+        }
+    }
+
+    fn end(&mut self) {
+        self.active -= 1;
+    }
+}

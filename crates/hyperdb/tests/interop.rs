@@ -1,0 +1,325 @@
+//! The database against the running JS reference (hyperdb 3.5.0 in
+//! `interop/`): folders written by either open in the other with the same
+//! answers, and the same operations with the same key pair give the same
+//! bytes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hypercore_feed::KeyPair;
+use hyperdb::{Db, Op, OpenOptions};
+use serde_json::{json, Value};
+use testkit::node;
+
+fn open_existing(dir: &Path) -> Db {
+    Db::open_with(
+        dir,
+        OpenOptions {
+            create: false,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Every live key with its sorted values, as our lookups answer.
+fn rust_values(db: &mut Db, keys: &[String]) -> BTreeMap<String, Vec<String>> {
+    keys.iter()
+        .map(|k| {
+            let mut values: Vec<String> = db
+                .get(k)
+                .unwrap()
+                .iter()
+                .map(|n| hex::encode(n.value.as_deref().unwrap_or_default()))
+                .collect();
+            values.sort();
+            (k.clone(), values)
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+/// Every key JS lists with its sorted values.
+fn js_values(dump: &Value) -> BTreeMap<String, Vec<String>> {
+    dump["keys"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let mut values: Vec<String> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap_or("").to_string())
+                .collect();
+            values.sort();
+            (k.clone(), values)
+        })
+        .collect()
+}
+
+fn dump(dir: &Path) -> Value {
+    node("db-dump.js", &[dir.to_str().unwrap()])
+}
+
+#[test]
+fn the_seed_example_written_by_js_opens_in_rust() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = node("db-seed-example.js", &[tmp.path().to_str().unwrap()]);
+    let db1_key = keys["db1"]["key"].as_str().unwrap().to_string();
+    let db2_local = keys["db2"]["localKey"].as_str().unwrap().to_string();
+
+    for name in ["db1", "db2"] {
+        let dir = tmp.path().join(name);
+        let mut db = open_existing(&dir);
+        assert_eq!(hex::encode(db.key()), db1_key);
+        let writers = db.writers();
+        assert_eq!(writers.len(), 2, "{name}: two feeds");
+        assert_eq!(hex::encode(writers[0].key), db1_key);
+        assert_eq!(hex::encode(writers[1].key), db2_local);
+        assert!(
+            writers.iter().all(|w| w.authorized),
+            "{name}: both authorized"
+        );
+        assert_eq!(
+            writers[0].length, 4,
+            "{name}: header, two puts, an authorization"
+        );
+        assert_eq!(writers[1].length, 3);
+
+        // db1's source feed, entry by entry, as the seed prints it.
+        let first = db.node(0, 1).unwrap().unwrap();
+        assert_eq!(
+            (first.key.as_str(), first.value_str().as_deref()),
+            ("example/first", Some("db1 was here"))
+        );
+        assert_eq!(db.raw_entry(0, 1).unwrap().unwrap().clock, vec![2]);
+        assert_eq!(first.inflate, 1);
+        assert!(first.trie.is_empty());
+        let second = db.node(0, 2).unwrap().unwrap();
+        assert_eq!(second.key, "example/second");
+        assert_eq!(db.raw_entry(0, 2).unwrap().unwrap().clock, vec![3]);
+        assert_eq!(
+            second.trie.get(32, 1),
+            &[hyperdb::trie::Ptr { feed: 0, seq: 1 }]
+        );
+        let inflated = db.node(0, 3).unwrap().unwrap();
+        assert_eq!(inflated.key, "");
+        assert_eq!(inflated.value, None);
+        assert_eq!(inflated.inflate, 3);
+        assert_eq!(inflated.clock, vec![4, 0]);
+        let feeds = inflated.feeds.as_ref().unwrap();
+        assert_eq!(
+            feeds.iter().map(hex::encode).collect::<Vec<_>>(),
+            vec![db1_key.clone(), db2_local.clone()]
+        );
+        let third = db.node(1, 1).unwrap().unwrap();
+        assert_eq!(third.key, "example/third");
+        assert_eq!(db.raw_entry(1, 1).unwrap().unwrap().clock, vec![0, 2]);
+        assert_eq!(db.raw_entry(1, 2).unwrap().unwrap().clock, vec![0, 3]);
+        assert_eq!(db.node(1, 2).unwrap().unwrap().clock, vec![0, 3]);
+
+        let values = db.get("example/second").unwrap();
+        let mut texts: Vec<String> = values.iter().map(|n| n.value_str().unwrap()).collect();
+        texts.sort();
+        assert_eq!(
+            texts,
+            ["db1 was here", "db2 was here"],
+            "{name}: the conflict"
+        );
+        assert_eq!(
+            db.get("example/first").unwrap()[0].value_str().unwrap(),
+            "db1 was here"
+        );
+        assert_eq!(
+            db.get("example/third").unwrap()[0].value_str().unwrap(),
+            "db2 was here"
+        );
+        assert!(db.get("example/fourth").unwrap().is_empty());
+
+        let js = dump(&dir);
+        let keys: Vec<String> = js_values(&js).keys().cloned().collect();
+        assert_eq!(
+            rust_values(&mut db, &keys),
+            js_values(&js),
+            "{name}: same answers as JS"
+        );
+    }
+}
+
+fn secret_key_args(pair: &KeyPair) -> Vec<String> {
+    vec![
+        "--key".into(),
+        hex::encode(pair.public_key),
+        "--secret-key".into(),
+        hex::encode(pair.secret_key),
+    ]
+}
+
+fn js_ops(dir: &Path, extra: &[String], ops: &Value) -> Value {
+    let ops = ops.to_string();
+    let mut args: Vec<&str> = vec![dir.to_str().unwrap()];
+    args.extend(extra.iter().map(String::as_str));
+    args.extend(["--ops", &ops]);
+    node("db-ops.js", &args)
+}
+
+fn apply_rust(db: &mut Db, ops: &Value) {
+    for op in ops.as_array().unwrap() {
+        let key = op["key"].as_str().unwrap_or("");
+        match op["type"].as_str().unwrap() {
+            "put" => {
+                db.put(key, op["value"].as_str().unwrap().as_bytes())
+                    .unwrap();
+            }
+            "del" => {
+                db.del(key).unwrap();
+            }
+            "authorize" => {
+                db.authorize(&hex::decode(key).unwrap()).unwrap();
+            }
+            "batch" => {
+                let batch: Vec<Op> = op["ops"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| match o["type"].as_str().unwrap() {
+                        "put" => Op::Put {
+                            key: o["key"].as_str().unwrap().into(),
+                            value: o["value"].as_str().unwrap().as_bytes().to_vec(),
+                        },
+                        _ => Op::Del {
+                            key: o["key"].as_str().unwrap().into(),
+                        },
+                    })
+                    .collect();
+                db.batch(&batch).unwrap();
+            }
+            other => panic!("unknown op {other}"),
+        }
+    }
+}
+
+fn single_writer_ops(authorized: &str) -> Value {
+    let mut ops = vec![
+        json!({"type": "put", "key": "hello", "value": "world"}),
+        json!({"type": "put", "key": "a/b/c", "value": "nested"}),
+        json!({"type": "put", "key": "/a/b/d", "value": "leading slash"}),
+        json!({"type": "put", "key": "hello", "value": "again"}),
+        json!({"type": "put", "key": "idgcmnmna", "value": "collides"}),
+        json!({"type": "put", "key": "mpomeiehc", "value": "with this"}),
+        json!({"type": "del", "key": "a/b/c"}),
+        json!({"type": "batch", "ops": [
+            {"type": "put", "key": "batch/1", "value": "one"},
+            {"type": "put", "key": "batch/2", "value": "two"},
+            {"type": "del", "key": "hello"},
+            {"type": "put", "key": "batch/1", "value": "uno"},
+        ]}),
+        json!({"type": "authorize", "key": authorized}),
+        json!({"type": "put", "key": "after/authorize", "value": "inflated"}),
+    ];
+    for i in 0..60 {
+        ops.push(
+            json!({"type": "put", "key": format!("k{}/{}", i % 7, i), "value": format!("v{i}")}),
+        );
+    }
+    for i in (0..60).step_by(5) {
+        ops.push(json!({"type": "del", "key": format!("k{}/{}", i % 7, i)}));
+    }
+    Value::Array(ops)
+}
+
+#[test]
+fn same_operations_give_byte_identical_feeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pair = KeyPair::generate();
+    let writer = KeyPair::generate();
+    let ops = single_writer_ops(&hex::encode(writer.public_key));
+    let (first, second) = {
+        let all = ops.as_array().unwrap();
+        (
+            Value::Array(all[..30].to_vec()),
+            Value::Array(all[30..].to_vec()),
+        )
+    };
+    let js_dir = tmp.path().join("js");
+    let rust_dir = tmp.path().join("rust");
+    // Two sessions each, so reopening is covered.
+    js_ops(&js_dir, &secret_key_args(&pair), &first);
+    js_ops(&js_dir, &secret_key_args(&pair), &second);
+    for part in [&first, &second] {
+        let options = OpenOptions {
+            key: Some(pair.public_key),
+            secret_key: Some(pair.secret_key),
+            ..Default::default()
+        };
+        let mut db = Db::open_with(&rust_dir, options).unwrap();
+        apply_rust(&mut db, part);
+    }
+    let writer_dir = format!(
+        "peers/{}",
+        hex::encode(hypercore_feed::crypto::discovery_key(&writer.public_key))
+    );
+    for feed in ["source", writer_dir.as_str()] {
+        for file in [
+            "key",
+            "secret_key",
+            "tree",
+            "data",
+            "bitfield",
+            "signatures",
+        ] {
+            let js = std::fs::read(js_dir.join(feed).join(file)).ok();
+            let rust = std::fs::read(rust_dir.join(feed).join(file)).ok();
+            assert_eq!(
+                js.is_some(),
+                rust.is_some(),
+                "{feed}/{file}: exists in one only"
+            );
+            let (Some(js), Some(rust)) = (js, rust) else {
+                continue;
+            };
+            if js != rust {
+                let at = js.iter().zip(&rust).position(|(a, b)| a != b);
+                panic!(
+                    "{feed}/{file} differs (lengths {} and {}, first difference at {at:?})",
+                    js.len(),
+                    rust.len()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_database_written_by_rust_opens_in_js_and_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = KeyPair::generate();
+    let ops = single_writer_ops(&hex::encode(writer.public_key));
+    let mut db = Db::open(tmp.path()).unwrap();
+    apply_rust(&mut db, &ops);
+    let keys: Vec<String> = {
+        let js = dump(tmp.path());
+        js_values(&js).keys().cloned().collect()
+    };
+    assert!(keys.contains(&"batch/1".to_string()));
+    assert!(!keys.contains(&"hello".to_string()), "deleted in the batch");
+    let js = dump(tmp.path());
+    assert_eq!(rust_values(&mut db, &keys), js_values(&js));
+    assert_eq!(js["authorized"][hex::encode(writer.public_key)], true);
+    drop(db);
+
+    // JS keeps writing to the Rust-made folder; Rust reads it back.
+    js_ops(
+        tmp.path(),
+        &[],
+        &json!([
+            {"type": "put", "key": "from/js", "value": "hi"},
+            {"type": "del", "key": "batch/2"},
+        ]),
+    );
+    let mut db = open_existing(tmp.path());
+    assert_eq!(db.get("from/js").unwrap()[0].value_str().unwrap(), "hi");
+    assert!(db.get("batch/2").unwrap().is_empty());
+    assert_eq!(db.get("batch/1").unwrap()[0].value_str().unwrap(), "uno");
+}

@@ -1,0 +1,107 @@
+// db-multi.js DIR --steps JSON
+//
+// Builds a multi-writer hyperdb with several replicas in DIR/<name>, all kept
+// open, applying --steps in order (each waits for its callback):
+//   {"op":"create","name":"a"}                 owner of a new db
+//   {"op":"create","name":"b","of":"a"}        replica of a's db
+//   {"op":"put","db":"a","key":k,"value":v}    {"op":"del","db":"a","key":k}
+//   {"op":"batch","db":"a","ops":[{"type":"put"|"del","key","value"}]}
+//   {"op":"authorize","db":"a","target":"b"}   a authorizes b's local key
+//   {"op":"sync","a":"a","b":"b"}              replicate a <-> b once
+// A sync waits for both streams to end; the reference does not always end a
+// one-shot replication between two non-owners, so after 3 s of no progress
+// it closes the streams (the data has arrived by then) and goes on.
+// Prints {name: {"key":hex,"localKey":hex}} for every replica.
+'use strict'
+const path = require('path')
+const hyperdb = require('hyperdb')
+const { parseArgs, hex, parseJson, step, closeFeeds, main } = require('./lib/common')
+const { dbReady, loadHeads } = require('./lib/db')
+
+main(async function () {
+  const { positional, flags } = parseArgs(process.argv.slice(2), { steps: 'string' })
+  if (positional.length !== 1) throw new Error('usage: db-multi.js DIR --steps JSON')
+  const steps = parseJson(flags.steps, '--steps')
+  const dbs = {}
+  const get = function (name) {
+    if (!dbs[name]) throw new Error('no replica named ' + name)
+    return dbs[name]
+  }
+
+  for (let i = 0; i < steps.length; i++) {
+    const s = steps[i]
+    const label = 'step ' + i + ' (' + s.op + ')'
+    switch (s.op) {
+      case 'create': {
+        const dir = path.join(positional[0], s.name)
+        const db = s.of ? hyperdb(dir, get(s.of).key, { valueEncoding: 'utf-8' }) : hyperdb(dir, { valueEncoding: 'utf-8' })
+        await dbReady(db, label)
+        dbs[s.name] = db
+        break
+      }
+      case 'put':
+        await step(label, function (cb) { get(s.db).put(s.key, s.value, cb) })
+        break
+      case 'del':
+        await step(label, function (cb) { get(s.db).del(s.key, cb) })
+        break
+      case 'batch':
+        await loadHeads(get(s.db))
+        await step(label, function (cb) { get(s.db).batch(s.ops, cb) })
+        break
+      case 'authorize':
+        await loadHeads(get(s.db))
+        await step(label, function (cb) { get(s.db).authorize(get(s.target).local.key, cb) })
+        break
+      case 'sync':
+        await sync(get(s.a), get(s.b), label)
+        await loadHeads(get(s.a))
+        await loadHeads(get(s.b))
+        break
+      default:
+        throw new Error(label + ': unknown op ' + JSON.stringify(s.op))
+    }
+  }
+
+  const result = {}
+  let feeds = []
+  for (const name of Object.keys(dbs)) {
+    result[name] = { key: hex(dbs[name].key), localKey: hex(dbs[name].local.key) }
+    feeds = feeds.concat(dbs[name].feeds)
+  }
+  await closeFeeds(feeds)
+  return result
+})
+
+function sync (a, b, label) {
+  return step(label, function (cb) {
+    const s1 = a.replicate()
+    const s2 = b.replicate()
+    let ended = 0
+    let done = false
+    let idle = null
+    function finish (err) {
+      if (done) return
+      done = true
+      clearTimeout(idle)
+      cb(err || null)
+    }
+    function kick () {
+      clearTimeout(idle)
+      idle = setTimeout(function () {
+        s1.destroy()
+        s2.destroy()
+        finish(null)
+      }, 3000)
+    }
+    function onend () { if (++ended === 2) finish(null) }
+    s1.on('end', onend)
+    s2.on('end', onend)
+    s1.on('data', kick)
+    s2.on('data', kick)
+    s1.on('error', function (err) { if (!s1.destroyed || !done) finish(err) })
+    s2.on('error', function (err) { if (!s2.destroyed || !done) finish(err) })
+    kick()
+    s1.pipe(s2).pipe(s1)
+  }, 30000)
+}
