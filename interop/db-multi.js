@@ -4,6 +4,9 @@
 // open, applying --steps in order (each waits for its callback):
 //   {"op":"create","name":"a"}                 owner of a new db
 //   {"op":"create","name":"b","of":"a"}        replica of a's db
+// A create may give "keyPair":{"key":hex,"secretKey":hex}: the owner's key
+// pair, or for a replica the key pair of its local writer (written to
+// DIR/<name>/local/ before the db opens, where hyperdb finds it).
 //   {"op":"put","db":"a","key":k,"value":v}    {"op":"del","db":"a","key":k}
 //   {"op":"batch","db":"a","ops":[{"type":"put"|"del","key","value"}]}
 //   {"op":"authorize","db":"a","target":"b"}   a authorizes b's local key
@@ -13,9 +16,10 @@
 // it closes the streams (the data has arrived by then) and goes on.
 // Prints {name: {"key":hex,"localKey":hex}} for every replica.
 'use strict'
+const fs = require('fs')
 const path = require('path')
 const hyperdb = require('hyperdb')
-const { parseArgs, hex, parseJson, step, closeFeeds, main } = require('./lib/common')
+const { parseArgs, hex, unhex, parseJson, step, closeFeeds, main } = require('./lib/common')
 const { dbReady, loadHeads } = require('./lib/db')
 
 main(async function () {
@@ -34,7 +38,17 @@ main(async function () {
     switch (s.op) {
       case 'create': {
         const dir = path.join(positional[0], s.name)
-        const db = s.of ? hyperdb(dir, get(s.of).key, { valueEncoding: 'utf-8' }) : hyperdb(dir, { valueEncoding: 'utf-8' })
+        const opts = { valueEncoding: 'utf-8' }
+        let key = s.of ? get(s.of).key : null
+        if (s.keyPair && s.of) {
+          fs.mkdirSync(path.join(dir, 'local'), { recursive: true })
+          fs.writeFileSync(path.join(dir, 'local', 'key'), unhex(s.keyPair.key, 'keyPair.key'))
+          fs.writeFileSync(path.join(dir, 'local', 'secret_key'), unhex(s.keyPair.secretKey, 'keyPair.secretKey'))
+        } else if (s.keyPair) {
+          key = unhex(s.keyPair.key, 'keyPair.key')
+          opts.secretKey = unhex(s.keyPair.secretKey, 'keyPair.secretKey')
+        }
+        const db = key ? hyperdb(dir, key, opts) : hyperdb(dir, opts)
         await dbReady(db, label)
         dbs[s.name] = db
         break

@@ -28,6 +28,7 @@ mod db;
 mod error;
 mod get;
 pub mod hash;
+pub mod local_sync;
 pub mod messages;
 mod node;
 mod put;
