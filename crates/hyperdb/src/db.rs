@@ -613,6 +613,50 @@ impl Db {
         get::get(self, &heads, hash::normalize(key))
     }
 
+    /// Every live key under `prefix` (whole components: `a` holds `a` and
+    /// `a/b`, not `ab`) with its current values, in the reference's order
+    /// (by path hash). Reads every entry: a lazy trie walk replaces this for
+    /// large databases.
+    pub fn list(&mut self, prefix: &str) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
+        let heads = self.heads()?;
+        let prefix_parts = hash::components(hash::normalize(prefix));
+        let mut keys = std::collections::BTreeSet::new();
+        for id in 0..self.writers.len() {
+            if !self.included(id) {
+                continue;
+            }
+            for seq in 1..self.writers[id].available() {
+                let Some(node) = self.pointer(Ptr { feed: id, seq }, false)? else {
+                    continue;
+                };
+                if node.key.is_empty() {
+                    continue;
+                }
+                let parts = hash::components(&node.key);
+                if parts.len() >= prefix_parts.len()
+                    && parts[..prefix_parts.len()] == prefix_parts[..]
+                {
+                    keys.insert(node.key.clone());
+                }
+            }
+        }
+        let mut result = Vec::new();
+        for key in keys {
+            let values = get::get(self, &heads, &key)?;
+            if !values.is_empty() {
+                result.push((key, values));
+            }
+        }
+        result.sort_by_cached_key(|(key, _)| {
+            let order: Vec<u8> = hash::path(key, true)
+                .iter()
+                .map(|&d| if d < 4 { 3 - d } else { d })
+                .collect();
+            (order, std::cmp::Reverse(key.clone()))
+        });
+        Ok(result)
+    }
+
     /// Stores `value` at `key`.
     pub fn put(&mut self, key: &str, value: &[u8]) -> Result<Arc<Node>> {
         self.write_one(key, Some(value.to_vec()), false)

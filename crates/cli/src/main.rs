@@ -1,0 +1,428 @@
+//! The `hyperdb` command.
+//!
+//! Exit codes: 0 success; 1 "not found" or "false"; 2 usage error; 3 any
+//! other error. Errors go to stderr with a hint.
+
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hyperdb::{Db, Node, Op, OpenOptions};
+use serde_json::{json, Value};
+
+const ABOUT: &str = "A peer-to-peer, multi-writer key-value database made of signed \
+append-only logs (hypercore feeds), compatible with hyperdb 3.5.0.";
+
+const LONG_ABOUT: &str = "\
+A peer-to-peer, multi-writer key-value database made of signed append-only logs
+(hypercore feeds), compatible on disk with hyperdb 3.5.0.
+
+A database lives in a folder. Its creator owns it: their writes go to the
+`source` feed, whose key is the database key. A replica made with
+`hyperdb init DIR --key DBKEY` has its own writer (the `local` feed); its writes
+count once an authorized writer runs `hyperdb authorize` with the replica's
+*local key* (shown by `hyperdb info`), not the database key.
+
+Keys and database keys are lowercase hex. Values given on the command line
+are UTF-8 text.
+
+Exit codes: 0 success, 1 not found or false, 2 usage error, 3 other error.";
+
+#[derive(Parser)]
+#[command(name = "hyperdb", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a database in DIR (or a replica of an existing one with --key)
+    ///
+    /// Prints the database key (share it so others can replicate) and the
+    /// local key (what another writer must authorize for this replica's writes
+    /// to count; for the owner it is the database key).
+    Init {
+        /// Folder for the database (created if missing; must not hold one)
+        dir: PathBuf,
+        /// Make a replica of the database with this key (64 hex characters)
+        #[arg(long, value_name = "DBKEY")]
+        key: Option<String>,
+        /// Print a JSON object with `key` and `local_key`
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the database key, discovery key, local key and every writer
+    Info {
+        /// Database folder
+        dir: PathBuf,
+        /// Print a JSON object: key, discovery_key, local_key, authorized, writers
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store VALUE at KEY
+    Put {
+        /// Database folder
+        dir: PathBuf,
+        /// The key; `/` separates components (`a/b/c`), a leading `/` is dropped
+        key: String,
+        /// The value, as UTF-8 text
+        value: String,
+    },
+    /// Delete KEY
+    Del {
+        /// Database folder
+        dir: PathBuf,
+        /// The key
+        key: String,
+    },
+    /// Apply puts and deletes from stdin atomically (one append, one signature)
+    ///
+    /// Reads newline-delimited JSON, one operation a line:
+    ///   {"type":"put","key":"a/b","value":"text"}
+    ///   {"type":"del","key":"a/c"}
+    /// Nothing is written unless every line is valid.
+    Batch {
+        /// Database folder
+        dir: PathBuf,
+    },
+    /// Print every current value of KEY, one a line (exit 1 when none)
+    ///
+    /// Several values mean concurrent writes that no later write has replaced
+    /// (a conflict); deleted keys have none.
+    Get {
+        /// Database folder
+        dir: PathBuf,
+        /// The key
+        key: String,
+        /// Print a JSON array of nodes: key, value, deleted, feed, seq, clock
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every live key under PREFIX with its values
+    Ls {
+        /// Database folder
+        dir: PathBuf,
+        /// Only keys under this prefix (whole components)
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Print one JSON object a line: {"key": "a/b", "values": ["v1", "v2"]}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let the writer with WRITERKEY write to the database
+    ///
+    /// WRITERKEY is the *local key* of the other replica (`hyperdb info` there
+    /// prints it), not the database key. Afterwards, sync the two replicas.
+    Authorize {
+        /// Database folder
+        dir: PathBuf,
+        /// The other replica's local key (64 hex characters)
+        writer_key: String,
+    },
+    /// Print `true` (exit 0) if WRITERKEY may write, else `false` (exit 1)
+    Authorized {
+        /// Database folder
+        dir: PathBuf,
+        /// A writer's key (64 hex characters)
+        writer_key: String,
+    },
+}
+
+/// A failure with its exit code and a hint for the user.
+struct Failure {
+    code: u8,
+    message: String,
+    hint: Option<String>,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+            hint: Some("run `hyperdb --help` for usage".into()),
+        }
+    }
+
+    fn not_found() -> Self {
+        Failure {
+            code: 1,
+            message: String::new(),
+            hint: None,
+        }
+    }
+}
+
+impl From<hyperdb::Error> for Failure {
+    fn from(e: hyperdb::Error) -> Self {
+        let hint = match &e {
+            hyperdb::Error::NotFound(_) => Some("create one with `hyperdb init DIR`".to_string()),
+            hyperdb::Error::AuthorizeDbKey(_) => {
+                Some("run `hyperdb info` on the other replica and authorize its local key".into())
+            }
+            hyperdb::Error::BadEntry { .. } | hyperdb::Error::BadHeader { .. } => {
+                Some("the database files are damaged; a sync from a healthy replica may repair missing data".into())
+            }
+            _ => None,
+        };
+        Failure {
+            code: 3,
+            message: e.to_string(),
+            hint,
+        }
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure {
+            code: 3,
+            message: e.to_string(),
+            hint: None,
+        }
+    }
+}
+
+type CliResult = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if !failure.message.is_empty() {
+                eprintln!("error: {}", failure.message);
+            }
+            if let Some(hint) = failure.hint {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn parse_key(text: &str, what: &str) -> Result<[u8; 32], Failure> {
+    let bytes = hex::decode(text.trim())
+        .map_err(|_| Failure::usage(format!("{what} must be 64 hex characters, got {text:?}")))?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        Failure::usage(format!(
+            "{what} must be 32 bytes (64 hex characters), got {} bytes",
+            b.len()
+        ))
+    })
+}
+
+fn open(dir: &Path) -> Result<Db, Failure> {
+    Ok(Db::open_with(
+        dir,
+        OpenOptions {
+            create: false,
+            ..Default::default()
+        },
+    )?)
+}
+
+fn node_json(db: &Db, node: &Node) -> Value {
+    let writers = db.writers();
+    json!({
+        "key": node.key,
+        "value": node.value_str(),
+        "deleted": node.deleted,
+        "feed": hex::encode(writers[node.feed].key),
+        "seq": node.seq,
+        "clock": node.clock,
+    })
+}
+
+fn run(command: Command) -> CliResult {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match command {
+        Command::Init { dir, key, json } => {
+            let key = key.map(|k| parse_key(&k, "--key")).transpose()?;
+            if dir.join("source").join("key").exists() {
+                return Err(Failure {
+                    code: 3,
+                    message: format!("{} already holds a database", dir.display()),
+                    hint: Some("use `hyperdb info` to see it".into()),
+                });
+            }
+            let db = Db::open_with(
+                &dir,
+                OpenOptions {
+                    key,
+                    ..Default::default()
+                },
+            )?;
+            if json {
+                let v =
+                    json!({"key": hex::encode(db.key()), "local_key": hex::encode(db.local_key())});
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(
+                    out,
+                    "created {} in {}",
+                    if db.is_owner() {
+                        "a database"
+                    } else {
+                        "a replica"
+                    },
+                    dir.display()
+                )?;
+                writeln!(out, "db key:    {}", hex::encode(db.key()))?;
+                writeln!(out, "local key: {}", hex::encode(db.local_key()))?;
+            }
+        }
+        Command::Info { dir, json } => {
+            let mut db = open(&dir)?;
+            let local = *db.local_key();
+            let authorized = db.is_authorized(&local)?;
+            let writers = db.writers();
+            if json {
+                let writers: Vec<Value> = writers
+                    .iter()
+                    .map(|w| {
+                        json!({
+                            "key": hex::encode(w.key),
+                            "length": w.length,
+                            "authorized": w.authorized,
+                            "source": w.source,
+                            "local": w.local,
+                        })
+                    })
+                    .collect();
+                let v = json!({
+                    "key": hex::encode(db.key()),
+                    "discovery_key": hex::encode(db.discovery_key()),
+                    "local_key": hex::encode(local),
+                    "authorized": authorized,
+                    "writers": writers,
+                });
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(out, "db key:        {}", hex::encode(db.key()))?;
+                writeln!(out, "discovery key: {}", hex::encode(db.discovery_key()))?;
+                writeln!(out, "local key:     {}", hex::encode(local))?;
+                writeln!(
+                    out,
+                    "authorized:    {}",
+                    if authorized {
+                        "yes"
+                    } else {
+                        "no (another writer must `hyperdb authorize` the local key)"
+                    }
+                )?;
+                writeln!(out, "writers:")?;
+                for w in &writers {
+                    let mut marks = String::new();
+                    if w.source {
+                        marks.push_str(" (source)");
+                    }
+                    if w.local {
+                        marks.push_str(" (local)");
+                    }
+                    if !w.authorized {
+                        marks.push_str(" (not authorized)");
+                    }
+                    writeln!(out, "  {} length {}{}", hex::encode(w.key), w.length, marks)?;
+                }
+            }
+        }
+        Command::Put { dir, key, value } => {
+            open(&dir)?.put(&key, value.as_bytes())?;
+        }
+        Command::Del { dir, key } => {
+            open(&dir)?.del(&key)?;
+        }
+        Command::Batch { dir } => {
+            let mut ops = Vec::new();
+            for (n, line) in io::stdin().lock().lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                ops.push(
+                    parse_op(&line)
+                        .map_err(|e| Failure::usage(format!("stdin line {}: {e}", n + 1)))?,
+                );
+            }
+            open(&dir)?.batch(&ops)?;
+        }
+        Command::Get { dir, key, json } => {
+            let mut db = open(&dir)?;
+            let values = db.get(&key)?;
+            if json {
+                let list: Vec<Value> = values.iter().map(|n| node_json(&db, n)).collect();
+                writeln!(out, "{}", Value::Array(list))?;
+            } else {
+                for node in &values {
+                    writeln!(out, "{}", node.value_str().unwrap_or_default())?;
+                }
+            }
+            if values.is_empty() {
+                return Err(Failure::not_found());
+            }
+        }
+        Command::Ls { dir, prefix, json } => {
+            let mut db = open(&dir)?;
+            for (key, values) in db.list(&prefix)? {
+                let texts: Vec<String> = values
+                    .iter()
+                    .map(|n| n.value_str().unwrap_or_default())
+                    .collect();
+                if json {
+                    writeln!(out, "{}", json!({"key": key, "values": texts}))?;
+                } else {
+                    writeln!(out, "{key}\t{}", texts.join("\t"))?;
+                }
+            }
+        }
+        Command::Authorize { dir, writer_key } => {
+            let key = parse_key(&writer_key, "WRITERKEY")?;
+            open(&dir)?.authorize(&key)?;
+            writeln!(
+                out,
+                "authorized {writer_key}; now sync the replicas so the writer learns it"
+            )?;
+        }
+        Command::Authorized { dir, writer_key } => {
+            let key = parse_key(&writer_key, "WRITERKEY")?;
+            let yes = open(&dir)?.is_authorized(&key)?;
+            writeln!(out, "{yes}")?;
+            if !yes {
+                return Err(Failure::not_found());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_op(line: &str) -> Result<Op, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let key = v["key"]
+        .as_str()
+        .ok_or("missing string field \"key\"")?
+        .to_string();
+    match v["type"].as_str() {
+        Some("put") => {
+            let value = v["value"]
+                .as_str()
+                .ok_or("a put needs a string field \"value\"")?;
+            Ok(Op::Put {
+                key,
+                value: value.as_bytes().to_vec(),
+            })
+        }
+        Some("del") => Ok(Op::Del { key }),
+        _ => Err("\"type\" must be \"put\" or \"del\"".into()),
+    }
+}

@@ -1,0 +1,222 @@
+//! The `hyperdb` binary on real folders: its output, JSON and exit codes.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn hyperdb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hyperdb"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn hyperdb_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn init_put_get_del_ls_and_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let text = ok(&hyperdb(&["init", p(&dir)]));
+    assert!(
+        text.contains("db key:") && text.contains("local key:"),
+        "{text}"
+    );
+    let again = hyperdb(&["init", p(&dir)]);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a database"));
+
+    ok(&hyperdb(&["put", p(&dir), "a/b", "one"]));
+    ok(&hyperdb(&["put", p(&dir), "/a/c", "two"]));
+    ok(&hyperdb(&["put", p(&dir), "x", "héllo"]));
+    assert_eq!(ok(&hyperdb(&["get", p(&dir), "a/b"])), "one\n");
+    assert_eq!(ok(&hyperdb(&["get", p(&dir), "a/c"])), "two\n");
+    assert_eq!(ok(&hyperdb(&["get", p(&dir), "x"])), "héllo\n");
+    let missing = hyperdb(&["get", p(&dir), "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(missing.stdout.is_empty());
+
+    let nodes = json(&hyperdb(&["get", p(&dir), "a/b", "--json"]));
+    let node = &nodes[0];
+    assert_eq!(node["key"], "a/b");
+    assert_eq!(node["value"], "one");
+    assert_eq!(node["deleted"], false);
+    assert_eq!(node["seq"], 1);
+    assert_eq!(node["clock"], serde_json::json!([2]));
+    assert_eq!(node["feed"].as_str().unwrap().len(), 64);
+
+    let listing = ok(&hyperdb(&["ls", p(&dir), "a", "--json"]));
+    let mut keys: Vec<Value> = listing
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    keys.sort_by_key(|v| v["key"].as_str().unwrap().to_string());
+    assert_eq!(
+        keys,
+        vec![
+            serde_json::json!({"key": "a/b", "values": ["one"]}),
+            serde_json::json!({"key": "a/c", "values": ["two"]}),
+        ]
+    );
+
+    ok(&hyperdb(&["del", p(&dir), "a/b"]));
+    assert_eq!(hyperdb(&["get", p(&dir), "a/b"]).status.code(), Some(1));
+    assert_eq!(ok(&hyperdb(&["ls", p(&dir)])).lines().count(), 2);
+}
+
+#[test]
+fn batch_reads_ndjson_and_is_all_or_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    ok(&hyperdb(&["init", p(&dir)]));
+    let input = "{\"type\":\"put\",\"key\":\"k1\",\"value\":\"v1\"}\n\n{\"type\":\"put\",\"key\":\"k2\",\"value\":\"v2\"}\n{\"type\":\"del\",\"key\":\"k1\"}\n";
+    ok(&hyperdb_stdin(&["batch", p(&dir)], input));
+    assert_eq!(hyperdb(&["get", p(&dir), "k1"]).status.code(), Some(1));
+    assert_eq!(ok(&hyperdb(&["get", p(&dir), "k2"])), "v2\n");
+    let info = json(&hyperdb(&["info", p(&dir), "--json"]));
+    assert_eq!(
+        info["writers"][0]["length"], 4,
+        "header + three entries in one batch"
+    );
+
+    let bad = hyperdb_stdin(
+        &["batch", p(&dir)],
+        "{\"type\":\"put\",\"key\":\"k3\",\"value\":\"v3\"}\n{\"type\":\"frob\"}\n",
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("line 2"));
+    assert_eq!(
+        hyperdb(&["get", p(&dir), "k3"]).status.code(),
+        Some(1),
+        "nothing written"
+    );
+}
+
+#[test]
+fn info_authorize_and_authorized() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let created: Value = serde_json::from_str(&ok(&hyperdb(&["init", p(&a), "--json"]))).unwrap();
+    let db_key = created["key"].as_str().unwrap();
+    assert_eq!(
+        created["local_key"], db_key,
+        "the owner writes to the source feed"
+    );
+    let replica: Value =
+        serde_json::from_str(&ok(&hyperdb(&["init", p(&b), "--key", db_key, "--json"]))).unwrap();
+    assert_eq!(replica["key"], db_key);
+    let b_local = replica["local_key"].as_str().unwrap();
+    assert_ne!(b_local, db_key);
+
+    let info = json(&hyperdb(&["info", p(&b), "--json"]));
+    assert_eq!(info["key"], db_key);
+    assert_eq!(info["local_key"], b_local);
+    assert_eq!(info["authorized"], false);
+    assert_eq!(info["discovery_key"].as_str().unwrap().len(), 64);
+    assert_eq!(info["writers"].as_array().unwrap().len(), 2);
+
+    // The seed's trap: the db key where the local key belongs.
+    let wrong = hyperdb(&["authorize", p(&a), db_key]);
+    assert_eq!(wrong.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("local") && stderr.contains("database key"),
+        "{stderr}"
+    );
+
+    let no = hyperdb(&["authorized", p(&a), b_local]);
+    assert_eq!(
+        (no.status.code(), String::from_utf8_lossy(&no.stdout).trim()),
+        (Some(1), "false")
+    );
+    ok(&hyperdb(&["authorize", p(&a), b_local]));
+    assert_eq!(ok(&hyperdb(&["authorized", p(&a), b_local])).trim(), "true");
+    assert_eq!(ok(&hyperdb(&["authorized", p(&a), db_key])).trim(), "true");
+    let again = hyperdb(&["authorize", p(&a), b_local]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already authorized"));
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_documents_every_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(hyperdb(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(hyperdb(&["get"]).status.code(), Some(2));
+    let bad_key = hyperdb(&["init", p(tmp.path()), "--key", "xyz"]);
+    assert_eq!(bad_key.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_key.stderr).contains("64 hex"));
+    let missing = hyperdb(&["get", p(&tmp.path().join("none")), "k"]);
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("hyperdb init"));
+
+    let help = ok(&hyperdb(&["--help"]));
+    for command in [
+        "init",
+        "info",
+        "put",
+        "del",
+        "batch",
+        "get",
+        "ls",
+        "authorize",
+        "authorized",
+    ] {
+        assert!(help.contains(command), "--help lists {command}");
+        let sub = ok(&hyperdb(&[command, "--help"]));
+        assert!(sub.contains("Usage"), "{command} --help");
+    }
+}
+
+#[test]
+fn reads_a_database_written_by_the_js_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    testkit::node(
+        "db-ops.js",
+        &[
+            p(tmp.path()),
+            "--ops",
+            r#"[{"type":"put","key":"from/js","value":"hello"},{"type":"put","key":"from/js2","value":"x"},{"type":"del","key":"from/js2"}]"#,
+        ],
+    );
+    assert_eq!(ok(&hyperdb(&["get", p(tmp.path()), "from/js"])), "hello\n");
+    assert_eq!(
+        hyperdb(&["get", p(tmp.path()), "from/js2"]).status.code(),
+        Some(1)
+    );
+    ok(&hyperdb(&["put", p(tmp.path()), "from/rust", "hi"]));
+    let got = testkit::node("db-get.js", &[p(tmp.path()), "from/rust"]);
+    assert_eq!(got["from/rust"][0]["value"], "hi");
+}
