@@ -6,7 +6,7 @@
 'use strict'
 
 const STEP_TIMEOUT_MS = 10000
-const WATCHDOG_MS = 60000
+const WATCHDOG_MS = parseInt(process.env.INTEROP_WATCHDOG_MS || "60000", 10)
 
 let printed = false
 

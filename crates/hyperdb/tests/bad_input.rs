@@ -3,8 +3,8 @@
 use hyperdb::messages::{Header, InflatedEntry};
 use hyperdb::trie::{Ptr, Trie};
 use hyperdb::{Db, DbStorage, Error, OpenOptions};
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 
 fn memory() -> (DbStorage, Db) {
     let storage = DbStorage::memory();
@@ -47,11 +47,21 @@ fn a_trie_pointing_at_a_missing_seq_is_skipped() {
     // "a" would be.
     let path_a = hyperdb::hash::path("a", true);
     let path_b = hyperdb::hash::path("b", true);
-    let i = path_a.iter().zip(&path_b).position(|(x, y)| x != y).unwrap();
+    let i = path_a
+        .iter()
+        .zip(&path_b)
+        .position(|(x, y)| x != y)
+        .unwrap();
     let mut trie = Trie::new();
     trie.push(i, path_a[i], Ptr { feed: 0, seq: 99 });
-    append_raw(&mut db, &entry("b", 2, 1, trie.encode(&[Some(0)]), vec![3]).encode_to_vec());
-    assert!(db.get("a").unwrap().is_empty(), "the dangling pointer leads nowhere");
+    append_raw(
+        &mut db,
+        &entry("b", 2, 1, trie.encode(&[Some(0)]), vec![3]).encode_to_vec(),
+    );
+    assert!(
+        db.get("a").unwrap().is_empty(),
+        "the dangling pointer leads nowhere"
+    );
     assert_eq!(db.get("b").unwrap()[0].value.as_deref(), Some(&b"v"[..]));
     // Writing on top of it still works.
     db.put("c", b"3").unwrap();
@@ -65,7 +75,10 @@ fn a_trie_pointing_at_an_unknown_feed_is_an_error() {
     let mut trie = Trie::new();
     trie.push(0, 1, Ptr { feed: 7, seq: 1 });
     // Feed 7 in the writer's numbering: it listed one feed.
-    append_raw(&mut db, &entry("b", 2, 1, trie.encode(&[]), vec![3]).encode_to_vec());
+    append_raw(
+        &mut db,
+        &entry("b", 2, 1, trie.encode(&[]), vec![3]).encode_to_vec(),
+    );
     let err = db.get("b").unwrap_err();
     assert!(err.to_string().contains("feed 7"), "{err}");
 }
@@ -92,19 +105,32 @@ fn a_header_with_another_protocol_is_refused() {
         db.put("a", b"1").unwrap();
     }
     // Rewrite the source feed with a foreign header.
-    let DbStorage::Memory(feeds) = &storage else { unreachable!() };
+    let DbStorage::Memory(feeds) = &storage else {
+        unreachable!()
+    };
     let source = feeds.lock().unwrap().get("source").unwrap().clone();
     let secret: [u8; 64] = source.contents("secret_key").try_into().unwrap();
     let other = DbStorage::memory();
     {
-        let DbStorage::Memory(other_feeds) = &other else { unreachable!() };
+        let DbStorage::Memory(other_feeds) = &other else {
+            unreachable!()
+        };
         let mem = hypercore_feed::MemoryStorage::new();
         let mut feed = hypercore_feed::Feed::open(
             mem.clone(),
-            hypercore_feed::FeedOptions { secret_key: Some(secret), ..Default::default() },
+            hypercore_feed::FeedOptions {
+                secret_key: Some(secret),
+                ..Default::default()
+            },
         )
         .unwrap();
-        feed.append(&Header { protocol: "hyperdrive".into() }.encode_to_vec()).unwrap();
+        feed.append(
+            &Header {
+                protocol: "hyperdrive".into(),
+            }
+            .encode_to_vec(),
+        )
+        .unwrap();
         feed.append(b"x").unwrap();
         other_feeds.lock().unwrap().insert("source".into(), mem);
     }
@@ -116,7 +142,14 @@ fn a_header_with_another_protocol_is_refused() {
 #[test]
 fn opening_a_missing_database_without_create_says_how_to_make_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = Db::open_with(tmp.path(), OpenOptions { create: false, ..Default::default() }).unwrap_err();
+    let err = Db::open_with(
+        tmp.path(),
+        OpenOptions {
+            create: false,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("hyperdb init"), "{err}");
 }
 

@@ -1,0 +1,64 @@
+//! Throughput of put, batch put, get and list on a file-backed database, as
+//! `interop/bench-db.js` measures the reference. Prints one JSON object.
+//!
+//! `cargo run --release -p hyperdb --example bench -- 20000`
+
+use std::time::Instant;
+
+use hyperdb::{Db, Op};
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let tmp = std::env::temp_dir().join(format!("hyperdb-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let key = |i: usize| format!("key/{}/{i}", i % 100);
+
+    let mut db = Db::open(tmp.join("put")).unwrap();
+    let start = Instant::now();
+    for i in 0..n {
+        db.put(&key(i), format!("value {i}").as_bytes()).unwrap();
+    }
+    let put = n as f64 / start.elapsed().as_secs_f64();
+
+    let mut batched = Db::open(tmp.join("batch")).unwrap();
+    let start = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let ops: Vec<Op> = chunk
+            .iter()
+            .map(|&i| Op::Put {
+                key: key(i),
+                value: format!("value {i}").into_bytes(),
+            })
+            .collect();
+        batched.batch(&ops).unwrap();
+    }
+    let batch = n as f64 / start.elapsed().as_secs_f64();
+
+    // Gets on a freshly opened database, so nothing is cached yet.
+    drop(db);
+    let mut db = Db::open(tmp.join("put")).unwrap();
+    let start = Instant::now();
+    let mut x = 12345usize;
+    for _ in 0..n {
+        x = (x * 1103515245 + 12345) % (1 << 31);
+        let i = x % n;
+        assert_eq!(db.get(&key(i)).unwrap().len(), 1);
+    }
+    let get = n as f64 / start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let listed = db.list("").unwrap().len();
+    assert_eq!(listed, n);
+    let list = n as f64 / start.elapsed().as_secs_f64();
+
+    let _ = std::fs::remove_dir_all(&tmp);
+    println!(
+        "{}",
+        format_args!(
+            "{{\"n\":{n},\"put\":{put:.0},\"batch\":{batch:.0},\"get\":{get:.0},\"list\":{list:.0}}}"
+        )
+    );
+}
