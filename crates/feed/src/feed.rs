@@ -1,6 +1,5 @@
 //! One hypercore feed: open or create it, append, read, prove and verify.
 
-use std::collections::HashMap;
 use std::io;
 
 use ed25519_dalek::SigningKey;
@@ -183,7 +182,7 @@ impl File {
 
 const NODE_SIZE: u64 = 40;
 const SIGNATURE_SIZE: u64 = 64;
-const NODE_CACHE_LIMIT: usize = 1 << 14;
+const NODE_CACHE_LIMIT: usize = 1 << 16;
 
 /// A hypercore 6 feed: an append-only log of blocks, each covered by a
 /// merkle tree whose roots are signed after every append.
@@ -205,7 +204,7 @@ pub struct Feed {
     byte_length: u64,
     roots: Vec<Node>,
     bitfield: Bitfield,
-    nodes: HashMap<u64, Node>,
+    nodes: crate::cache::Cache<u64, Node>,
     key_file: File,
     tree: File,
     data: File,
@@ -308,7 +307,7 @@ impl Feed {
             byte_length: 0,
             roots: Vec::new(),
             bitfield,
-            nodes: HashMap::new(),
+            nodes: crate::cache::Cache::new(NODE_CACHE_LIMIT),
             key_file,
             tree,
             data,
@@ -801,9 +800,6 @@ impl Feed {
             return Err(self
                 .tree
                 .corrupt(format!("node {index} is missing (blank)")));
-        }
-        if self.nodes.len() >= NODE_CACHE_LIMIT {
-            self.nodes.clear();
         }
         self.nodes.insert(index, node);
         Ok(node)

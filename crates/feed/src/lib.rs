@@ -24,6 +24,7 @@
 //! ```
 
 pub mod bitfield;
+pub mod cache;
 pub mod crypto;
 mod feed;
 pub mod flat;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use hypercore_feed::cache::Cache;
 use hypercore_feed::{Feed, FeedOptions, FileStorage, MemoryStorage};
 use prost::Message;
 
@@ -82,7 +83,7 @@ impl Default for OpenOptions {
             key: None,
             secret_key: None,
             create: true,
-            cache_size: 1 << 16,
+            cache_size: 1 << 17,
         }
     }
 }
@@ -134,11 +135,11 @@ pub(crate) struct Writer {
     clock: u64,
     authorized: bool,
     header_checked: bool,
-    cache: HashMap<u64, Arc<Node>>,
+    cache: Cache<u64, Arc<Node>>,
 }
 
 impl Writer {
-    fn new(feed: Feed) -> Self {
+    fn new(feed: Feed, cache_size: usize) -> Self {
         Writer {
             key: *feed.key(),
             feed,
@@ -151,7 +152,7 @@ impl Writer {
             clock: 0,
             authorized: false,
             header_checked: false,
-            cache: HashMap::new(),
+            cache: Cache::new(cache_size),
         }
     }
 
@@ -327,7 +328,7 @@ impl Db {
     fn push_writer(&mut self, feed: Feed) -> usize {
         let id = self.writers.len();
         self.by_key.insert(*feed.key(), id);
-        self.writers.push(Writer::new(feed));
+        self.writers.push(Writer::new(feed, self.cache_size));
         id
     }
 
@@ -443,7 +444,7 @@ impl Db {
     /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored
     /// here (yet).
     pub fn node(&mut self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
-        if let Some(n) = self.writers.get(feed).and_then(|w| w.cache.get(&seq)) {
+        if let Some(n) = self.writers.get_mut(feed).and_then(|w| w.cache.get(&seq)) {
             return Ok(Some(n.clone()));
         }
         if feed >= self.writers.len() || seq == 0 || !self.writers[feed].feed.has(seq) {
@@ -562,12 +563,7 @@ impl Db {
     }
 
     fn cache(&mut self, feed: usize, node: Arc<Node>) {
-        let limit = self.cache_size;
-        let cache = &mut self.writers[feed].cache;
-        if cache.len() >= limit {
-            cache.clear();
-        }
-        cache.insert(node.seq, node);
+        self.writers[feed].cache.insert(node.seq, node);
     }
 
     /// A node for a pointer, seeing the entries of a batch being written.

@@ -122,15 +122,11 @@ impl PutRequest<'_> {
     }
 
     fn copy_trie(&mut self, w: usize, head: &Node, i: usize, val: u8) {
-        let Some(bucket) = head.trie.bucket(i) else {
-            return;
-        };
-        for (digit, ptrs) in bucket.iter().enumerate() {
-            let digit = digit as u8;
+        for (digit, ptrs) in head.trie.bucket(i) {
             if digit == val && val != TERMINATOR {
                 continue;
             }
-            for &ptr in ptrs.iter().flatten() {
+            for &ptr in ptrs {
                 if val == TERMINATOR {
                     self.workers[w].pending += 1;
                     self.queue.push_back(Task::Collision {

@@ -18,13 +18,15 @@ pub struct Ptr {
     pub seq: u64,
 }
 
-/// Pointers for each digit at one position.
-pub type Bucket = Vec<Option<Vec<Ptr>>>;
-
-/// A node's trie: a bucket per path position, most of them absent.
+/// A node's trie: for each (position, digit) with pointers, the pointers in
+/// the order they were added. Kept as one sorted list, so decoding a node
+/// allocates once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trie {
-    buckets: Vec<Option<Bucket>>,
+    /// (position, digit) of each pointer, sorted; equal pairs are adjacent
+    /// and keep their insertion order.
+    slots: Vec<(u32, u8)>,
+    ptrs: Vec<Ptr>,
 }
 
 /// Largest path position a trie may hold (a key of 4,096 components).
@@ -50,69 +52,79 @@ impl Trie {
         Self::default()
     }
 
+    fn range(&self, position: usize, digit: Option<u8>) -> std::ops::Range<usize> {
+        let p = position as u32;
+        let lo = self
+            .slots
+            .partition_point(|&(sp, sd)| (sp, sd) < (p, digit.unwrap_or(0)));
+        let hi = match digit {
+            Some(d) => self.slots.partition_point(|&(sp, sd)| (sp, sd) <= (p, d)),
+            None => self.slots.partition_point(|&(sp, _)| sp <= p),
+        };
+        lo..hi.max(lo)
+    }
+
     /// The pointers for `digit` at `position`.
     pub fn get(&self, position: usize, digit: u8) -> &[Ptr] {
-        self.buckets
-            .get(position)
-            .and_then(|b| b.as_ref())
-            .and_then(|b| b.get(digit as usize))
-            .and_then(|v| v.as_deref())
-            .unwrap_or(&[])
+        &self.ptrs[self.range(position, Some(digit))]
     }
 
-    /// The bucket at `position`.
-    pub fn bucket(&self, position: usize) -> Option<&Bucket> {
-        self.buckets.get(position).and_then(|b| b.as_ref())
+    /// The digits with pointers at `position`, in ascending order, each
+    /// with its pointers.
+    pub fn bucket(&self, position: usize) -> impl Iterator<Item = (u8, &[Ptr])> + '_ {
+        let range = self.range(position, None);
+        let mut i = range.start;
+        std::iter::from_fn(move || {
+            if i >= range.end {
+                return None;
+            }
+            let digit = self.slots[i].1;
+            let start = i;
+            while i < range.end && self.slots[i].1 == digit {
+                i += 1;
+            }
+            Some((digit, &self.ptrs[start..i]))
+        })
     }
 
-    /// Number of positions (the highest present + 1).
-    pub fn len(&self) -> usize {
-        self.buckets.len()
+    /// Positions that hold pointers, ascending, without repeats.
+    pub fn positions(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut last = None;
+        self.slots.iter().filter_map(move |&(p, _)| {
+            (last != Some(p)).then(|| {
+                last = Some(p);
+                p as usize
+            })
+        })
     }
 
-    /// Whether no position holds anything.
+    /// Whether the trie holds no pointer.
     pub fn is_empty(&self) -> bool {
-        self.buckets.iter().all(|b| b.is_none())
-    }
-
-    /// Positions with a bucket, and the buckets.
-    pub fn iter(&self) -> impl Iterator<Item = (usize, &Bucket)> {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| b.as_ref().map(|b| (i, b)))
+        self.ptrs.is_empty()
     }
 
     /// Adds a pointer for `digit` at `position` unless it is there already.
     pub fn push(&mut self, position: usize, digit: u8, ptr: Ptr) {
-        if self.buckets.len() <= position {
-            self.buckets.resize_with(position + 1, || None);
+        let range = self.range(position, Some(digit));
+        if self.ptrs[range.clone()].contains(&ptr) {
+            return;
         }
-        let bucket = self.buckets[position].get_or_insert_with(Vec::new);
-        let d = digit as usize;
-        if bucket.len() <= d {
-            bucket.resize_with(d + 1, || None);
-        }
-        let values = bucket[d].get_or_insert_with(Vec::new);
-        if !values.contains(&ptr) {
-            values.push(ptr);
-        }
+        self.slots.insert(range.end, (position as u32, digit));
+        self.ptrs.insert(range.end, ptr);
     }
 
     /// Encodes the trie, numbering feeds with `map` (local id → writer's
     /// numbering).
     pub fn encode(&self, map: &[Option<usize>]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (i, bucket) in self.iter() {
-            varint::encode(i as u64, &mut out);
+        let mut out = Vec::with_capacity(self.ptrs.len() * 4);
+        for position in self.positions() {
+            varint::encode(position as u64, &mut out);
             let mut bits = 0u64;
-            for (d, values) in bucket.iter().enumerate() {
-                if values.as_ref().is_some_and(|v| !v.is_empty()) {
-                    bits |= 1 << d;
-                }
+            for (digit, _) in self.bucket(position) {
+                bits |= 1 << digit;
             }
             varint::encode(bits, &mut out);
-            for values in bucket.iter().flatten() {
+            for (_, values) in self.bucket(position) {
                 for (j, ptr) in values.iter().enumerate() {
                     let feed = map.get(ptr.feed).copied().flatten().unwrap_or(ptr.feed);
                     let more = u64::from(j + 1 < values.len());
@@ -133,21 +145,29 @@ impl Trie {
             *buf = &buf[used..];
             Ok(v)
         };
+        let mut sorted = true;
         while !buf.is_empty() {
             let position = next(&mut buf)?;
             if position > MAX_POSITION {
                 return Err(TrieError::PositionOutOfRange(position));
             }
-            let position = position as usize;
-            if trie.buckets.len() <= position {
-                trie.buckets.resize_with(position + 1, || None);
+            let position = position as u32;
+            if let Some(&(last, _)) = trie.slots.last() {
+                if position <= last {
+                    sorted = false;
+                    // A repeated position replaces the earlier one, as in
+                    // the reference.
+                    let keep: Vec<bool> = trie.slots.iter().map(|&(p, _)| p != position).collect();
+                    let mut k = keep.iter();
+                    trie.slots.retain(|_| *k.next().expect("same length"));
+                    let mut k = keep.iter();
+                    trie.ptrs.retain(|_| *k.next().expect("same length"));
+                }
             }
-            let mut bucket: Bucket = Vec::new();
             let mut bits = next(&mut buf)?;
-            let mut digit = 0;
+            let mut digit = 0u8;
             while bits != 0 {
                 if bits & 1 == 1 {
-                    let mut values = Vec::new();
                     loop {
                         let feed = next(&mut buf)?;
                         let seq = next(&mut buf)?;
@@ -157,20 +177,27 @@ impl Trie {
                             .get(feed as usize)
                             .copied()
                             .ok_or(TrieError::UnknownFeed(feed))?;
-                        values.push(Ptr { feed: local, seq });
+                        trie.slots.push((position, digit));
+                        trie.ptrs.push(Ptr { feed: local, seq });
                         if !more {
                             break;
                         }
                     }
-                    if bucket.len() <= digit {
-                        bucket.resize_with(digit + 1, || None);
-                    }
-                    bucket[digit] = Some(values);
                 }
                 bits >>= 1;
                 digit += 1;
             }
-            trie.buckets[position] = Some(bucket);
+        }
+        if !sorted {
+            let mut pairs: Vec<((u32, u8), Ptr)> = trie
+                .slots
+                .iter()
+                .copied()
+                .zip(trie.ptrs.iter().copied())
+                .collect();
+            pairs.sort_by_key(|(slot, _)| *slot);
+            trie.slots = pairs.iter().map(|(s, _)| *s).collect();
+            trie.ptrs = pairs.iter().map(|(_, p)| *p).collect();
         }
         Ok(trie)
     }

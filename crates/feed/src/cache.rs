@@ -1,0 +1,91 @@
+//! A bounded cache with approximate least-recently-used eviction.
+//!
+//! Entries live in two generations. New and recently read entries go to
+//! the young one; when it is full, the old generation is dropped and the
+//! young one becomes old. Reads and writes are O(1); memory is bounded by
+//! twice the generation size; and, unlike clearing everything when full,
+//! entries in use survive a turnover.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// A cache holding at most about `capacity` entries.
+///
+/// ```
+/// let mut cache = hypercore_feed::cache::Cache::new(2);
+/// cache.insert(1, "one");
+/// cache.insert(2, "two");
+/// assert_eq!(cache.get(&1), Some(&"one"));
+/// cache.insert(3, "three"); // 2, the least recently used, may go
+/// assert_eq!(cache.get(&1), Some(&"one"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cache<K, V> {
+    young: HashMap<K, V>,
+    old: HashMap<K, V>,
+    generation: usize,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
+    /// A cache of about `capacity` entries (at least 2).
+    pub fn new(capacity: usize) -> Self {
+        Cache {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            generation: (capacity / 2).max(1),
+        }
+    }
+
+    /// The entry for `key`, marking it as recently used.
+    pub fn get(&mut self, key: &K) -> Option<&V> {
+        if self.young.contains_key(key) {
+            return self.young.get(key);
+        }
+        let value = self.old.remove(key)?;
+        self.insert(key.clone(), value);
+        self.young.get(key)
+    }
+
+    /// Adds or replaces an entry.
+    pub fn insert(&mut self, key: K, value: V) {
+        if self.young.len() >= self.generation && !self.young.contains_key(&key) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, value);
+    }
+
+    /// Removes an entry.
+    pub fn remove(&mut self, key: &K) {
+        self.young.remove(key);
+        self.old.remove(key);
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cache;
+
+    #[test]
+    fn stays_bounded_and_keeps_what_is_used() {
+        let mut cache = Cache::new(100);
+        for i in 0..10_000u32 {
+            cache.insert(i, i);
+            assert_eq!(cache.get(&0), Some(&0), "a hot entry survives turnovers");
+            assert!(cache.len() <= 101);
+        }
+        assert_eq!(cache.get(&9_999), Some(&9_999));
+        assert_eq!(cache.get(&5_000), None);
+        cache.remove(&0);
+        assert_eq!(cache.get(&0), None);
+    }
+}
