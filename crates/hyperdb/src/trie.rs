@@ -91,10 +91,11 @@ impl Trie {
     pub fn positions(&self) -> impl Iterator<Item = usize> + '_ {
         let mut last = None;
         self.slots.iter().filter_map(move |&(p, _)| {
-            (last != Some(p)).then(|| {
-                last = Some(p);
-                p as usize
-            })
+            if last == Some(p) {
+                return None;
+            }
+            last = Some(p);
+            Some(p as usize)
         })
     }
 
