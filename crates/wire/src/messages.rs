@@ -1,0 +1,252 @@
+//! The messages of hypercore-protocol 6 (`schema.proto`), field for field.
+
+use prost::Message as _;
+
+/// Type 0: opens a channel for a feed, by discovery key. The first one on a
+/// stream carries the sender's nonce.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Feed {
+    /// Discovery key of the feed (32 bytes).
+    #[prost(bytes = "vec", required, tag = "1")]
+    pub discovery_key: Vec<u8>,
+    /// 24-byte XSalsa20 nonce (first channel only).
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub nonce: Option<Vec<u8>>,
+}
+
+/// Type 1: the connection handshake, once, after the first Feed message.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Handshake {
+    /// The sender's peer id.
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub id: Option<Vec<u8>>,
+    /// Keep the connection open (both ends must agree).
+    #[prost(bool, optional, tag = "2")]
+    pub live: Option<bool>,
+    /// Application data.
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub user_data: Option<Vec<u8>>,
+    /// Names of supported extensions, sorted.
+    #[prost(string, repeated, tag = "4")]
+    pub extensions: Vec<String>,
+    /// Should blocks be acknowledged.
+    #[prost(bool, optional, tag = "5")]
+    pub ack: Option<bool>,
+}
+
+/// Type 2: state changes. Both ends not downloading and not live means the
+/// channel can end.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Info {
+    /// Whether the sender uploads.
+    #[prost(bool, optional, tag = "1")]
+    pub uploading: Option<bool>,
+    /// Whether the sender still downloads.
+    #[prost(bool, optional, tag = "2")]
+    pub downloading: Option<bool>,
+}
+
+/// Type 3: blocks the sender has.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Have {
+    /// First block.
+    #[prost(uint64, required, tag = "1")]
+    pub start: u64,
+    /// Number of blocks (1 when absent).
+    #[prost(uint64, optional, tag = "2")]
+    pub length: Option<u64>,
+    /// Run-length encoded bitfield of the range.
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub bitfield: Option<Vec<u8>>,
+    /// An acknowledgement.
+    #[prost(bool, optional, tag = "4")]
+    pub ack: Option<bool>,
+}
+
+/// Type 4: blocks the sender no longer has.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Unhave {
+    /// First block.
+    #[prost(uint64, required, tag = "1")]
+    pub start: u64,
+    /// Number of blocks (1 when absent).
+    #[prost(uint64, optional, tag = "2")]
+    pub length: Option<u64>,
+}
+
+/// Type 5: a range the sender wants Have messages for.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Want {
+    /// First block.
+    #[prost(uint64, required, tag = "1")]
+    pub start: u64,
+    /// Number of blocks.
+    #[prost(uint64, optional, tag = "2")]
+    pub length: Option<u64>,
+}
+
+/// Type 6: a range the sender no longer wants.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Unwant {
+    /// First block.
+    #[prost(uint64, required, tag = "1")]
+    pub start: u64,
+    /// Number of blocks.
+    #[prost(uint64, optional, tag = "2")]
+    pub length: Option<u64>,
+}
+
+/// Type 7: asks for a block (or its hash) and the proof.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Request {
+    /// The block.
+    #[prost(uint64, required, tag = "1")]
+    pub index: u64,
+    /// A byte offset to seek to instead of an index.
+    #[prost(uint64, optional, tag = "2")]
+    pub bytes: Option<u64>,
+    /// Only the hash.
+    #[prost(bool, optional, tag = "3")]
+    pub hash: Option<bool>,
+    /// Digest of the tree nodes the sender already has.
+    #[prost(uint64, optional, tag = "4")]
+    pub nodes: Option<u64>,
+}
+
+/// Type 8: cancels a request.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Cancel {
+    /// The block.
+    #[prost(uint64, required, tag = "1")]
+    pub index: u64,
+    /// A byte offset.
+    #[prost(uint64, optional, tag = "2")]
+    pub bytes: Option<u64>,
+    /// Only the hash.
+    #[prost(bool, optional, tag = "3")]
+    pub hash: Option<bool>,
+}
+
+/// A tree node in a Data message.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DataNode {
+    /// Flat-tree index.
+    #[prost(uint64, required, tag = "1")]
+    pub index: u64,
+    /// The hash (32 bytes).
+    #[prost(bytes = "vec", required, tag = "2")]
+    pub hash: Vec<u8>,
+    /// Bytes under the node.
+    #[prost(uint64, required, tag = "3")]
+    pub size: u64,
+}
+
+/// Type 9: a block with its proof.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Data {
+    /// The block.
+    #[prost(uint64, required, tag = "1")]
+    pub index: u64,
+    /// Its bytes (absent for a hash-only answer).
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub value: Option<Vec<u8>>,
+    /// Proof nodes.
+    #[prost(message, repeated, tag = "3")]
+    pub nodes: Vec<DataNode>,
+    /// Signature of the roots, when the proof reaches them.
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub signature: Option<Vec<u8>>,
+}
+
+/// A message on a channel.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    /// Type 1.
+    Handshake(Handshake),
+    /// Type 2.
+    Info(Info),
+    /// Type 3.
+    Have(Have),
+    /// Type 4.
+    Unhave(Unhave),
+    /// Type 5.
+    Want(Want),
+    /// Type 6.
+    Unwant(Unwant),
+    /// Type 7.
+    Request(Request),
+    /// Type 8.
+    Cancel(Cancel),
+    /// Type 9.
+    Data(Data),
+    /// Type 15: an extension message (the sender's extension number and the
+    /// payload).
+    Extension {
+        /// Index into the sender's extension list.
+        id: u64,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+}
+
+impl Message {
+    /// The 4-bit type in the frame header.
+    pub fn type_id(&self) -> u64 {
+        match self {
+            Message::Handshake(_) => 1,
+            Message::Info(_) => 2,
+            Message::Have(_) => 3,
+            Message::Unhave(_) => 4,
+            Message::Want(_) => 5,
+            Message::Unwant(_) => 6,
+            Message::Request(_) => 7,
+            Message::Cancel(_) => 8,
+            Message::Data(_) => 9,
+            Message::Extension { .. } => 15,
+        }
+    }
+
+    /// Encodes the body (without length and header).
+    pub fn encode_body(&self, out: &mut Vec<u8>) {
+        match self {
+            Message::Handshake(m) => m.encode(out),
+            Message::Info(m) => m.encode(out),
+            Message::Have(m) => m.encode(out),
+            Message::Unhave(m) => m.encode(out),
+            Message::Want(m) => m.encode(out),
+            Message::Unwant(m) => m.encode(out),
+            Message::Request(m) => m.encode(out),
+            Message::Cancel(m) => m.encode(out),
+            Message::Data(m) => m.encode(out),
+            Message::Extension { id, payload } => {
+                hypercore_feed::varint::encode(*id, out);
+                out.extend_from_slice(payload);
+                Ok(())
+            }
+        }
+        .expect("a Vec grows as needed")
+    }
+
+    /// Decodes a body of type `type_id`; `None` for an unknown type.
+    pub fn decode(type_id: u64, body: &[u8]) -> Option<Result<Message, prost::DecodeError>> {
+        Some(match type_id {
+            1 => Handshake::decode(body).map(Message::Handshake),
+            2 => Info::decode(body).map(Message::Info),
+            3 => Have::decode(body).map(Message::Have),
+            4 => Unhave::decode(body).map(Message::Unhave),
+            5 => Want::decode(body).map(Message::Want),
+            6 => Unwant::decode(body).map(Message::Unwant),
+            7 => Request::decode(body).map(Message::Request),
+            8 => Cancel::decode(body).map(Message::Cancel),
+            9 => Data::decode(body).map(Message::Data),
+            15 => match hypercore_feed::varint::decode(body) {
+                Some((id, used)) => Ok(Message::Extension {
+                    id,
+                    payload: body[used..].to_vec(),
+                }),
+                None => Err(prost::DecodeError::new("truncated extension id")),
+            },
+            _ => return None,
+        })
+    }
+}
