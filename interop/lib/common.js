@@ -119,10 +119,11 @@ function output (obj) {
 
 // Runs an async main function; prints its result as JSON or fails.
 // A global watchdog makes sure the script never hangs.
-function main (fn) {
+function main (fn, opts) {
+  const ms = (opts && opts.watchdogMs) || WATCHDOG_MS
   const watchdog = setTimeout(function () {
-    fail(new Error('watchdog: script did not finish within ' + WATCHDOG_MS + ' ms'))
-  }, WATCHDOG_MS)
+    fail(new Error('watchdog: script did not finish within ' + ms + ' ms'))
+  }, ms)
   watchdog.unref()
   process.on('uncaughtException', fail)
   process.on('unhandledRejection', fail)

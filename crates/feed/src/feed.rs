@@ -32,6 +32,45 @@ pub struct Proof {
     pub signature: Option<[u8; 64]>,
 }
 
+/// A block (or hash) whose proof checked out ([`Feed::verify_block`]),
+/// ready for [`Feed::commit`].
+#[derive(Clone, Debug)]
+pub struct VerifiedWrite {
+    index: u64,
+    block: Option<Vec<u8>>,
+    nodes: Vec<Node>,
+    signature: Option<(u64, [u8; 64])>,
+    roots: Option<Vec<Node>>,
+}
+
+impl VerifiedWrite {
+    fn new(
+        index: u64,
+        block: Option<&[u8]>,
+        nodes: Vec<Node>,
+        signature: Option<(u64, [u8; 64])>,
+        roots: Option<Vec<Node>>,
+    ) -> Self {
+        VerifiedWrite {
+            index,
+            block: block.map(<[u8]>::to_vec),
+            nodes,
+            signature,
+            roots,
+        }
+    }
+
+    /// The block's index.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The verified bytes (none for a hash-only write).
+    pub fn block(&self) -> Option<&[u8]> {
+        self.block.as_deref()
+    }
+}
+
 /// What [`Feed::audit`] found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AuditReport {
@@ -574,6 +613,19 @@ impl Feed {
     /// only the block's hash (the first proof node) is checked and stored.
     /// Nothing is written when the proof does not verify.
     pub fn put(&mut self, index: u64, block: Option<&[u8]>, proof: &Proof) -> Result<()> {
+        let write = self.verify_block(index, block, proof)?;
+        self.commit(write)
+    }
+
+    /// Checks block `index` (or, with `block` `None`, its hash) against its
+    /// proof without storing anything; [`Feed::commit`] stores the result.
+    /// Between the two the caller may inspect the verified block and refuse it.
+    pub fn verify_block(
+        &mut self,
+        index: u64,
+        block: Option<&[u8]>,
+        proof: &Proof,
+    ) -> Result<VerifiedWrite> {
         let invalid = |reason: &str| Error::InvalidProof {
             index,
             reason: reason.to_string(),
@@ -635,7 +687,7 @@ impl Feed {
                 .is_some_and(|t| t.index == node.index && t.hash == node.hash)
         };
         if matches_trusted(&top) {
-            return self.write_verified(index, block, &visited, None);
+            return Ok(VerifiedWrite::new(index, block, visited, None, None));
         }
         loop {
             let next = flat::sibling(top.index);
@@ -646,7 +698,7 @@ impl Feed {
             } else if local_nodes.front().is_some_and(|n| n.index == next) {
                 local_nodes.pop_front().expect("checked")
             } else {
-                return self.verify_roots_and_write(index, block, top, remote, visited, proof);
+                return self.verify_roots(index, block, top, remote, visited, proof);
             };
             visited.push(top);
             let size = top
@@ -659,12 +711,12 @@ impl Feed {
                 size,
             };
             if matches_trusted(&top) {
-                return self.write_verified(index, block, &visited, None);
+                return Ok(VerifiedWrite::new(index, block, visited, None, None));
             }
         }
     }
 
-    fn verify_roots_and_write(
+    fn verify_roots(
         &mut self,
         index: u64,
         block: Option<&[u8]>,
@@ -672,7 +724,7 @@ impl Feed {
         mut remote: std::collections::VecDeque<Node>,
         mut visited: Vec<Node>,
         proof: &Proof,
-    ) -> Result<()> {
+    ) -> Result<VerifiedWrite> {
         let invalid = |reason: &str| Error::InvalidProof {
             index,
             reason: reason.to_string(),
@@ -701,22 +753,26 @@ impl Feed {
             return Err(invalid("the signature does not verify"));
         }
         let length = verified_by / 2;
-        self.write_verified(index, block, &visited, Some((length - 1, signature)))?;
-        if length > self.length {
-            self.length = length;
-            self.byte_length = roots.iter().map(|r| r.size).sum();
-            self.roots = roots;
-        }
-        Ok(())
+        Ok(VerifiedWrite::new(
+            index,
+            block,
+            visited,
+            Some((length - 1, signature)),
+            Some(roots),
+        ))
     }
 
-    fn write_verified(
-        &mut self,
-        index: u64,
-        block: Option<&[u8]>,
-        nodes: &[Node],
-        signature: Option<(u64, [u8; 64])>,
-    ) -> Result<()> {
+    /// Stores a block checked by [`Feed::verify`].
+    pub fn commit(&mut self, write: VerifiedWrite) -> Result<()> {
+        let VerifiedWrite {
+            index,
+            block,
+            nodes,
+            signature,
+            roots,
+        } = write;
+        let block = block.as_deref();
+        let nodes = &nodes[..];
         if let Some(data) = block {
             let (offset, node) = self.data_offset(index, nodes)?;
             if node.size != data.len() as u64 {
@@ -743,7 +799,16 @@ impl Feed {
         if block.is_some() {
             self.bitfield.set(index, true);
         }
-        self.flush_bitfield()
+        self.flush_bitfield()?;
+        if let Some(roots) = roots {
+            let length = signature.map_or(0, |(at, _)| at + 1);
+            if length > self.length {
+                self.length = length;
+                self.byte_length = roots.iter().map(|r| r.size).sum();
+                self.roots = roots;
+            }
+        }
+        Ok(())
     }
 
     /// Re-reads every stored block and checks it against the tree. Blocks

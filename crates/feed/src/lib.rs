@@ -36,5 +36,5 @@ pub mod varint;
 
 pub use bitfield::{Bits, SparseBits};
 pub use crypto::KeyPair;
-pub use feed::{AuditReport, Error, Feed, FeedOptions, Node, Proof, Result};
+pub use feed::{AuditReport, Error, Feed, FeedOptions, Node, Proof, Result, VerifiedWrite};
 pub use storage::{FileStorage, MemoryStorage, RandomAccess, Storage};

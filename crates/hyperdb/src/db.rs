@@ -188,6 +188,7 @@ pub struct Db {
     authorized_order: Vec<usize>,
     cache_size: usize,
     pub(crate) batching: Option<Batching>,
+    changes: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Db {
@@ -250,6 +251,7 @@ impl Db {
             cache_size: options.cache_size.max(16),
             storage,
             batching: None,
+            changes: Arc::new(tokio::sync::Notify::new()),
         };
         let source_writable = source.is_writable();
         db.push_writer(source);
@@ -287,6 +289,17 @@ impl Db {
     /// Where the database lives.
     pub fn storage(&self) -> &DbStorage {
         &self.storage
+    }
+
+    /// Wakes whoever waits for a change (a local write or a replicated
+    /// block), such as a live replication that announces new blocks.
+    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
+        self.changes.clone()
+    }
+
+    /// Signals a change to [`Db::changes`] waiters.
+    pub fn changed(&self) {
+        self.changes.notify_waiters();
     }
 
     /// Whether this replica owns the database (its writer is the source).
@@ -670,6 +683,7 @@ impl Db {
         let (bytes, node) = self.encode_local(node);
         self.writers[self.local].feed.append(&bytes)?;
         self.cache(self.local, node.clone());
+        self.changed();
         Ok(node)
     }
 
@@ -713,6 +727,7 @@ impl Db {
         for node in &batch.nodes {
             self.cache(self.local, node.clone());
         }
+        self.changed();
         Ok(batch.nodes)
     }
 

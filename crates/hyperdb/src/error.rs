@@ -63,6 +63,10 @@ pub enum Error {
     /// Writing needs the local writer.
     #[error("this database was opened read-only")]
     ReadOnly,
+    /// Replication with a peer failed; the database keeps what was verified
+    /// and stored before the failure.
+    #[error("replication failed: {0}")]
+    Replication(String),
     /// An argument is invalid.
     #[error("{0}")]
     Invalid(String),

@@ -32,8 +32,10 @@ pub mod local_sync;
 pub mod messages;
 mod node;
 mod put;
+pub mod replicate;
 pub mod trie;
 
 pub use db::{Db, DbStorage, Op, OpenOptions, WriterInfo};
 pub use error::{Error, Result};
 pub use node::Node;
+pub use replicate::{replicate, ReplicateOptions, Summary};

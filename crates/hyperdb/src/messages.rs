@@ -60,6 +60,11 @@ impl InflatedEntry {
     }
 }
 
+/// Decodes an entry (an `Entry` or `InflatedEntry` block).
+pub fn decode_entry(bytes: &[u8]) -> Result<InflatedEntry, prost::DecodeError> {
+    InflatedEntry::decode(bytes)
+}
+
 impl Header {
     /// The header every hyperdb feed starts with.
     pub fn hyperdb() -> Self {

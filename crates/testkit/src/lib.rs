@@ -267,3 +267,63 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
         pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
+
+/// A JS reference script running in the background (a server, say): its
+/// first stdout line is read as JSON; closing its stdin tells it to finish.
+pub struct NodeProcess {
+    child: Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    script: String,
+}
+
+impl NodeProcess {
+    /// Starts `node <interop/script> args...` with piped stdin and stdout.
+    pub fn spawn(script: &str, args: &[&str]) -> NodeProcess {
+        ensure_reference();
+        let dir = interop_dir();
+        let mut child = Command::new("node")
+            .arg(dir.join(script))
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start node {script}: {e}"));
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        NodeProcess {
+            child,
+            stdout,
+            script: script.to_string(),
+        }
+    }
+
+    /// Reads the next line of stdout as JSON (panics after 60 s or at EOF).
+    pub fn read_json(&mut self) -> serde_json::Value {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("{}: reading stdout failed: {e}", self.script));
+        assert!(n > 0, "{} ended without printing a line", self.script);
+        serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("{} printed invalid JSON {line:?}: {e}", self.script))
+    }
+
+    /// Closes stdin, waits for the script to end and returns its last line.
+    pub fn finish(mut self) -> serde_json::Value {
+        drop(self.child.stdin.take());
+        let value = self.read_json();
+        let status = self.child.wait().expect("wait for node");
+        assert!(status.success(), "{} failed: {status}", self.script);
+        value
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,719 @@
+//! Replication over hypercore-protocol 6, interoperable with hyperdb 3.5.0.
+//!
+//! A [`Session`] is the sans-IO core: it drives a [`Protocol`] and, for every
+//! authorized writer, a peer that speaks hypercore 6's want/have/request/data
+//! dialogue for that writer's feed. Blocks arrive with proofs and are
+//! verified before they are stored; as entries arrive the database follows
+//! their inflated entries to newly authorized writers and opens channels for
+//! them (the reference's `expectedFeeds`). [`replicate`] runs a session over
+//! any tokio byte stream.
+//!
+//! A one-shot session ends when it holds everything the peer has and the
+//! peer wants nothing more from it; a live one keeps exchanging new blocks
+//! until the stream closes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hypercore_feed::{Bits, Node as TreeNode, Proof, SparseBits};
+use hypercore_wire::messages::{Data, DataNode, Have, Info, Request, Want};
+use hypercore_wire::{Event, Message, Protocol, ProtocolOptions, WireError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::messages::InflatedEntry;
+
+/// Blocks requested at once per feed, as hypercore 6.
+const MAX_REQUESTS: usize = 16;
+/// The Want every peer sends: the first 1,048,576 blocks.
+const WANT_LENGTH: u64 = 1024 * 1024;
+/// Ticks an answer to a request may take.
+const REQUEST_TICKS: u32 = 6;
+/// How long to wait for the peer to close after we are done.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// An entry arriving from a peer, shown to [`ReplicateOptions::on_write`]
+/// after its proof checked out and before it is stored.
+#[derive(Clone, Debug)]
+pub struct IncomingEntry {
+    /// The writer's feed key.
+    pub feed: [u8; 32],
+    /// Seq of the entry in that feed.
+    pub seq: u64,
+    /// The entry as stored (clock and feeds in the writer's numbering).
+    pub entry: InflatedEntry,
+    /// The peer's id from its handshake.
+    pub peer: Option<Vec<u8>>,
+}
+
+/// A hook that sees each replicated entry and may refuse it (with a reason),
+/// which ends the session with an error, as in the reference.
+pub type OnWrite = Arc<dyn Fn(&IncomingEntry) -> std::result::Result<(), String> + Send + Sync>;
+
+/// How to replicate.
+#[derive(Clone)]
+pub struct ReplicateOptions {
+    /// Keep exchanging new blocks until the stream closes.
+    pub live: bool,
+    /// Silence after which the peer is given up (hypercore's default: 5 s).
+    pub timeout: Duration,
+    /// Called for every replicated entry before it is stored.
+    pub on_write: Option<OnWrite>,
+    /// Called after every stored block with (writer key, blocks received for
+    /// it so far, its length), for progress displays.
+    pub on_progress: Option<Arc<dyn Fn(&[u8; 32], u64, u64) + Send + Sync>>,
+}
+
+impl Default for ReplicateOptions {
+    fn default() -> Self {
+        ReplicateOptions {
+            live: false,
+            timeout: Duration::from_secs(5),
+            on_write: None,
+            on_progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplicateOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicateOptions")
+            .field("live", &self.live)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a session exchanged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Per writer key: blocks received.
+    pub received: Vec<([u8; 32], u64)>,
+    /// Blocks sent to the peer.
+    pub sent: u64,
+    /// Whether the peer's handshake arrived.
+    pub connected: bool,
+    /// Feeds both sides replicated.
+    pub shared_feeds: usize,
+}
+
+impl Summary {
+    /// Total blocks received.
+    pub fn total_received(&self) -> u64 {
+        self.received.iter().map(|(_, n)| n).sum()
+    }
+}
+
+struct Peer {
+    key: [u8; 32],
+    remote_has: SparseBits,
+    remote_length: u64,
+    remote_want: bool,
+    remote_tree: SparseBits,
+    inflight: Vec<(u64, u32)>,
+    got_have: bool,
+    downloading: bool,
+    default_downloading: bool,
+    remote_downloading: bool,
+    ending: bool,
+    closed: bool,
+    ready: bool,
+    announced: u64,
+    received: u64,
+}
+
+/// The sans-IO core of one replication stream.
+pub struct Session {
+    protocol: Protocol,
+    peers: HashMap<[u8; 32], Peer>,
+    options: ReplicateOptions,
+    summary: Summary,
+    handshake: bool,
+    error: Option<Error>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("peers", &self.peers.len())
+            .field("handshake", &self.handshake)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wire(e: WireError) -> Error {
+    Error::Replication(e.to_string())
+}
+
+impl Session {
+    /// Starts a session: opens a channel for every authorized writer, the
+    /// database's own feed first.
+    pub fn new(db: &mut Db, options: ReplicateOptions) -> Result<Session> {
+        let protocol = Protocol::new(ProtocolOptions {
+            live: options.live,
+            ..Default::default()
+        });
+        let mut session = Session {
+            protocol,
+            peers: HashMap::new(),
+            options,
+            summary: Summary::default(),
+            handshake: false,
+            error: None,
+        };
+        db.discover()?;
+        session.open_authorized(db)?;
+        Ok(session)
+    }
+
+    /// What was exchanged so far.
+    pub fn summary(&self) -> Summary {
+        let mut summary = self.summary.clone();
+        summary.received = self.peers.values().map(|p| (p.key, p.received)).collect();
+        summary.received.sort();
+        summary.shared_feeds = self
+            .peers
+            .iter()
+            .filter(|(dk, _)| self.protocol.remote_opened(dk))
+            .count();
+        summary
+    }
+
+    /// Bytes for the peer.
+    pub fn take_outgoing(&mut self) -> Vec<u8> {
+        self.protocol.take_outgoing()
+    }
+
+    /// Whether a one-shot session has nothing left to do: every channel has
+    /// ended on both sides.
+    pub fn is_done(&self) -> bool {
+        !self.options.live && self.handshake && self.peers.values().all(|p| p.closed)
+    }
+
+    fn open_authorized(&mut self, db: &mut Db) -> Result<()> {
+        for info in db.writers() {
+            if !info.authorized {
+                continue;
+            }
+            let dk = hypercore_feed::crypto::discovery_key(&info.key);
+            if self.peers.contains_key(&dk) {
+                continue;
+            }
+            self.protocol.open(&info.key).map_err(wire)?;
+            let writable = db
+                .writer_index(&info.key)
+                .and_then(|i| db.feed(i))
+                .is_some_and(|f| f.is_writable());
+            let mut peer = Peer {
+                key: info.key,
+                remote_has: SparseBits::new(),
+                remote_length: 0,
+                remote_want: false,
+                remote_tree: SparseBits::new(),
+                inflight: Vec::new(),
+                got_have: false,
+                downloading: !writable,
+                default_downloading: !writable,
+                remote_downloading: true,
+                ending: false,
+                closed: false,
+                ready: false,
+                announced: 0,
+                received: 0,
+            };
+            if self.handshake {
+                Self::ready(&mut self.protocol, &mut peer, &dk);
+            }
+            self.peers.insert(dk, peer);
+        }
+        Ok(())
+    }
+
+    fn ready(protocol: &mut Protocol, peer: &mut Peer, dk: &[u8; 32]) {
+        peer.ready = true;
+        if peer.downloading {
+            protocol.send(
+                dk,
+                &Message::Want(Want {
+                    start: 0,
+                    length: Some(WANT_LENGTH),
+                }),
+            );
+        }
+    }
+
+    /// Handles bytes from the peer.
+    pub fn receive(&mut self, db: &mut Db, bytes: &[u8]) -> Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.protocol.receive(bytes).map_err(wire)?;
+        self.process(db)
+    }
+
+    /// Counts a quarter of the timeout: keep-alives, stalled requests.
+    pub fn tick(&mut self, db: &mut Db) -> Result<()> {
+        self.protocol.tick().map_err(wire)?;
+        for peer in self.peers.values_mut() {
+            if let Some(first) = peer.inflight.first_mut() {
+                first.1 += 1;
+                if first.1 > REQUEST_TICKS {
+                    return Err(Error::Replication(format!(
+                        "the peer did not answer a request for block {} of feed {}",
+                        first.0,
+                        hex::encode(peer.key)
+                    )));
+                }
+            }
+        }
+        self.process(db)
+    }
+
+    /// Announces blocks the database gained since the last call (local
+    /// writes, or blocks from other peers) to a live peer.
+    pub fn local_change(&mut self, db: &mut Db) -> Result<()> {
+        db.discover()?;
+        self.open_authorized(db)?;
+        for (dk, peer) in self.peers.iter_mut() {
+            if !peer.remote_want || peer.closed {
+                continue;
+            }
+            let Some(feed) = db.writer_index(&peer.key).and_then(|i| db.feed(i)) else {
+                continue;
+            };
+            let available = feed.next_missing(0, feed.len()).unwrap_or(feed.len());
+            if available > peer.announced {
+                let start = peer.announced;
+                let length = available - start;
+                self.protocol.send(
+                    dk,
+                    &Message::Have(Have {
+                        start,
+                        length: (length > 1).then_some(length),
+                        bitfield: None,
+                        ack: None,
+                    }),
+                );
+                peer.announced = available;
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, db: &mut Db) -> Result<()> {
+        let mut stored = false;
+        while let Some(event) = self.protocol.next_event() {
+            match event {
+                Event::Handshake(_) => {
+                    self.handshake = true;
+                    self.summary.connected = true;
+                    for (dk, peer) in self.peers.iter_mut() {
+                        if !peer.ready {
+                            Self::ready(&mut self.protocol, peer, dk);
+                        }
+                    }
+                }
+                Event::RemoteOpened(_) => {}
+                Event::Message {
+                    discovery_key,
+                    message,
+                } => {
+                    stored |= self.on_message(db, &discovery_key, message)?;
+                }
+            }
+        }
+        if stored {
+            db.discover()?;
+            self.open_authorized(db)?;
+        }
+        let keys: Vec<[u8; 32]> = self.peers.keys().copied().collect();
+        for dk in keys {
+            self.update(db, &dk)?;
+        }
+        if self.options.live {
+            self.local_change(db)?;
+        }
+        Ok(())
+    }
+
+    fn on_message(&mut self, db: &mut Db, dk: &[u8; 32], message: Message) -> Result<bool> {
+        let Some(peer) = self.peers.get_mut(dk) else {
+            return Ok(false);
+        };
+        let Some(index) = db.writer_index(&peer.key) else {
+            return Ok(false);
+        };
+        match message {
+            Message::Want(want) => {
+                if want.start & 8191 != 0 || want.length.unwrap_or(0) & 8191 != 0 {
+                    return Ok(false);
+                }
+                let feed = db.feed(index).expect("known writer");
+                let len = feed.len();
+                if !peer.remote_want && len > 0 && feed.has(len - 1) {
+                    self.protocol.send(
+                        dk,
+                        &Message::Have(Have {
+                            start: len - 1,
+                            length: None,
+                            bitfield: None,
+                            ack: None,
+                        }),
+                    );
+                }
+                peer.remote_want = true;
+                let length = want.length.unwrap_or(WANT_LENGTH).min(WANT_LENGTH * 64);
+                let bitfield = feed.compressed_bitfield(want.start, length);
+                peer.announced = peer
+                    .announced
+                    .max(feed.next_missing(0, len).unwrap_or(len));
+                self.protocol.send(
+                    dk,
+                    &Message::Have(Have {
+                        start: want.start,
+                        length: Some(length),
+                        bitfield: Some(bitfield),
+                        ack: None,
+                    }),
+                );
+            }
+            Message::Have(have) => {
+                peer.got_have = true;
+                if let Some(bits) = have.bitfield {
+                    let limit = (have.length.unwrap_or(WANT_LENGTH).min(WANT_LENGTH * 64) / 8) as usize;
+                    let bytes = hypercore_feed::rle::decode(&bits, limit.max(1)).map_err(|e| {
+                        Error::Replication(format!("the peer sent a bad Have bitfield: {e}"))
+                    })?;
+                    for (i, byte) in bytes.iter().enumerate() {
+                        for bit in 0..8 {
+                            let block = have.start + (i as u64) * 8 + bit;
+                            let set = byte & (128 >> bit) != 0;
+                            peer.remote_has.set(block, set);
+                            if set {
+                                peer.remote_length = peer.remote_length.max(block + 1);
+                            }
+                        }
+                    }
+                } else {
+                    let length = have.length.unwrap_or(1).min(WANT_LENGTH * 64);
+                    for block in have.start..have.start + length {
+                        peer.remote_has.set(block, true);
+                    }
+                    peer.remote_length = peer.remote_length.max(have.start + length);
+                }
+            }
+            Message::Unhave(unhave) => {
+                let length = unhave.length.unwrap_or(1).min(WANT_LENGTH * 64);
+                for block in unhave.start..unhave.start + length {
+                    peer.remote_has.set(block, false);
+                }
+            }
+            Message::Info(info) => {
+                peer.remote_downloading = info.downloading.unwrap_or(true);
+                if peer.remote_downloading || self.options.live {
+                    return Ok(false);
+                }
+                if peer.downloading && !Self::complete(db, peer) {
+                    return Ok(false);
+                }
+                Self::end(&mut self.protocol, peer, dk, self.options.live);
+            }
+            Message::Request(request) => {
+                if request.bytes.unwrap_or(0) != 0 {
+                    return Err(Error::Replication(
+                        "the peer asked for a byte offset, which hyperdb never does".into(),
+                    ));
+                }
+                let feed = db.feed(index).expect("known writer");
+                let hash = request.hash.unwrap_or(false);
+                let proof = match feed.proof(
+                    request.index,
+                    request.nodes.unwrap_or(0),
+                    hash,
+                    &mut peer.remote_tree,
+                ) {
+                    Ok(proof) => proof,
+                    // Not here: the peer asked for something we never had.
+                    Err(hypercore_feed::Error::NotAvailable(_)) => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                };
+                let value = if !hash && feed.has(request.index) {
+                    Some(feed.get(request.index)?)
+                } else {
+                    None
+                };
+                if value.is_some() {
+                    self.summary.sent += 1;
+                }
+                peer.remote_length = peer.remote_length.max(request.index + 1);
+                self.protocol.send(
+                    dk,
+                    &Message::Data(Data {
+                        index: request.index,
+                        value,
+                        nodes: proof
+                            .nodes
+                            .iter()
+                            .map(|n| DataNode {
+                                index: n.index,
+                                hash: n.hash.to_vec(),
+                                size: n.size,
+                            })
+                            .collect(),
+                        signature: proof.signature.map(|s| s.to_vec()),
+                    }),
+                );
+            }
+            Message::Data(data) => {
+                let requested = peer.inflight.iter().position(|(i, _)| *i == data.index);
+                let Some(at) = requested else {
+                    // Unrequested data is ignored, as in the reference.
+                    return Ok(false);
+                };
+                peer.inflight.remove(at);
+                let Some(value) = data.value else {
+                    return Ok(false);
+                };
+                let proof = proof_from(&data.nodes, data.signature.as_deref())
+                    .map_err(|reason| Error::Replication(format!("bad Data message: {reason}")))?;
+                let key = peer.key;
+                let feed = db.feed(index).expect("known writer");
+                if feed.has(data.index) {
+                    return Ok(false);
+                }
+                let write = feed.verify_block(data.index, Some(&value), &proof).map_err(|e| {
+                    Error::Replication(format!("the peer sent data that does not verify: {e}"))
+                })?;
+                if let (Some(hook), true) = (&self.options.on_write, data.index > 0) {
+                    let entry = crate::messages::decode_entry(&value).map_err(|e| {
+                        Error::Replication(format!(
+                            "entry {} of feed {} does not decode: {e}",
+                            data.index,
+                            hex::encode(key)
+                        ))
+                    })?;
+                    let incoming = IncomingEntry {
+                        feed: key,
+                        seq: data.index,
+                        entry,
+                        peer: self.protocol.remote_handshake().and_then(|h| h.id.clone()),
+                    };
+                    hook(&incoming).map_err(|reason| {
+                        Error::Replication(format!(
+                            "entry {} of feed {} was refused: {reason}",
+                            data.index,
+                            hex::encode(key)
+                        ))
+                    })?;
+                }
+                let feed = db.feed(index).expect("known writer");
+                feed.commit(write)?;
+                let length = feed.len();
+                peer.received += 1;
+                peer.remote_has.set(data.index, true);
+                if let Some(progress) = &self.options.on_progress {
+                    progress(&key, peer.received, length);
+                }
+                db.changed();
+                return Ok(true);
+            }
+            Message::Cancel(_) | Message::Unwant(_) | Message::Extension { .. } => {}
+            Message::Handshake(_) => {}
+        }
+        Ok(false)
+    }
+
+    /// Whether we hold every block the peer said it has.
+    fn complete(db: &mut Db, peer: &Peer) -> bool {
+        if !peer.got_have || !peer.inflight.is_empty() {
+            return false;
+        }
+        let Some(feed) = db.writer_index(&peer.key).and_then(|i| db.feed(i)) else {
+            return true;
+        };
+        let mut next = 0;
+        while let Some(missing) = feed.next_missing(next, peer.remote_length) {
+            if peer.remote_has.get(missing) {
+                return false;
+            }
+            next = missing + 1;
+        }
+        true
+    }
+
+    /// Requests what is missing, and ends the channel once done (hypercore
+    /// 6's `Peer#update` and `Peer#end`).
+    fn update(&mut self, db: &mut Db, dk: &[u8; 32]) -> Result<()> {
+        let peer = self.peers.get_mut(dk).expect("known peer");
+        if peer.closed || !peer.ready {
+            return Ok(());
+        }
+        let Some(index) = db.writer_index(&peer.key) else {
+            return Ok(());
+        };
+        if peer.downloading {
+            let feed = db.feed(index).expect("known writer");
+            let mut next = 0;
+            while peer.inflight.len() < MAX_REQUESTS && next < peer.remote_length {
+                let Some(missing) = feed.next_missing(next, peer.remote_length) else {
+                    break;
+                };
+                next = missing + 1;
+                if !peer.remote_has.get(missing) || peer.inflight.iter().any(|(i, _)| *i == missing) {
+                    continue;
+                }
+                let digest = feed.digest(missing);
+                peer.inflight.push((missing, 0));
+                self.protocol.send(
+                    dk,
+                    &Message::Request(Request {
+                        index: missing,
+                        bytes: None,
+                        hash: None,
+                        nodes: Some(digest),
+                    }),
+                );
+            }
+            if !self.options.live && Self::complete(db, peer) && !peer.ending {
+                Self::end(&mut self.protocol, peer, dk, self.options.live);
+            }
+        }
+        Ok(())
+    }
+
+    fn end(protocol: &mut Protocol, peer: &mut Peer, dk: &[u8; 32], live: bool) {
+        if !peer.downloading && !peer.remote_downloading && !live {
+            if !peer.default_downloading {
+                protocol.send(
+                    dk,
+                    &Message::Info(Info {
+                        uploading: Some(false),
+                        downloading: Some(false),
+                    }),
+                );
+            }
+            Self::close(protocol, peer, dk);
+            return;
+        }
+        if !peer.ending {
+            peer.ending = true;
+            peer.downloading = false;
+            protocol.send(
+                dk,
+                &Message::Info(Info {
+                    uploading: Some(true),
+                    downloading: Some(false),
+                }),
+            );
+        } else if !live {
+            Self::close(protocol, peer, dk);
+        }
+    }
+
+    fn close(protocol: &mut Protocol, peer: &mut Peer, dk: &[u8; 32]) {
+        if !peer.closed {
+            peer.closed = true;
+            protocol.close(dk);
+        }
+    }
+}
+
+fn proof_from(nodes: &[DataNode], signature: Option<&[u8]>) -> std::result::Result<Proof, String> {
+    let nodes = nodes
+        .iter()
+        .map(|n| {
+            Ok(TreeNode {
+                index: n.index,
+                hash: n
+                    .hash
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| format!("a node hash has {} bytes", n.hash.len()))?,
+                size: n.size,
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    let signature = match signature {
+        None => None,
+        Some(s) => Some(
+            s.try_into()
+                .map_err(|_| format!("the signature has {} bytes", s.len()))?,
+        ),
+    };
+    Ok(Proof { nodes, signature })
+}
+
+/// Replicates `db` over `stream` until the session is done (one-shot) or
+/// the stream closes (live). The database stays usable by others meanwhile:
+/// it is locked only while a message is handled.
+pub async fn replicate<S>(db: Arc<Mutex<Db>>, stream: S, options: ReplicateOptions) -> Result<Summary>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let changes = db.lock().expect("db lock").changes();
+    let live = options.live;
+    let tick_every = options.timeout / 4;
+    let mut session = Session::new(&mut db.lock().expect("db lock"), options)?;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut ticker = tokio::time::interval(tick_every);
+    ticker.tick().await;
+    let mut outgoing = session.take_outgoing();
+    let mut remote_closed = false;
+    loop {
+        if !outgoing.is_empty() {
+            writer.write_all(&outgoing).await.map_err(io_error)?;
+            writer.flush().await.map_err(io_error)?;
+            outgoing.clear();
+        }
+        if session.is_done() || remote_closed {
+            break;
+        }
+        tokio::select! {
+            read = reader.read(&mut buf) => {
+                let n = read.map_err(io_error)?;
+                if n == 0 {
+                    remote_closed = true;
+                    continue;
+                }
+                let mut db = db.lock().expect("db lock");
+                session.receive(&mut db, &buf[..n])?;
+            }
+            _ = ticker.tick() => {
+                let mut db = db.lock().expect("db lock");
+                session.tick(&mut db)?;
+            }
+            _ = changes.notified(), if live => {
+                let mut db = db.lock().expect("db lock");
+                session.local_change(&mut db)?;
+            }
+        }
+        outgoing = session.take_outgoing();
+    }
+    let summary = session.summary();
+    let _ = writer.shutdown().await;
+    if !remote_closed {
+        // Give the peer a moment to finish and close its side.
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+    if !summary.connected {
+        return Err(Error::Replication(
+            "the peer closed the connection before its handshake: it does not serve this database".into(),
+        ));
+    }
+    Ok(summary)
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    Error::Replication(format!("connection failed: {e}"))
+}

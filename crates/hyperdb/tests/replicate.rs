@@ -1,0 +1,123 @@
+//! Replication between Rust replicas over TCP on loopback.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyperdb::{replicate, Db, DbStorage, OpenOptions, ReplicateOptions};
+use tokio::net::{TcpListener, TcpStream};
+
+fn memory(key: Option<[u8; 32]>) -> Arc<Mutex<Db>> {
+    let db = Db::open_storage(DbStorage::memory(), OpenOptions { key, ..Default::default() }).unwrap();
+    Arc::new(Mutex::new(db))
+}
+
+fn values(db: &Arc<Mutex<Db>>, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = db.lock().unwrap().get(key).unwrap().iter().map(|n| n.value_str().unwrap()).collect();
+    v.sort();
+    v
+}
+
+/// Replicates two databases over a real TCP connection, one-shot.
+async fn sync(a: &Arc<Mutex<Db>>, b: &Arc<Mutex<Db>>) -> (hyperdb::Summary, hyperdb::Summary) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let a2 = a.clone();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        replicate(a2, socket, ReplicateOptions::default()).await
+    });
+    let socket = TcpStream::connect(addr).await.unwrap();
+    let client = replicate(b.clone(), socket, ReplicateOptions::default());
+    let (left, right) = tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(server, client) })
+        .await
+        .expect("replication finishes");
+    (left.unwrap().unwrap(), right.unwrap())
+}
+
+#[tokio::test]
+async fn the_seed_flow_over_tcp() {
+    let db1 = memory(None);
+    db1.lock().unwrap().put("example/first", b"db1 was here").unwrap();
+    db1.lock().unwrap().put("example/second", b"db1 was here").unwrap();
+    let key = *db1.lock().unwrap().key();
+    let db2 = memory(Some(key));
+    db2.lock().unwrap().put("example/third", b"db2 was here").unwrap();
+    db2.lock().unwrap().put("example/second", b"db2 was here").unwrap();
+    let db2_local = *db2.lock().unwrap().local_key();
+    db1.lock().unwrap().authorize(&db2_local).unwrap();
+
+    let (s1, s2) = sync(&db1, &db2).await;
+    assert!(s2.total_received() >= 3, "db2 received db1's feed: {s2:?}");
+    assert!(s1.total_received() >= 2, "db1 received db2's writes: {s1:?}");
+    for db in [&db1, &db2] {
+        assert_eq!(values(db, "example/first"), ["db1 was here"]);
+        assert_eq!(values(db, "example/second"), ["db1 was here", "db2 was here"]);
+        assert_eq!(values(db, "example/third"), ["db2 was here"]);
+        assert!(db.lock().unwrap().is_authorized(&db2_local).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_replica_that_knows_only_the_key_finds_a_chain_of_writers() {
+    // owner -> b -> c, each writing; a fresh replica learns all three.
+    let owner = memory(None);
+    let key = *owner.lock().unwrap().key();
+    let b = memory(Some(key));
+    let c = memory(Some(key));
+    owner.lock().unwrap().put("from/owner", b"o").unwrap();
+    let b_key = *b.lock().unwrap().local_key();
+    owner.lock().unwrap().authorize(&b_key).unwrap();
+    sync(&owner, &b).await;
+    let c_key = *c.lock().unwrap().local_key();
+    b.lock().unwrap().authorize(&c_key).unwrap();
+    b.lock().unwrap().put("from/b", b"b").unwrap();
+    sync(&b, &c).await;
+    c.lock().unwrap().put("from/c", b"c").unwrap();
+    sync(&c, &owner).await;
+
+    let fresh = memory(Some(key));
+    sync(&owner, &fresh).await;
+    let writers = fresh.lock().unwrap().writers();
+    assert_eq!(writers.len(), 4, "source, its own local, b and c");
+    for (k, v) in [("from/owner", "o"), ("from/b", "b"), ("from/c", "c")] {
+        assert_eq!(values(&fresh, k), [v], "{k}");
+    }
+}
+
+#[tokio::test]
+async fn live_replication_carries_new_writes_both_ways() {
+    let a = memory(None);
+    let key = *a.lock().unwrap().key();
+    let b = memory(Some(key));
+    let b_key = *b.lock().unwrap().local_key();
+    a.lock().unwrap().authorize(&b_key).unwrap();
+    sync(&a, &b).await;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let live = ReplicateOptions { live: true, ..Default::default() };
+    let (a2, live2) = (a.clone(), live.clone());
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        replicate(a2, socket, live2).await
+    });
+    let (b2, live3) = (b.clone(), live.clone());
+    let client = tokio::spawn(async move {
+        let socket = TcpStream::connect(addr).await.unwrap();
+        replicate(b2, socket, live3).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.lock().unwrap().put("live/a", b"from a").unwrap();
+    b.lock().unwrap().put("live/b", b"from b").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let done = values(&b, "live/a") == ["from a"] && values(&a, "live/b") == ["from b"];
+        if done {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "live writes did not arrive");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}
