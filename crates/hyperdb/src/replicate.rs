@@ -366,9 +366,7 @@ impl Session {
                 peer.remote_want = true;
                 let length = want.length.unwrap_or(WANT_LENGTH).min(WANT_LENGTH * 64);
                 let bitfield = feed.compressed_bitfield(want.start, length);
-                peer.announced = peer
-                    .announced
-                    .max(feed.next_missing(0, len).unwrap_or(len));
+                peer.announced = peer.announced.max(feed.next_missing(0, len).unwrap_or(len));
                 self.protocol.send(
                     dk,
                     &Message::Have(Have {
@@ -382,7 +380,8 @@ impl Session {
             Message::Have(have) => {
                 peer.got_have = true;
                 if let Some(bits) = have.bitfield {
-                    let limit = (have.length.unwrap_or(WANT_LENGTH).min(WANT_LENGTH * 64) / 8) as usize;
+                    let limit =
+                        (have.length.unwrap_or(WANT_LENGTH).min(WANT_LENGTH * 64) / 8) as usize;
                     let bytes = hypercore_feed::rle::decode(&bits, limit.max(1)).map_err(|e| {
                         Error::Replication(format!("the peer sent a bad Have bitfield: {e}"))
                     })?;
@@ -483,9 +482,11 @@ impl Session {
                 if feed.has(data.index) {
                     return Ok(false);
                 }
-                let write = feed.verify_block(data.index, Some(&value), &proof).map_err(|e| {
-                    Error::Replication(format!("the peer sent data that does not verify: {e}"))
-                })?;
+                let write = feed
+                    .verify_block(data.index, Some(&value), &proof)
+                    .map_err(|e| {
+                        Error::Replication(format!("the peer sent data that does not verify: {e}"))
+                    })?;
                 if let (Some(hook), true) = (&self.options.on_write, data.index > 0) {
                     let entry = crate::messages::decode_entry(&value).map_err(|e| {
                         Error::Replication(format!(
@@ -561,7 +562,8 @@ impl Session {
                     break;
                 };
                 next = missing + 1;
-                if !peer.remote_has.get(missing) || peer.inflight.iter().any(|(i, _)| *i == missing) {
+                if !peer.remote_has.get(missing) || peer.inflight.iter().any(|(i, _)| *i == missing)
+                {
                     continue;
                 }
                 let digest = feed.digest(missing);
@@ -648,7 +650,11 @@ fn proof_from(nodes: &[DataNode], signature: Option<&[u8]>) -> std::result::Resu
 /// Replicates `db` over `stream` until the session is done (one-shot) or
 /// the stream closes (live). The database stays usable by others meanwhile:
 /// it is locked only while a message is handled.
-pub async fn replicate<S>(db: Arc<Mutex<Db>>, stream: S, options: ReplicateOptions) -> Result<Summary>
+pub async fn replicate<S>(
+    db: Arc<Mutex<Db>>,
+    stream: S,
+    options: ReplicateOptions,
+) -> Result<Summary>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -708,7 +714,8 @@ where
     }
     if !summary.connected {
         return Err(Error::Replication(
-            "the peer closed the connection before its handshake: it does not serve this database".into(),
+            "the peer closed the connection before its handshake: it does not serve this database"
+                .into(),
         ));
     }
     Ok(summary)

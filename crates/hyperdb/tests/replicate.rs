@@ -7,12 +7,26 @@ use hyperdb::{replicate, Db, DbStorage, OpenOptions, ReplicateOptions};
 use tokio::net::{TcpListener, TcpStream};
 
 fn memory(key: Option<[u8; 32]>) -> Arc<Mutex<Db>> {
-    let db = Db::open_storage(DbStorage::memory(), OpenOptions { key, ..Default::default() }).unwrap();
+    let db = Db::open_storage(
+        DbStorage::memory(),
+        OpenOptions {
+            key,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     Arc::new(Mutex::new(db))
 }
 
 fn values(db: &Arc<Mutex<Db>>, key: &str) -> Vec<String> {
-    let mut v: Vec<String> = db.lock().unwrap().get(key).unwrap().iter().map(|n| n.value_str().unwrap()).collect();
+    let mut v: Vec<String> = db
+        .lock()
+        .unwrap()
+        .get(key)
+        .unwrap()
+        .iter()
+        .map(|n| n.value_str().unwrap())
+        .collect();
     v.sort();
     v
 }
@@ -28,30 +42,50 @@ async fn sync(a: &Arc<Mutex<Db>>, b: &Arc<Mutex<Db>>) -> (hyperdb::Summary, hype
     });
     let socket = TcpStream::connect(addr).await.unwrap();
     let client = replicate(b.clone(), socket, ReplicateOptions::default());
-    let (left, right) = tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(server, client) })
-        .await
-        .expect("replication finishes");
+    let (left, right) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(server, client)
+    })
+    .await
+    .expect("replication finishes");
     (left.unwrap().unwrap(), right.unwrap())
 }
 
 #[tokio::test]
 async fn the_seed_flow_over_tcp() {
     let db1 = memory(None);
-    db1.lock().unwrap().put("example/first", b"db1 was here").unwrap();
-    db1.lock().unwrap().put("example/second", b"db1 was here").unwrap();
+    db1.lock()
+        .unwrap()
+        .put("example/first", b"db1 was here")
+        .unwrap();
+    db1.lock()
+        .unwrap()
+        .put("example/second", b"db1 was here")
+        .unwrap();
     let key = *db1.lock().unwrap().key();
     let db2 = memory(Some(key));
-    db2.lock().unwrap().put("example/third", b"db2 was here").unwrap();
-    db2.lock().unwrap().put("example/second", b"db2 was here").unwrap();
+    db2.lock()
+        .unwrap()
+        .put("example/third", b"db2 was here")
+        .unwrap();
+    db2.lock()
+        .unwrap()
+        .put("example/second", b"db2 was here")
+        .unwrap();
     let db2_local = *db2.lock().unwrap().local_key();
     db1.lock().unwrap().authorize(&db2_local).unwrap();
 
     let (s1, s2) = sync(&db1, &db2).await;
     assert!(s2.total_received() >= 3, "db2 received db1's feed: {s2:?}");
-    assert!(s1.total_received() >= 2, "db1 received db2's writes: {s1:?}");
+    assert!(
+        s1.total_received() >= 2,
+        "db1 received db2's writes: {s1:?}"
+    );
     for db in [&db1, &db2] {
         assert_eq!(values(db, "example/first"), ["db1 was here"]);
-        assert_eq!(values(db, "example/second"), ["db1 was here", "db2 was here"]);
+        assert_eq!(
+            values(db, "example/second"),
+            ["db1 was here", "db2 was here"]
+        );
         assert_eq!(values(db, "example/third"), ["db2 was here"]);
         assert!(db.lock().unwrap().is_authorized(&db2_local).unwrap());
     }
@@ -95,7 +129,10 @@ async fn live_replication_carries_new_writes_both_ways() {
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let live = ReplicateOptions { live: true, ..Default::default() };
+    let live = ReplicateOptions {
+        live: true,
+        ..Default::default()
+    };
     let (a2, live2) = (a.clone(), live.clone());
     let server = tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
@@ -115,7 +152,10 @@ async fn live_replication_carries_new_writes_both_ways() {
         if done {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "live writes did not arrive");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "live writes did not arrive"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     client.abort();

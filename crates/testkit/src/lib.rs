@@ -311,6 +311,14 @@ impl NodeProcess {
             .unwrap_or_else(|e| panic!("{} printed invalid JSON {line:?}: {e}", self.script))
     }
 
+    /// Sends one line to the script's stdin and reads its one-line answer.
+    pub fn command(&mut self, command: &serde_json::Value) -> serde_json::Value {
+        let stdin = self.child.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{command}").expect("write to node");
+        stdin.flush().expect("flush to node");
+        self.read_json()
+    }
+
     /// Closes stdin, waits for the script to end and returns its last line.
     pub fn finish(mut self) -> serde_json::Value {
         drop(self.child.stdin.take());
