@@ -52,6 +52,9 @@ pub struct IncomingEntry {
 /// which ends the session with an error, as in the reference.
 pub type OnWrite = Arc<dyn Fn(&IncomingEntry) -> std::result::Result<(), String> + Send + Sync>;
 
+/// A progress callback: (writer key, blocks received for it, its length).
+pub type OnProgress = Arc<dyn Fn(&[u8; 32], u64, u64) + Send + Sync>;
+
 /// How to replicate.
 #[derive(Clone)]
 pub struct ReplicateOptions {
@@ -63,7 +66,7 @@ pub struct ReplicateOptions {
     pub on_write: Option<OnWrite>,
     /// Called after every stored block with (writer key, blocks received for
     /// it so far, its length), for progress displays.
-    pub on_progress: Option<Arc<dyn Fn(&[u8; 32], u64, u64) + Send + Sync>>,
+    pub on_progress: Option<OnProgress>,
 }
 
 impl Default for ReplicateOptions {
