@@ -3,12 +3,13 @@
 //! Exit codes: 0 success; 1 "not found" or "false"; 2 usage error; 3 any
 //! other error. Errors go to stderr with a hint.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
-use hyperdb::{Db, Node, Op, OpenOptions};
+use hyperdb::{replicate, Db, Node, Op, OpenOptions, ReplicateOptions, Summary};
 use serde_json::{json, Value};
 
 const ABOUT: &str = "A peer-to-peer, multi-writer key-value database made of signed \
@@ -121,6 +122,37 @@ enum Command {
         /// The other replica's local key (64 hex characters)
         writer_key: String,
     },
+    /// Replicate with every peer that connects to ADDR
+    ///
+    /// Prints `listening on ADDR` (with the real port when ADDR asks for
+    /// port 0) and serves until interrupted. Each connection replicates
+    /// every authorized writer's feed, both ways; with --live it stays open
+    /// and new writes flow until the peer disconnects. Works with hyperdb
+    /// 3.5.0 peers as well.
+    Serve {
+        /// Database folder
+        dir: PathBuf,
+        /// Address to listen on, such as 127.0.0.1:3282
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+        /// Keep every connection open and exchange new writes as they happen
+        #[arg(long)]
+        live: bool,
+    },
+    /// Connect to a peer at ADDR and replicate with it
+    ///
+    /// A one-shot sync ends when this replica holds everything the peer has
+    /// and the peer wants nothing more; it then prints what it received from
+    /// each writer. With --live it stays connected until interrupted.
+    Sync {
+        /// Database folder
+        dir: PathBuf,
+        /// The peer's address, such as 127.0.0.1:3282
+        addr: String,
+        /// Stay connected and exchange new writes as they happen
+        #[arg(long)]
+        live: bool,
+    },
     /// Print `true` (exit 0) if WRITERKEY may write, else `false` (exit 1)
     Authorized {
         /// Database folder
@@ -162,6 +194,12 @@ impl From<hyperdb::Error> for Failure {
             hyperdb::Error::AuthorizeDbKey(_) => {
                 Some("run `hyperdb info` on the other replica and authorize its local key".into())
             }
+            hyperdb::Error::Replication(m) if m.contains("another database") => Some(
+                "check the address: the peer there replicates a different db key (see `hyperdb info`)".into(),
+            ),
+            hyperdb::Error::Replication(_) => Some(
+                "what arrived and verified is kept; run the sync again to continue".into(),
+            ),
             hyperdb::Error::BadEntry { .. } | hyperdb::Error::BadHeader { .. } => {
                 Some("the database files are damaged; a sync from a healthy replica may repair missing data".into())
             }
@@ -394,6 +432,8 @@ fn run(command: Command) -> CliResult {
                 "authorized {writer_key}; now sync the replicas so the writer learns it"
             )?;
         }
+        Command::Serve { dir, listen, live } => return serve(&dir, &listen, live),
+        Command::Sync { dir, addr, live } => return sync(&dir, &addr, live),
         Command::Authorized { dir, writer_key } => {
             let key = parse_key(&writer_key, "WRITERKEY")?;
             let yes = open(&dir)?.is_authorized(&key)?;
@@ -403,6 +443,129 @@ fn run(command: Command) -> CliResult {
             }
         }
     }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn progress_options(live: bool) -> (ReplicateOptions, Option<indicatif::ProgressBar>) {
+    let mut options = ReplicateOptions {
+        live,
+        ..Default::default()
+    };
+    if !io::stderr().is_terminal() {
+        return (options, None);
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message("connecting");
+    let shown = bar.clone();
+    options.on_progress = Some(Arc::new(move |key: &[u8; 32], received, length| {
+        shown.set_message(format!(
+            "receiving feed {}: {received} blocks (feed length {length})",
+            &hex::encode(key)[..12]
+        ));
+    }));
+    (options, Some(bar))
+}
+
+fn print_summary(out: &mut impl Write, db: &Db, summary: &Summary) -> io::Result<()> {
+    let writers = db.writers();
+    if summary.total_received() == 0 && summary.sent == 0 {
+        writeln!(
+            out,
+            "nothing exchanged: this replica and the peer already hold the same data for the {} feed(s) they share",
+            summary.shared_feeds
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "received {} block(s), sent {}",
+        summary.total_received(),
+        summary.sent
+    )?;
+    for (key, blocks) in &summary.received {
+        let mut marks = String::new();
+        if let Some(w) = writers.iter().find(|w| w.key == *key) {
+            if w.source {
+                marks.push_str(" (source)");
+            }
+            if w.local {
+                marks.push_str(" (local)");
+            }
+        }
+        writeln!(out, "  {}{marks}: {blocks} block(s)", hex::encode(key))?;
+    }
+    Ok(())
+}
+
+fn serve(dir: &Path, listen: &str, live: bool) -> CliResult {
+    let db = Arc::new(Mutex::new(open(dir)?));
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Failure {
+                code: 3,
+                message: format!("cannot listen on {listen}: {e}"),
+                hint: Some("pick another address or port, e.g. 127.0.0.1:0".into()),
+            })?;
+        let addr = listener.local_addr()?;
+        let mut out = io::stdout();
+        writeln!(out, "listening on {addr}")?;
+        out.flush()?;
+        let terminal = io::stderr().is_terminal();
+        loop {
+            let (socket, peer) = listener.accept().await?;
+            let db = db.clone();
+            tokio::spawn(async move {
+                let options = ReplicateOptions {
+                    live,
+                    ..Default::default()
+                };
+                let result = replicate(db, socket, options).await;
+                if terminal {
+                    match result {
+                        Ok(summary) => eprintln!(
+                            "{peer}: received {} block(s), sent {}",
+                            summary.total_received(),
+                            summary.sent
+                        ),
+                        Err(e) => eprintln!("{peer}: {e}"),
+                    }
+                }
+            });
+        }
+    })
+}
+
+fn sync(dir: &Path, addr: &str, live: bool) -> CliResult {
+    let db = Arc::new(Mutex::new(open(dir)?));
+    let (options, bar) = progress_options(live);
+    let summary = runtime()?.block_on(async {
+        let socket = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| Failure {
+                code: 3,
+                message: format!("cannot connect to {addr}: {e}"),
+                hint: Some("is `hyperdb serve` running there?".into()),
+            })?;
+        Ok::<_, Failure>(replicate(db.clone(), socket, options).await)
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let summary = summary?;
+    let db = db.lock().expect("db lock");
+    print_summary(&mut io::stdout(), &db, &summary)?;
     Ok(())
 }
 

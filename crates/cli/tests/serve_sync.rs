@@ -1,0 +1,133 @@
+//! `hyperdb serve` and `hyperdb sync` between folders over loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+fn hyperdb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hyperdb"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+struct Server(Child, String);
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
+            .args(["serve", p(dir), "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_string();
+        Server(child, addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn key_of(dir: &Path) -> (String, String) {
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&hyperdb(&["info", p(dir), "--json"]))).unwrap();
+    (
+        info["key"].as_str().unwrap().into(),
+        info["local_key"].as_str().unwrap().into(),
+    )
+}
+
+#[test]
+fn the_seed_story_with_serve_and_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db1, db2) = (tmp.path().join("db1"), tmp.path().join("db2"));
+    ok(&hyperdb(&["init", p(&db1)]));
+    ok(&hyperdb(&["put", p(&db1), "example/first", "db1 was here"]));
+    ok(&hyperdb(&[
+        "put",
+        p(&db1),
+        "example/second",
+        "db1 was here",
+    ]));
+    let (key, _) = key_of(&db1);
+    ok(&hyperdb(&["init", p(&db2), "--key", &key]));
+    ok(&hyperdb(&["put", p(&db2), "example/third", "db2 was here"]));
+    ok(&hyperdb(&[
+        "put",
+        p(&db2),
+        "example/second",
+        "db2 was here",
+    ]));
+    let (_, db2_local) = key_of(&db2);
+    ok(&hyperdb(&["authorize", p(&db1), &db2_local]));
+
+    {
+        let server = Server::start(&db1, &[]);
+        let out = ok(&hyperdb(&["sync", p(&db2), &server.1]));
+        assert!(out.contains("received"), "{out}");
+        assert!(out.contains(&key), "the summary names the writers: {out}");
+    }
+    // db1 received db2's writes too (sync is both ways).
+    let mut both = ok(&hyperdb(&["get", p(&db1), "example/second"]))
+        .lines()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    both.sort();
+    assert_eq!(both, ["db1 was here", "db2 was here"]);
+    assert_eq!(
+        ok(&hyperdb(&["get", p(&db2), "example/first"])),
+        "db1 was here\n"
+    );
+    assert_eq!(
+        ok(&hyperdb(&["authorized", p(&db2), &db2_local])).trim(),
+        "true"
+    );
+
+    // A second sync has nothing to do, and says so.
+    let server = Server::start(&db1, &[]);
+    let out = ok(&hyperdb(&["sync", p(&db2), &server.1]));
+    assert!(out.contains("nothing exchanged"), "{out}");
+}
+
+#[test]
+fn syncing_with_another_database_explains_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&hyperdb(&["init", p(&a)]));
+    ok(&hyperdb(&["init", p(&b)]));
+    let server = Server::start(&a, &[]);
+    let out = hyperdb(&["sync", p(&b), &server.1]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another database"), "{stderr}");
+    let refused = hyperdb(&["sync", p(&b), "127.0.0.1:1"]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot connect"));
+}
