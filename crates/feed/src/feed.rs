@@ -762,8 +762,17 @@ impl Feed {
         ))
     }
 
-    /// Stores a block checked by [`Feed::verify`].
+    /// Stores a block checked by [`Feed::verify_block`].
     pub fn commit(&mut self, write: VerifiedWrite) -> Result<()> {
+        self.commit_unflushed(write)?;
+        self.flush_bitfield()
+    }
+
+    /// Stores a block checked by [`Feed::verify_block`] but leaves the
+    /// bitfield file to [`Feed::flush_bitfield`], so many blocks received
+    /// together cost one bitfield write. Until then a crash forgets them
+    /// (their data and tree nodes are written, but not marked as present).
+    pub fn commit_unflushed(&mut self, write: VerifiedWrite) -> Result<()> {
         let VerifiedWrite {
             index,
             block,
@@ -799,7 +808,6 @@ impl Feed {
         if block.is_some() {
             self.bitfield.set(index, true);
         }
-        self.flush_bitfield()?;
         if let Some(roots) = roots {
             let length = signature.map_or(0, |(at, _)| at + 1);
             if length > self.length {
@@ -902,7 +910,8 @@ impl Feed {
         Ok((offset, leaf))
     }
 
-    fn flush_bitfield(&mut self) -> Result<()> {
+    /// Writes the bitfield pages changed since the last write.
+    pub fn flush_bitfield(&mut self) -> Result<()> {
         for (offset, page) in self.bitfield.take_dirty_pages() {
             self.bitfield_file.write(HEADER_SIZE + offset, &page)?;
         }

@@ -175,19 +175,23 @@ async fn data_that_does_not_verify_is_rejected_and_nothing_is_stored() {
     );
     fake.flush().await;
     let asked = fake.read(300).await;
-    assert!(
-        asked.iter().any(|m| matches!(m, Message::Request(_))),
-        "{asked:?}"
-    );
-    let mut data = proof_data(&owner, 0);
+    let index = asked
+        .iter()
+        .find_map(|m| match m {
+            Message::Request(r) => Some(r.index),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("a request: {asked:?}"));
+    let mut data = proof_data(&owner, index);
     data.signature.as_mut().unwrap()[3] ^= 1;
     fake.protocol.send(&dk, &Message::Data(data));
     fake.flush().await;
     expect_error(session, "does not verify").await;
-    let mut db = replica.lock().unwrap();
-    assert!(!db.feed(0).unwrap().has(0), "nothing stored");
-    assert_eq!(db.feed(0).unwrap().len(), 0);
-    drop(db);
+    {
+        let mut db = replica.lock().unwrap();
+        assert!(!db.feed(0).unwrap().has(index), "nothing stored");
+        assert_eq!(db.feed(0).unwrap().len(), 0);
+    }
 
     // A later honest sync completes.
     let (left, right) = sync(&owner, &replica).await;

@@ -1,0 +1,70 @@
+//! Replication throughput: a database of N entries (written in batches of
+//! 1,000) replicated one-shot to an empty replica over loopback TCP, as
+//! `interop/bench-replicate.js` measures the reference. Prints one JSON
+//! object.
+//!
+//! `cargo run --release -p hyperdb --example replicate_bench -- 100000`
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hyperdb::{replicate, Db, Op, OpenOptions, ReplicateOptions};
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let tmp = std::env::temp_dir().join(format!("hyperdb-replicate-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let mut owner = Db::open(tmp.join("owner")).unwrap();
+    for start in (0..n).step_by(1000) {
+        let ops: Vec<Op> = (start..n.min(start + 1000))
+            .map(|i| Op::Put {
+                key: format!("key/{}/{i}", i % 100),
+                value: format!("value {i}").into_bytes(),
+            })
+            .collect();
+        owner.batch(&ops).unwrap();
+    }
+    let key = *owner.key();
+    let replica = Db::open_with(
+        tmp.join("replica"),
+        OpenOptions {
+            key: Some(key),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (owner, replica) = (Arc::new(Mutex::new(owner)), Arc::new(Mutex::new(replica)));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let start = Instant::now();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        replicate(owner, socket, ReplicateOptions::default())
+            .await
+            .unwrap()
+    });
+    let socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let summary = replicate(replica.clone(), socket, ReplicateOptions::default())
+        .await
+        .unwrap();
+    let seconds = start.elapsed().as_secs_f64();
+    server.await.unwrap();
+    assert_eq!(summary.total_received() as usize, n + 1);
+    let got = replica
+        .lock()
+        .unwrap()
+        .get(&format!("key/{}/{}", (n - 1) % 100, n - 1))
+        .unwrap()
+        .len();
+    assert_eq!(got, 1);
+    let _ = std::fs::remove_dir_all(&tmp);
+    println!(
+        "{{\"n\":{n},\"entries_per_second\":{:.0}}}",
+        n as f64 / seconds
+    );
+}
