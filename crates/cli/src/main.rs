@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
+
+mod explore;
+mod show;
 use hyperdb::{replicate, Db, Node, Op, OpenOptions, ReplicateOptions, Summary};
 use serde_json::{json, Value};
 
@@ -39,6 +42,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the seed's example end to end: two databases, an authorization,
+    /// replication over TCP, and every feed printed
+    ///
+    /// Creates db1 and writes example/first and example/second; creates db2
+    /// as a replica of db1 and writes example/third and example/second; has
+    /// db1 authorize db2's local key; replicates the two over a TCP
+    /// connection on 127.0.0.1; then prints both databases' feeds (every
+    /// entry with its key, value, trie, clock, inflate pointer and feeds) and
+    /// the resulting keys and values, with the conflict on example/second.
+    /// The two folders stay in DIR for the other commands.
+    Demo {
+        /// Where to put db1 and db2 (a new temporary folder by default)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print every feed of a database and every entry in it, as the demo does
+    Feeds {
+        /// Database folder (written by this implementation or by hyperdb 3.5.0)
+        dir: PathBuf,
+    },
+    /// Browse a database's keys and values interactively
+    ///
+    /// Arrow keys move, typing filters the keys, Enter shows the value(s) of
+    /// the selected key with each writer, seq and clock (several values are
+    /// a conflict), Enter or Esc goes back, Ctrl-C quits.
+    Explore {
+        /// Database folder
+        dir: PathBuf,
+    },
     /// Create a database in DIR (or a replica of an existing one with --key)
     ///
     /// Prints the database key (share it so others can replicate) and the
@@ -433,6 +465,18 @@ fn run(command: Command) -> CliResult {
             )?;
         }
         Command::Serve { dir, listen, live } => return serve(&dir, &listen, live),
+        Command::Demo { dir } => return demo(dir),
+        Command::Feeds { dir } => {
+            let mut db = open(&dir)?;
+            let style = show::Style::new(io::stdout().is_terminal());
+            show::print_feeds(&mut out, &mut db, &dir.display().to_string(), style)?;
+            show::print_table(&mut out, &mut db, style)?;
+        }
+        Command::Explore { dir } => {
+            let db = open(&dir)?;
+            drop(out);
+            return explore::run(db).map_err(Failure::from);
+        }
         Command::Sync { dir, addr, live } => return sync(&dir, &addr, live),
         Command::Authorized { dir, writer_key } => {
             let key = parse_key(&writer_key, "WRITERKEY")?;
@@ -566,6 +610,94 @@ fn sync(dir: &Path, addr: &str, live: bool) -> CliResult {
     let summary = summary?;
     let db = db.lock().expect("db lock");
     print_summary(&mut io::stdout(), &db, &summary)?;
+    Ok(())
+}
+
+fn demo(dir: Option<PathBuf>) -> CliResult {
+    let dir = dir.unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        std::env::temp_dir().join(format!("hyperdb-demo-{}-{stamp}", std::process::id()))
+    });
+    let (path1, path2) = (dir.join("db1"), dir.join("db2"));
+    if path1.exists() || path2.exists() {
+        return Err(Failure {
+            code: 3,
+            message: format!("{} already holds db1 or db2", dir.display()),
+            hint: Some("give --dir an empty or new folder".into()),
+        });
+    }
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let style = show::Style::new(stdout.is_terminal());
+    writeln!(out, "The seed's example, in {}\n", dir.display())?;
+
+    let mut db1 = Db::open(&path1)?;
+    db1.put("example/first", b"db1 was here")?;
+    db1.put("example/second", b"db1 was here")?;
+    writeln!(
+        out,
+        "db1 created (db key {}), wrote example/first and example/second",
+        hex::encode(db1.key())
+    )?;
+    let mut db2 = Db::open_with(
+        &path2,
+        OpenOptions {
+            key: Some(*db1.key()),
+            ..Default::default()
+        },
+    )?;
+    db2.put("example/third", b"db2 was here")?;
+    db2.put("example/second", b"db2 was here")?;
+    writeln!(
+        out,
+        "db2 created as a replica (local key {}), wrote example/third and example/second",
+        hex::encode(db2.local_key())
+    )?;
+    db1.authorize(db2.local_key())?;
+    writeln!(out, "db1 authorized db2's local key (not the db key!)")?;
+
+    let (db1, db2) = (Arc::new(Mutex::new(db1)), Arc::new(Mutex::new(db2)));
+    let (s1, s2) = runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server_db = db1.clone();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await?;
+            Ok::<_, Failure>(replicate(server_db, socket, ReplicateOptions::default()).await?)
+        });
+        let socket = tokio::net::TcpStream::connect(addr).await?;
+        let client = replicate(db2.clone(), socket, ReplicateOptions::default()).await?;
+        let server = server.await.map_err(|e| Failure {
+            code: 3,
+            message: e.to_string(),
+            hint: None,
+        })??;
+        Ok::<_, Failure>((server, client))
+    })?;
+    writeln!(
+        out,
+        "replicated over TCP: db1 received {} block(s), db2 received {}\n",
+        s1.total_received(),
+        s2.total_received()
+    )?;
+    let mut db1 = db1.lock().expect("db lock");
+    let mut db2 = db2.lock().expect("db lock");
+    show::print_feeds(&mut out, &mut db1, "db 1", style)?;
+    show::print_feeds(&mut out, &mut db2, "db 2", style)?;
+    show::print_table(&mut out, &mut db2, style)?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "The two databases stay in {} and {}. Try:",
+        path1.display(),
+        path2.display()
+    )?;
+    writeln!(out, "  hyperdb get {} example/second", path2.display())?;
+    writeln!(out, "  hyperdb info {}", path2.display())?;
+    writeln!(out, "  hyperdb explore {}", path1.display())?;
     Ok(())
 }
 
