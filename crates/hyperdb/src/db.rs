@@ -446,12 +446,7 @@ impl Db {
                 nodes.push(head);
             }
         }
-        let heads = nodes
-            .iter()
-            .filter(|n| !nodes.iter().any(|o| !Arc::ptr_eq(o, n) && o.has_seen(n)))
-            .cloned()
-            .collect();
-        Ok(heads)
+        Ok(crate::node::unseen(&nodes))
     }
 
     /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored

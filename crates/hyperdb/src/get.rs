@@ -85,15 +85,9 @@ pub(crate) fn candidates(db: &mut Db, heads: &[Arc<Node>], key: &str) -> Result<
 /// Drops every node another node has seen, then (unless `keep_deletes`)
 /// deletes. Sorted by writer and seq.
 pub(crate) fn latest(candidates: Vec<Arc<Node>>, keep_deletes: bool) -> Vec<Arc<Node>> {
-    let mut result: Vec<Arc<Node>> = candidates
-        .iter()
-        .filter(|n| {
-            !candidates
-                .iter()
-                .any(|o| !(o.feed == n.feed && o.seq == n.seq) && o.has_seen(n))
-        })
+    let mut result: Vec<Arc<Node>> = crate::node::unseen(&candidates)
+        .into_iter()
         .filter(|n| keep_deletes || !n.deleted)
-        .cloned()
         .collect();
     result.sort_by_key(|n| (n.feed, n.seq));
     result

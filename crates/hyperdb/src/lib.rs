@@ -28,6 +28,7 @@ mod db;
 mod error;
 mod get;
 pub mod hash;
+mod history;
 pub mod local_sync;
 pub mod messages;
 mod node;
@@ -37,5 +38,6 @@ pub mod trie;
 
 pub use db::{Db, DbStorage, Op, OpenOptions, WriterInfo};
 pub use error::{Error, Result};
+pub use history::{Checkout, History, KeyHistory};
 pub use node::Node;
 pub use replicate::{replicate, ReplicateOptions, Summary};

@@ -42,3 +42,16 @@ impl Node {
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 }
+
+/// The nodes no other node in `nodes` has seen: the heads of a set.
+pub(crate) fn unseen(nodes: &[std::sync::Arc<Node>]) -> Vec<std::sync::Arc<Node>> {
+    nodes
+        .iter()
+        .filter(|n| {
+            !nodes
+                .iter()
+                .any(|o| !(o.feed == n.feed && o.seq == n.seq) && o.has_seen(n))
+        })
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,239 @@
+//! Versions, checkouts, and the history of the database or of one key.
+
+use std::sync::Arc;
+
+use hypercore_feed::varint;
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// A read-only view of the database as it was at a version: lookups start
+/// from that version's heads instead of the current ones.
+#[derive(Debug)]
+pub struct Checkout<'a> {
+    db: &'a mut Db,
+    heads: Vec<Arc<Node>>,
+}
+
+impl Checkout<'_> {
+    /// The heads the view reads from.
+    pub fn heads(&self) -> &[Arc<Node>] {
+        &self.heads
+    }
+
+    /// All values of `key` at this version.
+    pub fn get(&mut self, key: &str) -> Result<Vec<Arc<Node>>> {
+        crate::get::get(self.db, &self.heads, crate::hash::normalize(key))
+    }
+
+    /// The version identifier of this view.
+    pub fn version(&self) -> Vec<u8> {
+        encode_version(self.db, &self.heads)
+    }
+
+    /// Every write up to this version, oldest first (or newest first).
+    pub fn history(&mut self, reverse: bool) -> History<'_> {
+        History::new(self.db, &self.heads, reverse)
+    }
+
+    /// Every write to `key` up to this version, newest first.
+    pub fn key_history(&mut self, key: &str) -> KeyHistory<'_> {
+        KeyHistory::new(self.db, self.heads.clone(), key)
+    }
+}
+
+fn encode_version(db: &Db, heads: &[Arc<Node>]) -> Vec<u8> {
+    let writers = db.writers();
+    let mut out = Vec::new();
+    for head in heads {
+        out.extend_from_slice(&writers[head.feed].key);
+        varint::encode(head.seq, &mut out);
+    }
+    out
+}
+
+impl Db {
+    /// The version identifier: for each head, its writer's key and varint
+    /// seq, the same bytes as hyperdb 3.5.0's `version()`.
+    pub fn version(&mut self) -> Result<Vec<u8>> {
+        let heads = self.heads()?;
+        Ok(encode_version(self, &heads))
+    }
+
+    /// A read-only view of the database at `version` (from [`Db::version`],
+    /// here or on any replica that holds the same feeds). An empty version
+    /// is the empty database.
+    pub fn checkout(&mut self, version: &[u8]) -> Result<Checkout<'_>> {
+        self.discover()?;
+        let mut heads = Vec::new();
+        let mut rest = version;
+        while !rest.is_empty() {
+            let bad = || Error::Invalid("invalid version: expected 32-byte keys each followed by a varint seq".into());
+            if rest.len() < 33 {
+                return Err(bad());
+            }
+            let key: [u8; 32] = rest[..32].try_into().expect("32 bytes");
+            let (seq, used) = varint::decode(&rest[32..]).ok_or_else(bad)?;
+            rest = &rest[32 + used..];
+            let writer = self
+                .writer_index(&key)
+                .ok_or_else(|| Error::Invalid(format!("invalid version: no writer {} here", hex::encode(key))))?;
+            let node = self.node(writer, seq)?.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "this replica does not hold entry {seq} of writer {} (sync first)",
+                    hex::encode(key)
+                ))
+            })?;
+            heads.push(node);
+        }
+        Ok(Checkout { db: self, heads })
+    }
+
+    /// Every write in causal order (a write comes after everything it has
+    /// seen), oldest first, or newest first with `reverse`, as hyperdb
+    /// 3.5.0's history stream orders them.
+    pub fn history(&mut self, reverse: bool) -> Result<History<'_>> {
+        let heads = self.heads()?;
+        Ok(History::new(self, &heads, reverse))
+    }
+
+    /// Every write to `key` (deletes included), newest first.
+    pub fn key_history(&mut self, key: &str) -> Result<KeyHistory<'_>> {
+        let heads = self.heads()?;
+        Ok(KeyHistory::new(self, heads, key))
+    }
+}
+
+/// Iterator over the writes of a database in causal order.
+#[derive(Debug)]
+pub struct History<'a> {
+    db: &'a mut Db,
+    reverse: bool,
+    end: Vec<u64>,
+    nodes: Vec<Option<Arc<Node>>>,
+    started: bool,
+}
+
+impl<'a> History<'a> {
+    fn new(db: &'a mut Db, heads: &[Arc<Node>], reverse: bool) -> Self {
+        let writers = db.writers().len();
+        let end = (0..writers)
+            .map(|i| heads.iter().filter_map(|h| h.clock.get(i).copied()).max().unwrap_or(0))
+            .collect();
+        History {
+            db,
+            reverse,
+            end,
+            nodes: vec![None; writers],
+            started: false,
+        }
+    }
+
+    fn start(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            if self.end[i] > 1 {
+                let seq = if self.reverse { self.end[i] - 1 } else { 1 };
+                self.nodes[i] = self.db.node(i, seq)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn pick(&self) -> Option<Arc<Node>> {
+        let mut best: Option<&Arc<Node>> = None;
+        for t in self.nodes.iter().flatten() {
+            if let Some(b) = best {
+                let clock = b.clock.get(t.feed).copied().unwrap_or(0);
+                let better = if self.reverse { t.seq + 1 > clock } else { t.seq + 1 < clock };
+                if !better {
+                    continue;
+                }
+            }
+            best = Some(t);
+        }
+        best.cloned()
+    }
+
+    fn advance(&mut self) -> Result<Option<Arc<Node>>> {
+        if !self.started {
+            self.started = true;
+            self.start()?;
+        }
+        let Some(node) = self.pick() else {
+            return Ok(None);
+        };
+        let feed = node.feed;
+        self.nodes[feed] = if self.reverse {
+            match node.seq - 1 {
+                0 => None,
+                seq => self.db.node(feed, seq)?,
+            }
+        } else if node.seq + 1 >= self.end[feed] {
+            None
+        } else {
+            self.db.node(feed, node.seq + 1)?
+        };
+        Ok(Some(node))
+    }
+}
+
+impl Iterator for History<'_> {
+    type Item = Result<Arc<Node>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.advance().transpose()
+    }
+}
+
+/// Iterator over the writes to one key, newest first; each step yields the
+/// writes that were current together (several for a conflict).
+#[derive(Debug)]
+pub struct KeyHistory<'a> {
+    db: &'a mut Db,
+    heads: Vec<Arc<Node>>,
+    key: String,
+}
+
+impl<'a> KeyHistory<'a> {
+    fn new(db: &'a mut Db, heads: Vec<Arc<Node>>, key: &str) -> Self {
+        KeyHistory {
+            db,
+            heads,
+            key: crate::hash::normalize(key).to_string(),
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<Vec<Arc<Node>>>> {
+        if self.heads.is_empty() {
+            return Ok(None);
+        }
+        let candidates = crate::get::candidates(self.db, &self.heads, &self.key)?;
+        let nodes = crate::get::latest(candidates, true);
+        if nodes.is_empty() {
+            return Ok(None);
+        }
+        // Continue from what those writes had seen, just before them.
+        let mut next = Vec::new();
+        for node in &nodes {
+            for (writer, &seen) in node.clock.iter().enumerate() {
+                let seq = if writer == node.feed { node.seq } else { seen };
+                if seq > 1 {
+                    if let Some(head) = self.db.node(writer, seq - 1)? {
+                        next.push(head);
+                    }
+                }
+            }
+        }
+        self.heads = crate::node::unseen(&next);
+        Ok(Some(nodes))
+    }
+}
+
+impl Iterator for KeyHistory<'_> {
+    type Item = Result<Vec<Arc<Node>>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.advance().transpose()
+    }
+}
