@@ -132,6 +132,9 @@ enum Command {
         /// Print a JSON array of nodes: key, value, deleted, feed, seq, clock
         #[arg(long)]
         json: bool,
+        /// Read the database as it was at VERSION (hex, from `hyperdb version`)
+        #[arg(long, value_name = "VERSION")]
+        at: Option<String>,
     },
     /// List every live key under PREFIX with its values
     Ls {
@@ -143,6 +146,38 @@ enum Command {
         /// Print one JSON object a line: {"key": "a/b", "values": ["v1", "v2"]}
         #[arg(long)]
         json: bool,
+        /// Read the database as it was at VERSION (hex, from `hyperdb version`)
+        #[arg(long, value_name = "VERSION")]
+        at: Option<String>,
+    },
+    /// Print the current version (hex): the heads, as hyperdb 3.5.0 encodes them
+    ///
+    /// Give it to --at of get, ls or history to read the database as it is now,
+    /// later on.
+    Version {
+        /// Database folder
+        dir: PathBuf,
+    },
+    /// Print every write in causal order, one a line
+    ///
+    /// A write comes after everything its writer had seen. With --key, only
+    /// the writes to that key, newest first (values current together share a
+    /// step).
+    History {
+        /// Database folder
+        dir: PathBuf,
+        /// Newest first
+        #[arg(long)]
+        reverse: bool,
+        /// Only the writes to this key, newest first
+        #[arg(long)]
+        key: Option<String>,
+        /// One JSON object a line: key, value, deleted, feed, seq, clock
+        #[arg(long)]
+        json: bool,
+        /// Read the database as it was at VERSION
+        #[arg(long, value_name = "VERSION")]
+        at: Option<String>,
     },
     /// Let the writer with WRITERKEY write to the database
     ///
@@ -301,8 +336,15 @@ fn open(dir: &Path) -> Result<Db, Failure> {
     )?)
 }
 
-fn node_json(db: &Db, node: &Node) -> Value {
-    let writers = db.writers();
+fn parse_version(text: &str) -> Result<Vec<u8>, Failure> {
+    hex::decode(text.trim()).map_err(|_| {
+        Failure::usage(format!(
+            "VERSION must be hex (from `hyperdb version`), got {text:?}"
+        ))
+    })
+}
+
+fn node_json(writers: &[hyperdb::WriterInfo], node: &Node) -> Value {
     json!({
         "key": node.key,
         "value": node.value_str(),
@@ -427,11 +469,15 @@ fn run(command: Command) -> CliResult {
             }
             open(&dir)?.batch(&ops)?;
         }
-        Command::Get { dir, key, json } => {
+        Command::Get { dir, key, json, at } => {
             let mut db = open(&dir)?;
-            let values = db.get(&key)?;
+            let values = match at {
+                Some(v) => db.checkout(&parse_version(&v)?)?.get(&key)?,
+                None => db.get(&key)?,
+            };
             if json {
-                let list: Vec<Value> = values.iter().map(|n| node_json(&db, n)).collect();
+                let writers = db.writers();
+                let list: Vec<Value> = values.iter().map(|n| node_json(&writers, n)).collect();
                 writeln!(out, "{}", Value::Array(list))?;
             } else {
                 for node in &values {
@@ -442,9 +488,18 @@ fn run(command: Command) -> CliResult {
                 return Err(Failure::not_found());
             }
         }
-        Command::Ls { dir, prefix, json } => {
+        Command::Ls {
+            dir,
+            prefix,
+            json,
+            at,
+        } => {
             let mut db = open(&dir)?;
-            for (key, values) in db.list(&prefix)? {
+            let rows = match at {
+                Some(v) => db.checkout(&parse_version(&v)?)?.list(&prefix)?,
+                None => db.list(&prefix)?,
+            };
+            for (key, values) in rows {
                 let texts: Vec<String> = values
                     .iter()
                     .map(|n| n.value_str().unwrap_or_default())
@@ -463,6 +518,67 @@ fn run(command: Command) -> CliResult {
                 out,
                 "authorized {writer_key}; now sync the replicas so the writer learns it"
             )?;
+        }
+        Command::Version { dir } => {
+            let mut db = open(&dir)?;
+            writeln!(out, "{}", hex::encode(db.version()?))?;
+        }
+        Command::History {
+            dir,
+            reverse,
+            key,
+            json,
+            at,
+        } => {
+            let mut db = open(&dir)?;
+            let writers = db.writers();
+            let version = at.map(|v| parse_version(&v)).transpose()?;
+            let mut print = |node: &Node, step: Option<usize>| -> io::Result<()> {
+                if json {
+                    let mut v = node_json(&writers, node);
+                    if let Some(step) = step {
+                        v["step"] = json!(step);
+                    }
+                    writeln!(out, "{v}")
+                } else {
+                    let value = if node.deleted {
+                        "(deleted)".to_string()
+                    } else {
+                        node.value_str().unwrap_or_default()
+                    };
+                    writeln!(
+                        out,
+                        "{}@{} {}\t{value}",
+                        &hex::encode(writers[node.feed].key)[..12],
+                        node.seq,
+                        node.key
+                    )
+                }
+            };
+            let mut checkout = match &version {
+                Some(v) => Some(db.checkout(v)?),
+                None => None,
+            };
+            if let Some(key) = key {
+                let steps: Vec<_> = match checkout.as_mut() {
+                    Some(c) => c.key_history(&key).collect(),
+                    None => db.key_history(&key)?.collect(),
+                };
+                for (i, step) in steps.into_iter().enumerate() {
+                    for node in step? {
+                        print(&node, Some(i))?;
+                    }
+                }
+            } else {
+                let nodes: Vec<_> = match checkout.as_mut() {
+                    Some(c) => c.history(reverse).collect(),
+                    None => db.history(reverse)?.collect(),
+                };
+                for node in nodes {
+                    let node = node?;
+                    print(&node, None)?;
+                }
+            }
         }
         Command::Serve { dir, listen, live } => return serve(&dir, &listen, live),
         Command::Demo { dir } => return demo(dir),

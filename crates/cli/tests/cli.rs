@@ -220,3 +220,56 @@ fn reads_a_database_written_by_the_js_reference() {
     let got = testkit::node("db-get.js", &[p(tmp.path()), "from/rust"]);
     assert_eq!(got["from/rust"][0]["value"], "hi");
 }
+
+#[test]
+fn version_history_and_reading_at_a_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    ok(&hyperdb(&["init", p(&dir)]));
+    ok(&hyperdb(&["put", p(&dir), "k", "one"]));
+    let version = ok(&hyperdb(&["version", p(&dir)])).trim().to_string();
+    assert_eq!(
+        version.len(),
+        66,
+        "a 32-byte key and a one-byte varint, in hex"
+    );
+    ok(&hyperdb(&["put", p(&dir), "k", "two"]));
+    ok(&hyperdb(&["put", p(&dir), "other", "x"]));
+    assert_eq!(
+        ok(&hyperdb(&["get", p(&dir), "k", "--at", &version])),
+        "one\n"
+    );
+    assert_eq!(ok(&hyperdb(&["get", p(&dir), "k"])), "two\n");
+    assert_eq!(
+        ok(&hyperdb(&["ls", p(&dir), "--at", &version]))
+            .lines()
+            .count(),
+        1
+    );
+    let bad = hyperdb(&["get", p(&dir), "k", "--at", "zz"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    let history: Vec<Value> = ok(&hyperdb(&["history", p(&dir), "--json"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = history.iter().map(|n| n["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    let reverse = ok(&hyperdb(&["history", p(&dir), "--reverse"]));
+    assert!(reverse.lines().next().unwrap().contains("other"));
+    let key_history: Vec<Value> = ok(&hyperdb(&["history", p(&dir), "--key", "k", "--json"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let values: Vec<&str> = key_history
+        .iter()
+        .map(|n| n["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["two", "one"], "newest first");
+    assert_eq!(
+        ok(&hyperdb(&["history", p(&dir), "--at", &version]))
+            .lines()
+            .count(),
+        1
+    );
+}

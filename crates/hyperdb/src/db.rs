@@ -623,13 +623,24 @@ impl Db {
     /// large databases.
     pub fn list(&mut self, prefix: &str) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
         let heads = self.heads()?;
+        self.list_from(&heads, prefix)
+    }
+
+    /// [`Db::list`] as seen from `heads`.
+    pub(crate) fn list_from(
+        &mut self,
+        heads: &[Arc<Node>],
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
         let prefix_parts = hash::components(hash::normalize(prefix));
         let mut keys = std::collections::BTreeSet::new();
         for id in 0..self.writers.len() {
-            if !self.included(id) {
-                continue;
-            }
-            for seq in 1..self.writers[id].available() {
+            let end = heads
+                .iter()
+                .filter_map(|h| h.clock.get(id).copied())
+                .max()
+                .unwrap_or(0);
+            for seq in 1..end.min(self.writers[id].available()) {
                 let Some(node) = self.pointer(Ptr { feed: id, seq }, false)? else {
                     continue;
                 };
@@ -646,7 +657,7 @@ impl Db {
         }
         let mut result = Vec::new();
         for key in keys {
-            let values = get::get(self, &heads, &key)?;
+            let values = get::get(self, heads, &key)?;
             if !values.is_empty() {
                 result.push((key, values));
             }

@@ -27,6 +27,12 @@ impl Checkout<'_> {
         crate::get::get(self.db, &self.heads, crate::hash::normalize(key))
     }
 
+    /// Every live key under `prefix` at this version, with its values.
+    pub fn list(&mut self, prefix: &str) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
+        let heads = self.heads.clone();
+        self.db.list_from(&heads, prefix)
+    }
+
     /// The version identifier of this view.
     pub fn version(&self) -> Vec<u8> {
         encode_version(self.db, &self.heads)
@@ -69,16 +75,23 @@ impl Db {
         let mut heads = Vec::new();
         let mut rest = version;
         while !rest.is_empty() {
-            let bad = || Error::Invalid("invalid version: expected 32-byte keys each followed by a varint seq".into());
+            let bad = || {
+                Error::Invalid(
+                    "invalid version: expected 32-byte keys each followed by a varint seq".into(),
+                )
+            };
             if rest.len() < 33 {
                 return Err(bad());
             }
             let key: [u8; 32] = rest[..32].try_into().expect("32 bytes");
             let (seq, used) = varint::decode(&rest[32..]).ok_or_else(bad)?;
             rest = &rest[32 + used..];
-            let writer = self
-                .writer_index(&key)
-                .ok_or_else(|| Error::Invalid(format!("invalid version: no writer {} here", hex::encode(key))))?;
+            let writer = self.writer_index(&key).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "invalid version: no writer {} here",
+                    hex::encode(key)
+                ))
+            })?;
             let node = self.node(writer, seq)?.ok_or_else(|| {
                 Error::Invalid(format!(
                     "this replica does not hold entry {seq} of writer {} (sync first)",
@@ -119,7 +132,13 @@ impl<'a> History<'a> {
     fn new(db: &'a mut Db, heads: &[Arc<Node>], reverse: bool) -> Self {
         let writers = db.writers().len();
         let end = (0..writers)
-            .map(|i| heads.iter().filter_map(|h| h.clock.get(i).copied()).max().unwrap_or(0))
+            .map(|i| {
+                heads
+                    .iter()
+                    .filter_map(|h| h.clock.get(i).copied())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         History {
             db,
@@ -145,7 +164,11 @@ impl<'a> History<'a> {
         for t in self.nodes.iter().flatten() {
             if let Some(b) = best {
                 let clock = b.clock.get(t.feed).copied().unwrap_or(0);
-                let better = if self.reverse { t.seq + 1 > clock } else { t.seq + 1 < clock };
+                let better = if self.reverse {
+                    t.seq + 1 > clock
+                } else {
+                    t.seq + 1 < clock
+                };
                 if !better {
                     continue;
                 }

@@ -10,7 +10,14 @@ use serde_json::{json, Value};
 use testkit::node;
 
 fn open(dir: &Path) -> Db {
-    Db::open_with(dir, OpenOptions { create: false, ..Default::default() }).unwrap()
+    Db::open_with(
+        dir,
+        OpenOptions {
+            create: false,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 fn ours(db: &mut Db, reverse: bool) -> Vec<Value> {
@@ -28,7 +35,12 @@ fn ours_key_history(db: &mut Db, key: &str) -> Vec<BTreeSet<(String, u64)>> {
     let writers = db.writers();
     db.key_history(key)
         .unwrap()
-        .map(|step| step.unwrap().iter().map(|n| (hex::encode(writers[n.feed].key), n.seq)).collect())
+        .map(|step| {
+            step.unwrap()
+                .iter()
+                .map(|n| (hex::encode(writers[n.feed].key), n.seq))
+                .collect()
+        })
         .collect()
 }
 
@@ -41,20 +53,48 @@ fn theirs_key_history(js: &Value, key: &str) -> Vec<BTreeSet<(String, u64)>> {
             step.as_array()
                 .unwrap()
                 .iter()
-                .map(|n| (n["feed"].as_str().unwrap().to_string(), n["seq"].as_u64().unwrap()))
+                .map(|n| {
+                    (
+                        n["feed"].as_str().unwrap().to_string(),
+                        n["seq"].as_u64().unwrap(),
+                    )
+                })
                 .collect()
         })
         .collect()
 }
 
 fn compare(dir: &Path, keys: &[&str]) {
-    let js = node("db-history.js", &[dir.to_str().unwrap(), "--keys", &keys.join(",")]);
+    let js = node(
+        "db-history.js",
+        &[dir.to_str().unwrap(), "--keys", &keys.join(",")],
+    );
     let mut db = open(dir);
-    assert_eq!(hex::encode(db.version().unwrap()), js["version"], "{}: version bytes", dir.display());
-    assert_eq!(Value::Array(ours(&mut db, false)), js["history"], "{}: history", dir.display());
-    assert_eq!(Value::Array(ours(&mut db, true)), js["reverse"], "{}: reverse history", dir.display());
+    assert_eq!(
+        hex::encode(db.version().unwrap()),
+        js["version"],
+        "{}: version bytes",
+        dir.display()
+    );
+    assert_eq!(
+        Value::Array(ours(&mut db, false)),
+        js["history"],
+        "{}: history",
+        dir.display()
+    );
+    assert_eq!(
+        Value::Array(ours(&mut db, true)),
+        js["reverse"],
+        "{}: reverse history",
+        dir.display()
+    );
     for key in keys {
-        assert_eq!(ours_key_history(&mut db, key), theirs_key_history(&js, key), "{}: key history of {key}", dir.display());
+        assert_eq!(
+            ours_key_history(&mut db, key),
+            theirs_key_history(&js, key),
+            "{}: key history of {key}",
+            dir.display()
+        );
     }
 }
 
@@ -63,7 +103,10 @@ fn the_seed_example_has_the_same_version_and_histories() {
     let tmp = tempfile::tempdir().unwrap();
     node("db-seed-example.js", &[tmp.path().to_str().unwrap()]);
     for db in ["db1", "db2"] {
-        compare(&tmp.path().join(db), &["example/first", "example/second", "example/third"]);
+        compare(
+            &tmp.path().join(db),
+            &["example/first", "example/second", "example/third"],
+        );
     }
 }
 
@@ -88,7 +131,10 @@ fn a_three_writer_database_has_the_same_version_and_histories() {
         {"op": "put", "db": "c", "key": "x", "value": "c2"},
         {"op": "sync", "a": "a", "b": "c"},
     ]);
-    node("db-multi.js", &[tmp.path().to_str().unwrap(), "--steps", &steps.to_string()]);
+    node(
+        "db-multi.js",
+        &[tmp.path().to_str().unwrap(), "--steps", &steps.to_string()],
+    );
     for name in ["a", "b", "c"] {
         compare(&tmp.path().join(name), &["x", "y"]);
     }
@@ -115,7 +161,10 @@ fn a_checkout_reads_the_database_as_it_was() {
     let mut mid = db.checkout(&v2).unwrap();
     assert_eq!(mid.get("a").unwrap()[0].value_str().unwrap(), "2");
     assert_eq!(mid.key_history("a").count(), 2);
-    assert!(db.checkout(&[]).unwrap().get("a").unwrap().is_empty(), "the empty version is the empty db");
+    assert!(
+        db.checkout(&[]).unwrap().get("a").unwrap().is_empty(),
+        "the empty version is the empty db"
+    );
     let err = db.checkout(&[1, 2, 3]).unwrap_err();
     assert!(err.to_string().contains("invalid version"), "{err}");
 
