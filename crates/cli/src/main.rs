@@ -137,12 +137,24 @@ enum Command {
         at: Option<String>,
     },
     /// List every live key under PREFIX with its values
+    ///
+    /// Keys come in hyperdb 3.5.0's order (by the hash of their path), the
+    /// same on every replica.
     Ls {
         /// Database folder
         dir: PathBuf,
         /// Only keys under this prefix (whole components)
         #[arg(default_value = "")]
         prefix: String,
+        /// One entry for each component directly under PREFIX
+        #[arg(long)]
+        no_recursive: bool,
+        /// The opposite order
+        #[arg(long)]
+        reverse: bool,
+        /// Leave out PREFIX itself (only keys strictly under it)
+        #[arg(long)]
+        gt: bool,
         /// Print one JSON object a line: {"key": "a/b", "values": ["v1", "v2"]}
         #[arg(long)]
         json: bool,

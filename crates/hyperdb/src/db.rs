@@ -9,6 +9,7 @@ use hypercore_feed::{Feed, FeedOptions, FileStorage, MemoryStorage};
 use prost::Message;
 
 use crate::error::{Error, Result};
+use crate::iter::{Iter, IterOptions};
 use crate::messages::{FeedKey, Header, InflatedEntry};
 use crate::node::Node;
 use crate::trie::{Ptr, Trie};
@@ -617,59 +618,31 @@ impl Db {
         get::get(self, &heads, hash::normalize(key))
     }
 
-    /// Every live key under `prefix` (whole components: `a` holds `a` and
-    /// `a/b`, not `ab`) with its current values, in the reference's order
-    /// (by path hash). Reads every entry: a lazy trie walk replaces this for
-    /// large databases.
+    /// Every live key under `prefix` with its current values, in the
+    /// reference's order (by path hash: see [`crate::iter`]).
     pub fn list(&mut self, prefix: &str) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
-        let heads = self.heads()?;
-        self.list_from(&heads, prefix)
+        self.iter(prefix, IterOptions::default())?.collect()
     }
 
-    /// [`Db::list`] as seen from `heads`.
-    pub(crate) fn list_from(
-        &mut self,
-        heads: &[Arc<Node>],
-        prefix: &str,
-    ) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
-        let prefix_parts = hash::components(hash::normalize(prefix));
-        let mut keys = std::collections::BTreeSet::new();
-        for id in 0..self.writers.len() {
-            let end = heads
-                .iter()
-                .filter_map(|h| h.clock.get(id).copied())
-                .max()
-                .unwrap_or(0);
-            for seq in 1..end.min(self.writers[id].available()) {
-                let Some(node) = self.pointer(Ptr { feed: id, seq }, false)? else {
-                    continue;
-                };
-                if node.key.is_empty() {
-                    continue;
-                }
-                let parts = hash::components(&node.key);
-                if parts.len() >= prefix_parts.len()
-                    && parts[..prefix_parts.len()] == prefix_parts[..]
-                {
-                    keys.insert(node.key.clone());
-                }
-            }
-        }
-        let mut result = Vec::new();
-        for key in keys {
-            let values = get::get(self, heads, &key)?;
-            if !values.is_empty() {
-                result.push((key, values));
-            }
-        }
-        result.sort_by_cached_key(|(key, _)| {
-            let order: Vec<u8> = hash::path(key, true)
-                .iter()
-                .map(|&d| if d < 4 { 3 - d } else { d })
-                .collect();
-            (order, std::cmp::Reverse(key.clone()))
-        });
-        Ok(result)
+    /// A lazy iterator over the keys under `prefix` and their current
+    /// values (conflicts grouped per key).
+    ///
+    /// ```
+    /// use hyperdb::{Db, DbStorage, IterOptions, OpenOptions};
+    /// let mut db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    /// db.put("fruit/apple", b"red").unwrap();
+    /// db.put("fruit/kiwi", b"green").unwrap();
+    /// db.put("veg/leek", b"white").unwrap();
+    /// let fruit: Vec<String> = db
+    ///     .iter("fruit", IterOptions::default())
+    ///     .unwrap()
+    ///     .map(|entry| entry.unwrap().0)
+    ///     .collect();
+    /// assert_eq!(fruit.len(), 2);
+    /// ```
+    pub fn iter(&mut self, prefix: &str, options: IterOptions) -> Result<Iter<'_>> {
+        let heads = self.heads()?;
+        Iter::new(self, &heads, prefix, options)
     }
 
     /// Stores `value` at `key`.

@@ -29,8 +29,13 @@ impl Checkout<'_> {
 
     /// Every live key under `prefix` at this version, with its values.
     pub fn list(&mut self, prefix: &str) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
+        self.iter(prefix, crate::IterOptions::default())?.collect()
+    }
+
+    /// A lazy iterator over the keys under `prefix` at this version.
+    pub fn iter(&mut self, prefix: &str, options: crate::IterOptions) -> Result<crate::Iter<'_>> {
         let heads = self.heads.clone();
-        self.db.list_from(&heads, prefix)
+        crate::Iter::new(self.db, &heads, prefix, options)
     }
 
     /// The version identifier of this view.

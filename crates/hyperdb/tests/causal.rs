@@ -159,10 +159,34 @@ fn run(steps: &[Step], order_seed: u64) -> Result<(), TestCaseError> {
         }
     }
     for (r, db) in dbs.iter_mut().enumerate() {
+        let mut listed = std::collections::BTreeMap::new();
         for key in KEYS {
             let expected = oracle(db, key);
-            prop_assert_eq!(answer(db, key), expected, "replica {} key {}", r, key);
+            prop_assert_eq!(
+                answer(db, key),
+                expected.clone(),
+                "replica {} key {}",
+                r,
+                key
+            );
+            if !expected.is_empty() {
+                listed.insert(key.to_string(), expected);
+            }
         }
+        // Listing walks the tries once for every key: same answers.
+        let writers = db.writers();
+        let walked: std::collections::BTreeMap<String, Answer> = db
+            .list("")
+            .unwrap()
+            .into_iter()
+            .map(|(k, nodes)| {
+                (
+                    k,
+                    nodes.iter().map(|n| (writers[n.feed].key, n.seq)).collect(),
+                )
+            })
+            .collect();
+        prop_assert_eq!(walked, listed, "replica {} listing", r);
     }
     // An observer that learns replica 0's feeds block by block, in a
     // shuffled order of feeds, answers as replica 0 does.

@@ -1,0 +1,239 @@
+//! Iterating the keys under a prefix, lazily, in the reference's order.
+//!
+//! The walk is a depth-first descent of the digit tree of key paths. A frame
+//! is a position in a path and the nodes whose paths agree up to it (one per
+//! fork); going down a digit keeps the nodes with that digit and follows the
+//! trie pointers the others hold for it, exactly as a lookup does, so every
+//! lookup below a frame is shared. Runs of positions where nothing branches
+//! are skipped at once. The terminator (4) is visited first, then digits 0
+//! to 3, as hyperdb 3.5.0's iterator does, so keys come out in its order;
+//! at a terminator the candidates for each key are filtered by the causal
+//! rule, as [`Db::get`] does. Memory is bounded by the depth of the walk.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::db::Db;
+use crate::error::Result;
+use crate::hash::{DIGITS_PER_COMPONENT, TERMINATOR};
+use crate::node::Node;
+use crate::trie::Ptr;
+
+// The reference pushes digits 3, 2, 1, 0, 4 on a stack and pops them, so a
+// key comes before the keys under it, then digits ascending.
+const ORDER: [u8; 5] = [TERMINATOR, 0, 1, 2, 3];
+const REVERSE_ORDER: [u8; 5] = [3, 2, 1, 0, TERMINATOR];
+
+/// Options of [`Db::iter`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IterOptions {
+    /// Only one entry for each component directly under the prefix.
+    pub shallow: bool,
+    /// The opposite order.
+    pub reverse: bool,
+    /// Leave out the prefix itself (keys strictly under it).
+    pub gt: bool,
+    /// Include keys whose current writes are all deletes.
+    pub deletes: bool,
+}
+
+enum Item {
+    Frame { pos: usize, nodes: Vec<Arc<Node>> },
+    Leaf(Vec<Arc<Node>>),
+}
+
+/// A lazy iterator over `(key, current values)` pairs under a prefix.
+pub struct Iter<'a> {
+    db: &'a mut Db,
+    stack: Vec<Item>,
+    start: usize,
+    options: IterOptions,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Iter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter")
+            .field("prefix", &self.prefix)
+            .field("pending", &self.stack.len())
+            .finish()
+    }
+}
+
+impl<'a> Iter<'a> {
+    pub(crate) fn new(
+        db: &'a mut Db,
+        heads: &[Arc<Node>],
+        prefix: &str,
+        options: IterOptions,
+    ) -> Result<Self> {
+        let prefix = crate::hash::normalize(prefix).to_string();
+        let path = crate::hash::path(&prefix, false);
+        let mut nodes = dedupe(heads.to_vec());
+        for (pos, &digit) in path.iter().enumerate() {
+            nodes = descend(db, &nodes, pos, digit)?;
+            if nodes.is_empty() {
+                break;
+            }
+        }
+        let mut stack = Vec::new();
+        if !nodes.is_empty() {
+            stack.push(Item::Frame {
+                pos: path.len(),
+                nodes,
+            });
+        }
+        Ok(Iter {
+            db,
+            stack,
+            start: path.len(),
+            options,
+            prefix,
+        })
+    }
+
+    fn advance(&mut self) -> Result<Option<(String, Vec<Arc<Node>>)>> {
+        while let Some(item) = self.stack.pop() {
+            let (pos, nodes) = match item {
+                Item::Leaf(nodes) => {
+                    if let Some(found) = self.leaf(nodes) {
+                        return Ok(Some(found));
+                    }
+                    continue;
+                }
+                Item::Frame { pos, nodes } => (pos, nodes),
+            };
+            let limit = if self.options.shallow {
+                self.start + DIGITS_PER_COMPONENT
+            } else {
+                usize::MAX
+            };
+            let pos = next_branch(&nodes, pos).min(limit);
+            if pos >= limit {
+                // Shallow: everything under this component counts as one.
+                self.push_leaves(nodes);
+                continue;
+            }
+            let order = if self.options.reverse {
+                REVERSE_ORDER
+            } else {
+                ORDER
+            };
+            // Pushed in reverse so they pop in order.
+            for &digit in order.iter().rev() {
+                let excluded = digit == TERMINATOR
+                    && pos == self.start
+                    && (self.options.gt || self.start == 0);
+                if excluded {
+                    continue;
+                }
+                let next = descend(self.db, &nodes, pos, digit)?;
+                if next.is_empty() {
+                    continue;
+                }
+                if digit == TERMINATOR {
+                    self.push_leaves(next);
+                } else {
+                    self.stack.push(Item::Frame {
+                        pos: pos + 1,
+                        nodes: next,
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Candidates with the same path, grouped by key (colliding keys in
+    /// ascending order), pushed so they pop in order.
+    fn push_leaves(&mut self, nodes: Vec<Arc<Node>>) {
+        let mut groups: BTreeMap<String, Vec<Arc<Node>>> = BTreeMap::new();
+        for node in nodes {
+            groups.entry(node.key.clone()).or_default().push(node);
+        }
+        for (_, group) in groups.into_iter().rev() {
+            self.stack.push(Item::Leaf(group));
+        }
+    }
+
+    fn leaf(&self, candidates: Vec<Arc<Node>>) -> Option<(String, Vec<Arc<Node>>)> {
+        let key = candidates.first()?.key.clone();
+        if !key.starts_with(&self.prefix) || key.is_empty() {
+            return None;
+        }
+        let values = crate::get::latest(candidates, true);
+        if !self.options.deletes && values.iter().all(|n| n.deleted) {
+            return None;
+        }
+        let values = if self.options.deletes {
+            values
+        } else {
+            values.into_iter().filter(|n| !n.deleted).collect()
+        };
+        Some((key, values))
+    }
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<(String, Vec<Arc<Node>>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.advance().transpose()
+    }
+}
+
+fn dedupe(mut nodes: Vec<Arc<Node>>) -> Vec<Arc<Node>> {
+    nodes.sort_by_key(|n| (n.feed, n.seq));
+    nodes.dedup_by_key(|n| (n.feed, n.seq));
+    nodes
+}
+
+/// The nodes below `pos` for `digit`: those whose path has it, and those the
+/// others' tries point to for it.
+fn descend(db: &mut Db, nodes: &[Arc<Node>], pos: usize, digit: u8) -> Result<Vec<Arc<Node>>> {
+    let mut next = Vec::new();
+    for node in nodes {
+        let own = node.path.get(pos).copied();
+        if own == Some(digit) {
+            next.push(node.clone());
+        }
+        if own != Some(digit) || digit == TERMINATOR {
+            for &ptr in node.trie.get(pos, digit) {
+                if let Some(other) = db.pointer(
+                    Ptr {
+                        feed: ptr.feed,
+                        seq: ptr.seq,
+                    },
+                    false,
+                )? {
+                    if other.path.get(pos) == Some(&digit) {
+                        next.push(other);
+                    }
+                }
+            }
+        }
+    }
+    Ok(dedupe(next))
+}
+
+/// The first position at or after `pos` where the nodes can branch: where
+/// their digits differ, where one ends, or where one's trie holds pointers.
+fn next_branch(nodes: &[Arc<Node>], pos: usize) -> usize {
+    let mut best = usize::MAX;
+    for node in nodes {
+        best = best.min(node.path.len().saturating_sub(1));
+        if let Some(p) = node.trie.positions().find(|&p| p >= pos) {
+            best = best.min(p);
+        }
+    }
+    if let Some(first) = nodes.first() {
+        for other in &nodes[1..] {
+            let differ = (pos..best.min(first.path.len()).min(other.path.len()))
+                .find(|&i| first.path[i] != other.path[i]);
+            if let Some(i) = differ {
+                best = best.min(i);
+            }
+        }
+    }
+    best.max(pos)
+}
