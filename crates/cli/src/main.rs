@@ -503,14 +503,27 @@ fn run(command: Command) -> CliResult {
         Command::Ls {
             dir,
             prefix,
+            no_recursive,
+            reverse,
+            gt,
             json,
             at,
         } => {
             let mut db = open(&dir)?;
-            let rows = match at {
-                Some(v) => db.checkout(&parse_version(&v)?)?.list(&prefix)?,
-                None => db.list(&prefix)?,
+            let options = hyperdb::IterOptions {
+                shallow: no_recursive,
+                reverse,
+                gt,
+                deletes: false,
             };
+            let rows: Vec<_> = match at {
+                Some(v) => db
+                    .checkout(&parse_version(&v)?)?
+                    .iter(&prefix, options)?
+                    .collect(),
+                None => db.iter(&prefix, options)?.collect(),
+            };
+            let rows = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
             for (key, values) in rows {
                 let texts: Vec<String> = values
                     .iter()
