@@ -201,6 +201,39 @@ enum Command {
         /// The other replica's local key (64 hex characters)
         writer_key: String,
     },
+    /// Print what changed under PREFIX since VERSION, one key a line
+    ///
+    /// `+ key  values` was added, `- key  values` was removed, `~ key  old -> new`
+    /// changed (several values are a conflict). Pairs follow hyperdb 3.5.0's
+    /// diff stream.
+    Diff {
+        /// Database folder
+        dir: PathBuf,
+        /// The older version (hex, from `hyperdb version`)
+        #[arg(long, value_name = "VERSION")]
+        from: String,
+        /// Only keys under this prefix
+        #[arg(default_value = "")]
+        prefix: String,
+        /// One JSON object a line: {"key": k, "left": [new values]|null, "right": [old values]|null}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a line for every change under PREFIX until interrupted
+    ///
+    /// Changes made by other processes on the folder show up within a
+    /// second. With --live ADDR it also keeps a live replication with the
+    /// peer at ADDR, so remote writes show up as they arrive.
+    Watch {
+        /// Database folder
+        dir: PathBuf,
+        /// Only changes under this prefix
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Replicate live with the peer at this address meanwhile
+        #[arg(long, value_name = "ADDR")]
+        live: Option<String>,
+    },
     /// Replicate with every peer that connects to ADDR
     ///
     /// Prints `listening on ADDR` (with the real port when ADDR asks for
@@ -605,6 +638,18 @@ fn run(command: Command) -> CliResult {
                 }
             }
         }
+        Command::Diff {
+            dir,
+            from,
+            prefix,
+            json,
+        } => {
+            let mut db = open(&dir)?;
+            for change in db.diff(&parse_version(&from)?, &prefix)? {
+                print_change(&mut out, &change, json)?;
+            }
+        }
+        Command::Watch { dir, prefix, live } => return watch(&dir, &prefix, live),
         Command::Serve { dir, listen, live } => return serve(&dir, &listen, live),
         Command::Demo { dir } => return demo(dir),
         Command::Feeds { dir } => {
@@ -752,6 +797,94 @@ fn sync(dir: &Path, addr: &str, live: bool) -> CliResult {
     let db = db.lock().expect("db lock");
     print_summary(&mut io::stdout(), &db, &summary)?;
     Ok(())
+}
+
+fn values_of(nodes: &Option<Vec<Arc<Node>>>) -> Option<Vec<String>> {
+    nodes.as_ref().map(|n| {
+        n.iter()
+            .map(|n| n.value_str().unwrap_or_default())
+            .collect()
+    })
+}
+
+fn print_change(out: &mut impl Write, change: &hyperdb::Change, json: bool) -> io::Result<()> {
+    let (left, right) = (values_of(&change.left), values_of(&change.right));
+    if json {
+        return writeln!(
+            out,
+            "{}",
+            json!({"key": change.key, "left": left, "right": right})
+        );
+    }
+    match (left, right) {
+        (Some(new), None) => writeln!(out, "+ {}\t{}", change.key, new.join(", ")),
+        (None, Some(old)) => writeln!(out, "- {}\t{}", change.key, old.join(", ")),
+        (Some(new), Some(old)) => writeln!(
+            out,
+            "~ {}\t{} -> {}",
+            change.key,
+            old.join(", "),
+            new.join(", ")
+        ),
+        (None, None) => Ok(()),
+    }
+}
+
+fn watch(dir: &Path, prefix: &str, live: Option<String>) -> CliResult {
+    let db = Arc::new(Mutex::new(open(dir)?));
+    runtime()?.block_on(async {
+        if let Some(addr) = &live {
+            let socket = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| Failure {
+                    code: 3,
+                    message: format!("cannot connect to {addr}: {e}"),
+                    hint: Some("is `hyperdb serve --live` running there?".into()),
+                })?;
+            let options = ReplicateOptions {
+                live: true,
+                ..Default::default()
+            };
+            let session_db = db.clone();
+            tokio::spawn(async move {
+                if let Err(e) = replicate(session_db, socket, options).await {
+                    eprintln!("replication ended: {e}");
+                }
+            });
+        }
+        let changes = db.lock().expect("db lock").changes();
+        let (mut watch, mut version) = {
+            let mut db = db.lock().expect("db lock");
+            (db.watch(prefix)?, db.version()?)
+        };
+        let mut out = io::stdout();
+        writeln!(
+            out,
+            "watching {:?} in {} (Ctrl-C to stop)",
+            prefix,
+            dir.display()
+        )?;
+        out.flush()?;
+        loop {
+            tokio::select! {
+                _ = changes.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                    if live.is_none() {
+                        // Another process may have written: read the folder again.
+                        *db.lock().expect("db lock") = open(dir)?;
+                    }
+                }
+            }
+            let mut db = db.lock().expect("db lock");
+            if watch.changed(&mut db)? {
+                for change in db.diff(&version, prefix)? {
+                    print_change(&mut out, &change, false)?;
+                }
+                out.flush()?;
+                version = db.version()?;
+            }
+        }
+    })
 }
 
 fn demo(dir: Option<PathBuf>) -> CliResult {

@@ -645,6 +645,16 @@ impl Db {
         Iter::new(self, &heads, prefix, options)
     }
 
+    /// The closest nodes under `prefix` from the current heads (what a watch
+    /// compares), as (writer, seq).
+    pub(crate) fn prefix_nodes(&mut self, prefix: &str) -> Result<Vec<(usize, u64)>> {
+        let heads = self.heads()?;
+        Ok(crate::iter::prefix_nodes(self, &heads, prefix)?
+            .iter()
+            .map(|n| (n.feed, n.seq))
+            .collect())
+    }
+
     /// Stores `value` at `key`.
     pub fn put(&mut self, key: &str, value: &[u8]) -> Result<Arc<Node>> {
         self.write_one(key, Some(value.to_vec()), false)

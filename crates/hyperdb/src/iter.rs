@@ -69,13 +69,7 @@ impl<'a> Iter<'a> {
     ) -> Result<Self> {
         let prefix = crate::hash::normalize(prefix).to_string();
         let path = crate::hash::path(&prefix, false);
-        let mut nodes = dedupe(heads.to_vec());
-        for (pos, &digit) in path.iter().enumerate() {
-            nodes = descend(db, &nodes, pos, digit)?;
-            if nodes.is_empty() {
-                break;
-            }
-        }
+        let nodes = prefix_nodes(db, heads, &prefix)?;
         let mut stack = Vec::new();
         if !nodes.is_empty() {
             stack.push(Item::Frame {
@@ -180,6 +174,24 @@ impl Iterator for Iter<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         self.advance().transpose()
     }
+}
+
+/// The nodes a lookup of `prefix` (without terminator) ends at from
+/// `heads`: the closest nodes under the prefix, one per fork.
+pub(crate) fn prefix_nodes(
+    db: &mut Db,
+    heads: &[Arc<Node>],
+    prefix: &str,
+) -> Result<Vec<Arc<Node>>> {
+    let path = crate::hash::path(crate::hash::normalize(prefix), false);
+    let mut nodes = dedupe(heads.to_vec());
+    for (pos, &digit) in path.iter().enumerate() {
+        nodes = descend(db, &nodes, pos, digit)?;
+        if nodes.is_empty() {
+            break;
+        }
+    }
+    Ok(nodes)
 }
 
 fn dedupe(mut nodes: Vec<Arc<Node>>) -> Vec<Arc<Node>> {

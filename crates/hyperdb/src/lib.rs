@@ -25,6 +25,7 @@
 //! ```
 
 mod db;
+mod diff;
 mod error;
 mod get;
 pub mod hash;
@@ -38,6 +39,7 @@ pub mod replicate;
 pub mod trie;
 
 pub use db::{Db, DbStorage, Op, OpenOptions, WriterInfo};
+pub use diff::{Change, Watch};
 pub use error::{Error, Result};
 pub use history::{Checkout, History, KeyHistory};
 pub use iter::{Iter, IterOptions};
