@@ -273,3 +273,53 @@ fn version_history_and_reading_at_a_version() {
         1
     );
 }
+
+#[test]
+fn diff_and_watch() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    ok(&hyperdb(&["init", p(&dir)]));
+    ok(&hyperdb(&["put", p(&dir), "a/x", "1"]));
+    ok(&hyperdb(&["put", p(&dir), "a/y", "2"]));
+    let version = ok(&hyperdb(&["version", p(&dir)])).trim().to_string();
+    ok(&hyperdb(&["put", p(&dir), "a/x", "changed"]));
+    ok(&hyperdb(&["del", p(&dir), "a/y"]));
+    ok(&hyperdb(&["put", p(&dir), "a/z", "new"]));
+    ok(&hyperdb(&["put", p(&dir), "b", "elsewhere"]));
+    let mut lines: Vec<String> = ok(&hyperdb(&["diff", p(&dir), "--from", &version, "a"]))
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["+ a/z\tnew", "- a/y\t2", "~ a/x\t1 -> changed"]);
+    let json_lines = ok(&hyperdb(&["diff", p(&dir), "--from", &version, "--json"]));
+    assert_eq!(json_lines.lines().count(), 4);
+
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
+        .args(["watch", p(&dir), "a"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = watcher.id();
+    // Never hang the suite: the watcher is killed after 30 s whatever happens.
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    });
+    let mut out = BufReader::new(watcher.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+    ok(&hyperdb(&["put", p(&dir), "b", "outside the prefix"]));
+    ok(&hyperdb(&["put", p(&dir), "a/w", "seen"]));
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        "+ a/w\tseen",
+        "only the change under the prefix"
+    );
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+}
