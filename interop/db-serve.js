@@ -1,4 +1,4 @@
-// db-serve.js DIR [--key DBKEYHEX] [--live] [--authorize HEX]
+// db-serve.js DIR [--key DBKEYHEX] [--live] [--authorize HEX] [--content]
 //
 // Opens (or creates) the hyperdb in DIR (authorizing a writer first if
 // asked) and replicates with every TCP connection on 127.0.0.1 (a free
@@ -14,9 +14,9 @@ const { parseArgs, hex, unhex, step, main } = require('./lib/common')
 const { closeDb, loadHeads } = require('./lib/db')
 
 main(async function () {
-  const { positional, flags } = parseArgs(process.argv.slice(2), { key: 'string', live: 'bool', authorize: 'string' })
+  const { positional, flags } = parseArgs(process.argv.slice(2), { key: 'string', live: 'bool', authorize: 'string', content: 'bool' })
   if (positional.length !== 1) throw new Error('usage: db-serve.js DIR [--key DBKEYHEX] [--live]')
-  const opts = { valueEncoding: 'utf-8' }
+  const opts = { valueEncoding: 'utf-8', contentFeed: !!flags.content }
   const db = flags.key ? hyperdb(positional[0], unhex(flags.key, '--key'), opts) : hyperdb(positional[0], opts)
   await step('ready', function (cb) { db.ready(cb) })
   await loadHeads(db)

@@ -76,6 +76,10 @@ pub struct OpenOptions {
     pub create: bool,
     /// Decoded entries kept in memory, per writer.
     pub cache_size: usize,
+    /// Give every writer a content feed for large values (hyperdb 3.5.0's
+    /// `contentFeed` option), stored under `content/` and replicated with
+    /// the database.
+    pub content_feed: bool,
 }
 
 impl Default for OpenOptions {
@@ -85,6 +89,7 @@ impl Default for OpenOptions {
             secret_key: None,
             create: true,
             cache_size: 1 << 17,
+            content_feed: false,
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct WriterInfo {
     pub source: bool,
     /// Whether it is this replica's own writer.
     pub local: bool,
+    /// The key of its content feed, when it has one.
+    pub content_key: Option<[u8; 32]>,
 }
 
 pub(crate) struct Writer {
@@ -137,6 +144,7 @@ pub(crate) struct Writer {
     authorized: bool,
     header_checked: bool,
     cache: Cache<u64, Arc<Node>>,
+    content: Option<Feed>,
 }
 
 impl Writer {
@@ -154,6 +162,7 @@ impl Writer {
             authorized: false,
             header_checked: false,
             cache: Cache::new(cache_size),
+            content: None,
         }
     }
 
@@ -190,6 +199,7 @@ pub struct Db {
     cache_size: usize,
     pub(crate) batching: Option<Batching>,
     changes: Arc<tokio::sync::Notify>,
+    content_enabled: bool,
 }
 
 impl std::fmt::Debug for Db {
@@ -253,6 +263,7 @@ impl Db {
             storage,
             batching: None,
             changes: Arc::new(tokio::sync::Notify::new()),
+            content_enabled: options.content_feed,
         };
         let source_writable = source.is_writable();
         db.push_writer(source);
@@ -261,6 +272,9 @@ impl Db {
             db.local = db.push_writer(local);
         }
         db.authorize_writer(0);
+        if db.content_enabled {
+            db.open_local_content()?;
+        }
         db.writer_head(db.local)?;
         if db.writers[db.local].feed.is_empty() {
             let header = Header::hyperdb().encode_to_vec();
@@ -319,8 +333,83 @@ impl Db {
                 authorized: w.authorized,
                 source: i == 0,
                 local: i == self.local,
+                content_key: w.content.as_ref().map(|f| *f.key()),
             })
             .collect()
+    }
+
+    /// This replica's content feed, when the database has content feeds.
+    pub fn local_content(&mut self) -> Option<&mut Feed> {
+        self.writers[self.local].content.as_mut()
+    }
+
+    /// The content feed of writer `index`, once known.
+    pub fn content_feed(&mut self, index: usize) -> Option<&mut Feed> {
+        self.writers.get_mut(index).and_then(|w| w.content.as_mut())
+    }
+
+    /// Any feed of the database by its key: a writer's or a content feed.
+    pub fn feed_by_key(&mut self, key: &[u8; 32]) -> Option<&mut Feed> {
+        if let Some(&i) = self.by_key.get(key) {
+            return Some(&mut self.writers[i].feed);
+        }
+        self.writers
+            .iter_mut()
+            .filter_map(|w| w.content.as_mut())
+            .find(|f| f.key() == key)
+    }
+
+    /// Derives this replica's content feed from its writer's secret key, as
+    /// hyperdb 3.5.0 does, and opens it.
+    fn open_local_content(&mut self) -> Result<()> {
+        let local = self.local;
+        let Some(secret) = self.writers[local].feed.secret_key() else {
+            return Ok(());
+        };
+        let master: [u8; 32] = secret[..32].try_into().expect("64-byte secret key");
+        let seed = hypercore_feed::crypto::derive_subkey(&master, 1, b"hyperdb1");
+        let pair = hypercore_feed::KeyPair::from_seed(&seed);
+        let dir = format!(
+            "content/{}",
+            hex::encode(self.writers[local].feed.discovery_key())
+        );
+        let feed = self.storage.open_feed(
+            &dir,
+            FeedOptions {
+                key: Some(pair.public_key),
+                secret_key: Some(pair.secret_key),
+                create_if_missing: true,
+                store_secret_key: false,
+            },
+        )?;
+        self.writers[local].content_feed = Some(pair.public_key.to_vec());
+        self.writers[local].content = Some(feed);
+        Ok(())
+    }
+
+    /// Opens writer `id`'s content feed once its inflated entry names it.
+    fn open_content(&mut self, id: usize) -> Result<()> {
+        let w = &self.writers[id];
+        if !self.content_enabled || w.content.is_some() {
+            return Ok(());
+        }
+        let Some(key) = w
+            .content_feed
+            .as_deref()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        else {
+            return Ok(());
+        };
+        let dir = format!("content/{}", hex::encode(w.feed.discovery_key()));
+        let feed = self.storage.open_feed(
+            &dir,
+            FeedOptions {
+                key: Some(key),
+                ..Default::default()
+            },
+        )?;
+        self.writers[id].content = Some(feed);
+        Ok(())
     }
 
     /// The feed of writer `index`.
@@ -504,8 +593,11 @@ impl Db {
             w.feeds_loaded = Some(inflate);
             w.feeds_seq = inflate;
             w.feeds_message = Some(keys);
-            w.content_feed = inflated.content_feed.clone();
+            if inflated.content_feed.is_some() {
+                w.content_feed = inflated.content_feed.clone();
+            }
             self.update_feeds(feed);
+            self.open_content(feed)?;
         }
         let w = &self.writers[feed];
         if msg.clock.len() > w.decode_map.len() {

@@ -197,21 +197,23 @@ impl Session {
     }
 
     fn open_authorized(&mut self, db: &mut Db) -> Result<()> {
-        for info in db.writers() {
-            if !info.authorized {
-                continue;
-            }
-            let dk = hypercore_feed::crypto::discovery_key(&info.key);
+        // Each authorized writer's feed, then its content feed if it has one
+        // (the reference's order).
+        let keys: Vec<[u8; 32]> = db
+            .writers()
+            .iter()
+            .filter(|w| w.authorized)
+            .flat_map(|w| std::iter::once(w.key).chain(w.content_key))
+            .collect();
+        for key in keys {
+            let dk = hypercore_feed::crypto::discovery_key(&key);
             if self.peers.contains_key(&dk) {
                 continue;
             }
-            self.protocol.open(&info.key).map_err(wire)?;
-            let writable = db
-                .writer_index(&info.key)
-                .and_then(|i| db.feed(i))
-                .is_some_and(|f| f.is_writable());
+            self.protocol.open(&key).map_err(wire)?;
+            let writable = db.feed_by_key(&key).is_some_and(|f| f.is_writable());
             let mut peer = Peer {
-                key: info.key,
+                key,
                 remote_has: SparseBits::new(),
                 remote_length: 0,
                 remote_want: false,
@@ -284,7 +286,7 @@ impl Session {
             if !peer.remote_want || peer.closed {
                 continue;
             }
-            let Some(feed) = db.writer_index(&peer.key).and_then(|i| db.feed(i)) else {
+            let Some(feed) = db.feed_by_key(&peer.key) else {
                 continue;
             };
             let available = feed.next_missing(0, feed.len()).unwrap_or(feed.len());
@@ -329,8 +331,12 @@ impl Session {
             }
         }
         if stored {
-            for i in 0..db.writers().len() {
-                db.feed(i).expect("known writer").flush_bitfield()?;
+            for info in db.writers() {
+                for key in std::iter::once(info.key).chain(info.content_key) {
+                    if let Some(feed) = db.feed_by_key(&key) {
+                        feed.flush_bitfield()?;
+                    }
+                }
             }
             db.discover()?;
             self.open_authorized(db)?;
@@ -349,15 +355,16 @@ impl Session {
         let Some(peer) = self.peers.get_mut(dk) else {
             return Ok(false);
         };
-        let Some(index) = db.writer_index(&peer.key) else {
+        let key = peer.key;
+        if db.feed_by_key(&key).is_none() {
             return Ok(false);
-        };
+        }
         match message {
             Message::Want(want) => {
                 if want.start & 8191 != 0 || want.length.unwrap_or(0) & 8191 != 0 {
                     return Ok(false);
                 }
-                let feed = db.feed(index).expect("known writer");
+                let feed = db.feed_by_key(&key).expect("known feed");
                 let len = feed.len();
                 if !peer.remote_want && len > 0 && feed.has(len - 1) {
                     self.protocol.send(
@@ -432,7 +439,7 @@ impl Session {
                         "the peer asked for a byte offset, which hyperdb never does".into(),
                     ));
                 }
-                let feed = db.feed(index).expect("known writer");
+                let feed = db.feed_by_key(&key).expect("known feed");
                 let hash = request.hash.unwrap_or(false);
                 let proof = match feed.proof(
                     request.index,
@@ -484,8 +491,7 @@ impl Session {
                 };
                 let proof = proof_from(&data.nodes, data.signature.as_deref())
                     .map_err(|reason| Error::Replication(format!("bad Data message: {reason}")))?;
-                let key = peer.key;
-                let feed = db.feed(index).expect("known writer");
+                let feed = db.feed_by_key(&key).expect("known feed");
                 if feed.has(data.index) {
                     return Ok(false);
                 }
@@ -494,7 +500,8 @@ impl Session {
                     .map_err(|e| {
                         Error::Replication(format!("the peer sent data that does not verify: {e}"))
                     })?;
-                if let (Some(hook), true) = (&self.options.on_write, data.index > 0) {
+                let is_writer = db.writer_index(&key).is_some();
+                if let (Some(hook), true) = (&self.options.on_write, data.index > 0 && is_writer) {
                     let entry = crate::messages::decode_entry(&value).map_err(|e| {
                         Error::Replication(format!(
                             "entry {} of feed {} does not decode: {e}",
@@ -516,7 +523,7 @@ impl Session {
                         ))
                     })?;
                 }
-                let feed = db.feed(index).expect("known writer");
+                let feed = db.feed_by_key(&key).expect("known feed");
                 feed.commit_unflushed(write)?;
                 let length = feed.len();
                 peer.received += 1;
@@ -538,7 +545,7 @@ impl Session {
         if !peer.got_have || !peer.inflight.is_empty() {
             return false;
         }
-        let Some(feed) = db.writer_index(&peer.key).and_then(|i| db.feed(i)) else {
+        let Some(feed) = db.feed_by_key(&peer.key) else {
             return true;
         };
         let mut next = 0;
@@ -558,11 +565,12 @@ impl Session {
         if peer.closed || !peer.ready {
             return Ok(());
         }
-        let Some(index) = db.writer_index(&peer.key) else {
+        let key = peer.key;
+        if db.feed_by_key(&key).is_none() {
             return Ok(());
-        };
+        }
         if peer.downloading {
-            let feed = db.feed(index).expect("known writer");
+            let feed = db.feed_by_key(&key).expect("known feed");
             // Fetch the peer's last block first and alone: its proof brings
             // the signed roots, and every later proof then stops at a node
             // already stored, so it needs hashing but no signature check.

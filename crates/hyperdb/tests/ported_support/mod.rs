@@ -136,3 +136,91 @@ pub fn assert_missing(db: &mut Db, key: &str) {
         nodes.iter().map(|n| n.value_str()).collect::<Vec<_>>()
     );
 }
+
+/// `create.three()`.
+pub fn three() -> (Db, Db, Db) {
+    let mut dbs = many(3);
+    let c = dbs.pop().unwrap();
+    let b = dbs.pop().unwrap();
+    let a = dbs.pop().unwrap();
+    (a, b, c)
+}
+
+/// `replicateAll` of `create.three()` (every pair until nothing moves).
+pub fn sync3(a: &mut Db, b: &mut Db, c: &mut Db) {
+    loop {
+        let moved = local_sync::sync(a, b).unwrap()
+            + local_sync::sync(a, c).unwrap()
+            + local_sync::sync(b, c).unwrap();
+        if moved == 0 {
+            return;
+        }
+    }
+}
+
+/// The JS `put` helper with a list of strings: each key is written with
+/// itself as value, in order.
+pub fn put_keys(db: &mut Db, keys: &[&str]) {
+    for k in keys {
+        db.put(k, k.as_bytes()).unwrap();
+    }
+}
+
+/// The JS `put` helper with `{key, value}` pairs, in order.
+pub fn put_pairs(db: &mut Db, pairs: &[(&str, &str)]) {
+    for (k, v) in pairs {
+        db.put(k, v.as_bytes()).unwrap();
+    }
+}
+
+/// The values of one iteration entry as text (`None` for a delete), sorted.
+pub fn entry_values(nodes: &[Arc<Node>]) -> Vec<Option<String>> {
+    let mut v: Vec<Option<String>> = nodes.iter().map(|n| n.value_str()).collect();
+    v.sort();
+    v
+}
+
+/// Drains an iterator into key -> sorted values (the JS tests' `all`
+/// helper), failing on a key seen twice or an entry whose nodes are not all
+/// under its key.
+pub fn collect_entries<I>(iter: I) -> std::collections::BTreeMap<String, Vec<Option<String>>>
+where
+    I: IntoIterator<Item = hyperdb::Result<(String, Vec<Arc<Node>>)>>,
+{
+    let mut map = std::collections::BTreeMap::new();
+    for entry in iter {
+        let (key, nodes) = entry.unwrap();
+        assert!(!nodes.is_empty(), "an entry without nodes for {key:?}");
+        for n in &nodes {
+            assert_eq!(n.key, key, "every node of an entry is under its key");
+        }
+        let values = entry_values(&nodes);
+        assert!(
+            map.insert(key.clone(), values).is_none(),
+            "duplicate node for {key:?}"
+        );
+    }
+    map
+}
+
+/// An expected `collect_entries` result from `(key, values)` pairs, `None`
+/// values standing for deletes.
+pub fn entries(
+    list: &[(&str, &[Option<&str>])],
+) -> std::collections::BTreeMap<String, Vec<Option<String>>> {
+    list.iter()
+        .map(|(k, vs)| {
+            let mut vs: Vec<Option<String>> = vs.iter().map(|v| v.map(|s| s.to_string())).collect();
+            vs.sort();
+            (k.to_string(), vs)
+        })
+        .collect()
+}
+
+/// The keys an iterator yields, in order.
+pub fn iter_keys<I>(iter: I) -> Vec<String>
+where
+    I: IntoIterator<Item = hyperdb::Result<(String, Vec<Arc<Node>>)>>,
+{
+    iter.into_iter().map(|e| e.unwrap().0).collect()
+}
