@@ -111,6 +111,24 @@ pub enum Op {
     },
 }
 
+/// Options of [`Db::get_with`].
+#[derive(Default)]
+pub struct GetOptions<'a> {
+    /// Keep deletes among the current writes.
+    pub deletes: bool,
+    /// Called with every entry the lookup reads, heads first.
+    pub on_lookup: Option<&'a mut dyn FnMut(Ptr)>,
+}
+
+impl std::fmt::Debug for GetOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetOptions")
+            .field("deletes", &self.deletes)
+            .field("on_lookup", &self.on_lookup.is_some())
+            .finish()
+    }
+}
+
 /// What the database knows of one writer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriterInfo {
@@ -745,6 +763,60 @@ impl Db {
             .iter()
             .map(|n| (n.feed, n.seq))
             .collect())
+    }
+
+    /// [`Db::get`] with options: keep deletes among the answers, and see
+    /// every entry the lookup reads (hyperdb 3.5.0's `onlookup` hook). The
+    /// reference's `map`, `reduce` and `firstNode` options are ordinary
+    /// iterator calls on the answer:
+    ///
+    /// ```
+    /// use hyperdb::{Db, DbStorage, GetOptions, OpenOptions};
+    /// let mut db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    /// db.put("a", b"1").unwrap();
+    /// db.del("a").unwrap();
+    /// let mut read = Vec::new();
+    /// let answer = db
+    ///     .get_with("a", GetOptions { deletes: true, on_lookup: Some(&mut |ptr| read.push(ptr)) })
+    ///     .unwrap();
+    /// assert!(answer[0].deleted);
+    /// assert!(!read.is_empty());
+    /// let first = db.get("a").unwrap().into_iter().next(); // firstNode
+    /// assert!(first.is_none());
+    /// ```
+    pub fn get_with(&mut self, key: &str, options: GetOptions<'_>) -> Result<Vec<Arc<Node>>> {
+        let heads = self.heads()?;
+        let mut ignore = |_| {};
+        let on_lookup: &mut dyn FnMut(Ptr) = match options.on_lookup {
+            Some(f) => f,
+            None => &mut ignore,
+        };
+        let candidates = get::candidates_with(self, &heads, hash::normalize(key), on_lookup)?;
+        Ok(get::latest(candidates, options.deletes))
+    }
+
+    /// Applies many operations in batches of `batch_size` (one append and
+    /// one signature each), streaming them from any iterator: the
+    /// reference's write stream. Returns how many were written.
+    pub fn write_all(
+        &mut self,
+        ops: impl IntoIterator<Item = Op>,
+        batch_size: usize,
+    ) -> Result<usize> {
+        let batch_size = batch_size.max(1);
+        let mut pending = Vec::with_capacity(batch_size);
+        let mut written = 0;
+        for op in ops {
+            pending.push(op);
+            if pending.len() == batch_size {
+                written += self.batch(&pending)?.len();
+                pending.clear();
+            }
+        }
+        if !pending.is_empty() {
+            written += self.batch(&pending)?.len();
+        }
+        Ok(written)
     }
 
     /// Stores `value` at `key`.

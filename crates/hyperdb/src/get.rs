@@ -27,6 +27,22 @@ pub(crate) fn get(db: &mut Db, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc
 
 /// Every node for `key` reachable from `heads`, without filtering.
 pub(crate) fn candidates(db: &mut Db, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
+    candidates_with(db, heads, key, &mut |_| {})
+}
+
+/// [`candidates`], telling `on_lookup` every entry it reads (heads first).
+pub(crate) fn candidates_with(
+    db: &mut Db,
+    heads: &[Arc<Node>],
+    key: &str,
+    on_lookup: &mut dyn FnMut(Ptr),
+) -> Result<Vec<Arc<Node>>> {
+    for head in heads {
+        on_lookup(Ptr {
+            feed: head.feed,
+            seq: head.seq,
+        });
+    }
     let path = path(key, true);
     let mut found: Vec<Arc<Node>> = Vec::new();
     let mut seen_found: HashSet<Ptr> = HashSet::new();
@@ -61,6 +77,7 @@ pub(crate) fn candidates(db: &mut Db, heads: &[Arc<Node>], key: &str) -> Result<
                 continue;
             }
             for &ptr in node.trie.get(i, val) {
+                on_lookup(ptr);
                 if let Some(next) = db.pointer(ptr, false)? {
                     stack.push((next, i + 1));
                 }
@@ -74,6 +91,7 @@ pub(crate) fn candidates(db: &mut Db, heads: &[Arc<Node>], key: &str) -> Result<
         add(&node, &mut found);
         let top = path.len() - 1;
         for &ptr in node.trie.get(top, path[top]) {
+            on_lookup(ptr);
             if let Some(other) = db.pointer(ptr, false)? {
                 add(&other, &mut found);
             }

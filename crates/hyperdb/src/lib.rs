@@ -38,7 +38,7 @@ mod put;
 pub mod replicate;
 pub mod trie;
 
-pub use db::{Db, DbStorage, Op, OpenOptions, WriterInfo};
+pub use db::{Db, DbStorage, GetOptions, Op, OpenOptions, WriterInfo};
 pub use diff::{Change, Watch};
 pub use error::{Error, Result};
 pub use history::{Checkout, History, KeyHistory};

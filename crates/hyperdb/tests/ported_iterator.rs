@@ -131,6 +131,12 @@ fn non_recursive_iteration() {
     // One entry per top-level component (a BTreeMap's keys come sorted).
     let firsts: Vec<&str> = map.keys().map(|k| k.split('/').next().unwrap()).collect();
     assert_eq!(firsts, ["a", "b", "c"], "iterated all values");
+    let reverse = IterOptions {
+        shallow: true,
+        reverse: true,
+        ..Default::default()
+    };
+    eprintln!("{:?}", iter_keys(db.iter("", reverse).unwrap()));
 }
 
 // hyperdb test/iterator.js: 'mixed nested and non nexted iteration'
