@@ -2,8 +2,8 @@
 //
 // Throughput of the reference (hyperdb 3.5.0) on a file-backed database:
 // N puts one at a time, N puts in batches of 1,000, N gets of random keys on
-// a reopened database, and listing every key. Prints
-// {"n","put","batch","get","list"} in operations per second.
+// a reopened database, listing every key and walking the history. Prints
+// {"n","put","batch","get","list","history"} in operations per second.
 'use strict'
 const fs = require('fs')
 const os = require('os')
@@ -53,10 +53,18 @@ main(async function () {
   if (all.length !== n) throw new Error('listed ' + all.length + ' keys, expected ' + n)
   const list = n / seconds(start)
 
+  start = process.hrtime.bigint()
+  const walked = await step('history', function (cb) {
+    let count = 0
+    db.createHistoryStream().on('data', function () { count++ }).on('end', function () { cb(null, count) }).on('error', cb)
+  }, long)
+  if (walked !== n) throw new Error('walked ' + walked + ' entries, expected ' + n)
+  const history = n / seconds(start)
+
   await closeDb(db)
   await closeDb(batched)
   fs.rmSync(dir, { recursive: true, force: true })
-  return { n, put: Math.round(put), batch: Math.round(batch), get: Math.round(get), list: Math.round(list) }
+  return { n, put: Math.round(put), batch: Math.round(batch), get: Math.round(get), list: Math.round(list), history: Math.round(history) }
 })
 
 function seconds (start) {

@@ -20,7 +20,7 @@ js = [json.loads(x) for x in sys.argv[3:3 + k]]
 rs = [json.loads(x) for x in sys.argv[3 + k:]]
 print(f"N = {n}, median of {k} rounds, operations per second")
 print(f"{'':8}{'reference':>12}{'rust':>12}{'ratio':>9}")
-for op in ["put", "batch", "get", "list"]:
+for op in ["put", "batch", "get", "list", "history"]:
     a = statistics.median(r[op] for r in js)
     b = statistics.median(r[op] for r in rs)
     print(f"{op:8}{a:12.0f}{b:12.0f}{b / a:8.1f}x")

@@ -1,4 +1,4 @@
-//! Throughput of put, batch put, get and list on a file-backed database, as
+//! Throughput of put, batch put, get, list and history on a file-backed database, as
 //! `interop/bench-db.js` measures the reference. Prints one JSON object.
 //!
 //! `cargo run --release -p hyperdb --example bench -- 20000`
@@ -54,11 +54,16 @@ fn main() {
     assert_eq!(listed, n);
     let list = n as f64 / start.elapsed().as_secs_f64();
 
+    let start = Instant::now();
+    let walked = db.history(false).unwrap().count();
+    assert_eq!(walked, n);
+    let history = n as f64 / start.elapsed().as_secs_f64();
+
     let _ = std::fs::remove_dir_all(&tmp);
     println!(
         "{}",
         format_args!(
-            "{{\"n\":{n},\"put\":{put:.0},\"batch\":{batch:.0},\"get\":{get:.0},\"list\":{list:.0}}}"
+            "{{\"n\":{n},\"put\":{put:.0},\"batch\":{batch:.0},\"get\":{get:.0},\"list\":{list:.0},\"history\":{history:.0}}}"
         )
     );
 }
