@@ -11,6 +11,8 @@
 //   {"op":"batch","db":"a","ops":[{"type":"put"|"del","key","value"}]}
 //   {"op":"authorize","db":"a","target":"b"}   a authorizes b's local key
 //   {"op":"sync","a":"a","b":"b"}              replicate a <-> b once
+//   {"op":"version","db":"a"}                  record a's version (printed
+//                                              under "versions" of that db)
 // A sync waits for both streams to end; the reference does not always end a
 // one-shot replication between two non-owners, so after 3 s of no progress
 // it closes the streams (the data has arrived by then) and goes on.
@@ -27,6 +29,7 @@ main(async function () {
   if (positional.length !== 1) throw new Error('usage: db-multi.js DIR --steps JSON')
   const steps = parseJson(flags.steps, '--steps')
   const dbs = {}
+  const versions = {}
   const get = function (name) {
     if (!dbs[name]) throw new Error('no replica named ' + name)
     return dbs[name]
@@ -67,6 +70,12 @@ main(async function () {
         await loadHeads(get(s.db))
         await step(label, function (cb) { get(s.db).authorize(get(s.target).local.key, cb) })
         break
+      case 'version': {
+        await loadHeads(get(s.db))
+        const v = await step(label, function (cb) { get(s.db).version(cb) })
+        versions[s.db] = (versions[s.db] || []).concat(hex(v))
+        break
+      }
       case 'sync':
         await sync(get(s.a), get(s.b), label)
         await loadHeads(get(s.a))
@@ -80,7 +89,7 @@ main(async function () {
   const result = {}
   let feeds = []
   for (const name of Object.keys(dbs)) {
-    result[name] = { key: hex(dbs[name].key), localKey: hex(dbs[name].local.key) }
+    result[name] = { key: hex(dbs[name].key), localKey: hex(dbs[name].local.key), versions: versions[name] || [] }
     feeds = feeds.concat(dbs[name].feeds)
   }
   await closeFeeds(feeds)
