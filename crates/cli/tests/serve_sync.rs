@@ -131,3 +131,46 @@ fn syncing_with_another_database_explains_itself() {
     assert_eq!(refused.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot connect"));
 }
+
+#[test]
+fn watch_live_shows_writes_that_arrive_by_replication() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let (owner, watcher_dir, writer) = (
+        tmp.path().join("owner"),
+        tmp.path().join("watcher"),
+        tmp.path().join("writer"),
+    );
+    ok(&hyperdb(&["init", p(&owner)]));
+    let (key, _) = key_of(&owner);
+    ok(&hyperdb(&["init", p(&watcher_dir), "--key", &key]));
+    ok(&hyperdb(&["init", p(&writer), "--key", &key]));
+    let (_, writer_local) = key_of(&writer);
+    ok(&hyperdb(&["authorize", p(&owner), &writer_local]));
+    let server = Server::start(&owner, &["--live"]);
+
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
+        .args(["watch", p(&watcher_dir), "news", "--live", &server.1])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = watch.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(40));
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    });
+    let mut out = BufReader::new(watch.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+
+    // A third replica writes and syncs with the server; the live session
+    // carries the write on to the watcher.
+    ok(&hyperdb(&["put", p(&writer), "news/today", "replicated"]));
+    ok(&hyperdb(&["sync", p(&writer), &server.1]));
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "+ news/today\treplicated");
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+}

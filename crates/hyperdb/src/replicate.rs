@@ -126,6 +126,8 @@ struct Peer {
     ready: bool,
     announced: u64,
     received: u64,
+    /// Ticks since the peer last asked for a block.
+    idle_ticks: u32,
 }
 
 /// The sans-IO core of one replication stream.
@@ -228,6 +230,7 @@ impl Session {
                 ready: false,
                 announced: 0,
                 received: 0,
+                idle_ticks: 0,
             };
             if self.handshake {
                 Self::ready(&mut self.protocol, &mut peer, &dk);
@@ -262,6 +265,25 @@ impl Session {
     /// Counts a quarter of the timeout: keep-alives, stalled requests.
     pub fn tick(&mut self, db: &mut Db) -> Result<()> {
         self.protocol.tick().map_err(wire)?;
+        let remote_live = self
+            .protocol
+            .remote_handshake()
+            .is_some_and(|h| h.live == Some(true));
+        for (dk, peer) in self.peers.iter_mut() {
+            peer.idle_ticks += 1;
+            // A live peer never says it is done. A one-shot session ends a
+            // channel once it holds everything the peer has and the peer has
+            // asked for nothing for a while.
+            if remote_live
+                && !self.options.live
+                && !peer.closed
+                && peer.ready
+                && peer.idle_ticks > 2
+                && (!peer.downloading || Self::complete(db, peer))
+            {
+                Self::close(&mut self.protocol, peer, dk);
+            }
+        }
         for peer in self.peers.values_mut() {
             if let Some(first) = peer.inflight.first_mut() {
                 first.1 += 1;
@@ -434,6 +456,7 @@ impl Session {
                 Self::end(&mut self.protocol, peer, dk, self.options.live);
             }
             Message::Request(request) => {
+                peer.idle_ticks = 0;
                 if request.bytes.unwrap_or(0) != 0 {
                     return Err(Error::Replication(
                         "the peer asked for a byte offset, which hyperdb never does".into(),
