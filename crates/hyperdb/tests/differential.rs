@@ -12,6 +12,9 @@ use hyperdb::{Db, IterOptions, OpenOptions};
 use serde_json::{json, Value};
 use testkit::node;
 
+/// A diff pair: key, values now, values then.
+type DiffRow = (String, Option<BTreeSet<String>>, Option<BTreeSet<String>>);
+
 struct Lcg(u64);
 
 impl Lcg {
@@ -177,25 +180,24 @@ fn compare(dir: &Path, versions: &[String]) {
                 Some(js_set(&v["values"]))
             }
         };
-        let theirs: Vec<(String, Option<BTreeSet<String>>, Option<BTreeSet<String>>)> =
-            node("db-diff.js", &[d, version])
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| {
-                    let named = if c["left"].is_null() {
-                        &c["right"]
-                    } else {
-                        &c["left"]
-                    };
-                    (
-                        named["key"].as_str().unwrap().to_string(),
-                        side(&c["left"]),
-                        side(&c["right"]),
-                    )
-                })
-                .collect();
-        let ours: Vec<(String, Option<BTreeSet<String>>, Option<BTreeSet<String>>)> = db
+        let theirs: Vec<DiffRow> = node("db-diff.js", &[d, version])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let named = if c["left"].is_null() {
+                    &c["right"]
+                } else {
+                    &c["left"]
+                };
+                (
+                    named["key"].as_str().unwrap().to_string(),
+                    side(&c["left"]),
+                    side(&c["right"]),
+                )
+            })
+            .collect();
+        let ours: Vec<DiffRow> = db
             .diff(&bytes, "")
             .unwrap()
             .into_iter()
