@@ -128,6 +128,10 @@ struct Peer {
     received: u64,
     /// Ticks since the peer last asked for a block.
     idle_ticks: u32,
+    /// Where the next scan for blocks to request starts.
+    cursor: u64,
+    /// The blocks in `inflight`, for quick lookups.
+    requested: std::collections::HashSet<u64>,
 }
 
 /// The sans-IO core of one replication stream.
@@ -231,6 +235,8 @@ impl Session {
                 announced: 0,
                 received: 0,
                 idle_ticks: 0,
+                cursor: 0,
+                requested: Default::default(),
             };
             if self.handshake {
                 Self::ready(&mut self.protocol, &mut peer, &dk);
@@ -415,6 +421,7 @@ impl Session {
             }
             Message::Have(have) => {
                 peer.got_have = true;
+                peer.cursor = peer.cursor.min(have.start);
                 if let Some(bits) = have.bitfield {
                     let limit =
                         (have.length.unwrap_or(WANT_LENGTH).min(WANT_LENGTH * 64) / 8) as usize;
@@ -503,12 +510,17 @@ impl Session {
                 );
             }
             Message::Data(data) => {
-                let requested = peer.inflight.iter().position(|(i, _)| *i == data.index);
+                let requested = if peer.requested.contains(&data.index) {
+                    peer.inflight.iter().position(|(i, _)| *i == data.index)
+                } else {
+                    None
+                };
                 let Some(at) = requested else {
                     // Unrequested data is ignored, as in the reference.
                     return Ok(false);
                 };
                 peer.inflight.remove(at);
+                peer.requested.remove(&data.index);
                 let Some(value) = data.value else {
                     return Ok(false);
                 };
@@ -602,6 +614,7 @@ impl Session {
                 if peer.inflight.is_empty() {
                     let digest = feed.digest(last);
                     peer.inflight.push((last, 0));
+                    peer.requested.insert(last);
                     self.protocol.send(
                         dk,
                         &Message::Request(Request {
@@ -614,18 +627,19 @@ impl Session {
                 }
                 return Ok(());
             }
-            let mut next = 0;
+            let mut next = peer.cursor;
             while peer.inflight.len() < MAX_REQUESTS && next < peer.remote_length {
                 let Some(missing) = feed.next_missing(next, peer.remote_length) else {
+                    next = peer.remote_length;
                     break;
                 };
                 next = missing + 1;
-                if !peer.remote_has.get(missing) || peer.inflight.iter().any(|(i, _)| *i == missing)
-                {
+                if !peer.remote_has.get(missing) || peer.requested.contains(&missing) {
                     continue;
                 }
                 let digest = feed.digest(missing);
                 peer.inflight.push((missing, 0));
+                peer.requested.insert(missing);
                 self.protocol.send(
                     dk,
                     &Message::Request(Request {
@@ -636,6 +650,7 @@ impl Session {
                     }),
                 );
             }
+            peer.cursor = next;
             if !self.options.live && Self::complete(db, peer) && !peer.ending {
                 Self::end(&mut self.protocol, peer, dk, self.options.live);
             }
