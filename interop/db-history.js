@@ -1,10 +1,12 @@
 // db-history.js DIR [--keys K1,K2,...]
 //
 // Opens the hyperdb in DIR and prints its version and histories:
-// {"version":hex, "history":[{"feed":hex,"seq":n,"key":k}...], "reverse":[...],
+// {"version":hex, "feeds":[hex...], "history":[{"feed":hex,"seq":n,"key":k}...], "reverse":[...],
 //  "keyHistory":{k:[[{"feed":hex,"seq":n,"value":v|null,"deleted":bool}...]...]}}
 // (history and reverse are createHistoryStream without and with reverse;
-// keyHistory is createKeyHistoryStream for each of --keys).
+// keyHistory is createKeyHistoryStream for each of --keys; feeds is db.feeds
+// in order, which decides ties between concurrent writes and which the
+// reference builds in the order its feed files finish opening).
 'use strict'
 const hyperdb = require('hyperdb')
 const { parseArgs, hex, step, main } = require('./lib/common')
@@ -38,7 +40,8 @@ main(async function () {
       })
     })
   }
-  const result = { version: hex(version), history, reverse, keyHistory }
+  const feeds = db.feeds.map(function (f) { return hex(f.key) })
+  const result = { version: hex(version), feeds, history, reverse, keyHistory }
   await closeDb(db)
   return result
 })

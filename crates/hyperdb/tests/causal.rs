@@ -84,30 +84,13 @@ fn pair(dbs: &mut [Db], a: usize, b: usize) -> (&mut Db, &mut Db) {
 
 type Answer = BTreeSet<([u8; 32], u64)>;
 
+mod support;
+
 /// The causal rule computed from every entry the replica holds.
 fn oracle(db: &mut Db, key: &str) -> Answer {
     let writers = db.writers();
-    let mut writes = Vec::new();
-    for (i, w) in writers.iter().enumerate() {
-        if !(w.authorized || w.local) {
-            continue;
-        }
-        let mut seq = 1;
-        while let Some(node) = db.node(i, seq).unwrap() {
-            if node.key == key {
-                writes.push(node);
-            }
-            seq += 1;
-        }
-    }
-    writes
+    support::causal_writes(db, key)
         .iter()
-        .filter(|n| {
-            !writes
-                .iter()
-                .any(|m| (m.feed, m.seq) != (n.feed, n.seq) && m.has_seen(n))
-        })
-        .filter(|n| !n.deleted)
         .map(|n| (writers[n.feed].key, n.seq))
         .collect()
 }

@@ -12,6 +12,8 @@ use hyperdb::{Db, IterOptions, OpenOptions};
 use serde_json::{json, Value};
 use testkit::node;
 
+mod support;
+
 /// A diff pair: key, values now, values then.
 type DiffRow = (String, Option<BTreeSet<String>>, Option<BTreeSet<String>>);
 
@@ -118,22 +120,9 @@ fn compare(dir: &Path, versions: &[String]) {
     // Version bytes and history order.
     let js = node("db-history.js", &[d]);
     let mut db = open(dir);
-    assert_eq!(
-        hex::encode(db.version().unwrap()),
-        js["version"],
-        "{d}: version"
-    );
-    for (reverse, field) in [(false, "history"), (true, "reverse")] {
-        let writers = db.writers();
-        let ours: Vec<Value> = db
-            .history(reverse)
-            .unwrap()
-            .map(|n| {
-                let n = n.unwrap();
-                json!({"feed": hex::encode(writers[n.feed].key), "seq": n.seq, "key": n.key})
-            })
-            .collect();
-        assert_eq!(Value::Array(ours), js[field], "{d}: {field}");
+    support::check_version(&mut db, &js, d);
+    for reverse in [false, true] {
+        support::check_history(&mut db, &js, reverse, d);
     }
     // Every iterator option, on a few prefixes.
     for prefix in ["", "p1", "p2/k3"] {

@@ -9,6 +9,8 @@ use hyperdb::{Db, OpenOptions};
 use serde_json::{json, Value};
 use testkit::node;
 
+mod support;
+
 fn open(dir: &Path) -> Db {
     Db::open_with(
         dir,
@@ -18,17 +20,6 @@ fn open(dir: &Path) -> Db {
         },
     )
     .unwrap()
-}
-
-fn ours(db: &mut Db, reverse: bool) -> Vec<Value> {
-    let writers = db.writers();
-    db.history(reverse)
-        .unwrap()
-        .map(|n| {
-            let n = n.unwrap();
-            json!({"feed": hex::encode(writers[n.feed].key), "seq": n.seq, "key": n.key})
-        })
-        .collect()
 }
 
 fn ours_key_history(db: &mut Db, key: &str) -> Vec<BTreeSet<(String, u64)>> {
@@ -70,24 +61,11 @@ fn compare(dir: &Path, keys: &[&str]) {
         &[dir.to_str().unwrap(), "--keys", &keys.join(",")],
     );
     let mut db = open(dir);
-    assert_eq!(
-        hex::encode(db.version().unwrap()),
-        js["version"],
-        "{}: version bytes",
-        dir.display()
-    );
-    assert_eq!(
-        Value::Array(ours(&mut db, false)),
-        js["history"],
-        "{}: history",
-        dir.display()
-    );
-    assert_eq!(
-        Value::Array(ours(&mut db, true)),
-        js["reverse"],
-        "{}: reverse history",
-        dir.display()
-    );
+    let what = dir.display().to_string();
+    support::check_version(&mut db, &js, &what);
+    for reverse in [false, true] {
+        support::check_history(&mut db, &js, reverse, &what);
+    }
     for key in keys {
         assert_eq!(
             ours_key_history(&mut db, key),

@@ -3,13 +3,16 @@
 //! replica's folder with causal answers, and the seed's two-writer flow run
 //! by both implementations with the same key pairs writes the same bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use hypercore_feed::KeyPair;
 use hyperdb::{local_sync, Db, OpenOptions};
 use serde_json::{json, Value};
 use testkit::node;
+
+mod support;
+use support::{causal_values, js_values};
 
 fn multi(dir: &Path, steps: &Value) -> Value {
     node(
@@ -18,58 +21,11 @@ fn multi(dir: &Path, steps: &Value) -> Value {
     )
 }
 
-/// Values of `key` by the causal rule, from every entry the replica holds.
-fn oracle(db: &mut Db, key: &str) -> BTreeSet<String> {
-    let writers = db.writers();
-    let mut writes = Vec::new();
-    for (i, w) in writers.iter().enumerate() {
-        if !(w.authorized || w.local) {
-            continue;
-        }
-        let mut seq = 1;
-        while let Some(node) = db.node(i, seq).unwrap() {
-            if node.key == key {
-                writes.push(node);
-            }
-            seq += 1;
-        }
-    }
-    writes
-        .iter()
-        .filter(|n| {
-            !writes
-                .iter()
-                .any(|m| (m.feed, m.seq) != (n.feed, n.seq) && m.has_seen(n))
-        })
-        .filter(|n| !n.deleted)
-        .map(|n| n.value_str().unwrap())
-        .collect()
-}
-
 fn rust_values(db: &mut Db, key: &str) -> BTreeSet<String> {
     db.get(key)
         .unwrap()
         .iter()
         .map(|n| n.value_str().unwrap())
-        .collect()
-}
-
-fn js_values(dump: &Value) -> BTreeMap<String, BTreeSet<String>> {
-    dump["keys"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let values = v
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|x| x.as_str())
-                // A deleted node in a conflict comes back with a null value.
-                .map(|x| String::from_utf8(hex::decode(x).unwrap()).unwrap())
-                .collect();
-            (k.clone(), values)
-        })
         .collect()
 }
 
@@ -132,7 +88,7 @@ fn a_three_writer_database_built_by_js_opens_in_rust_from_every_folder() {
         assert!(!db.is_authorized(&[9; 32]).unwrap());
         for key in keys {
             let ours = rust_values(&mut db, key);
-            let causal = oracle(&mut db, key);
+            let causal = causal_values(&mut db, key);
             assert_eq!(ours, causal, "{name}: {key} follows causality");
             let theirs = js.get(key).cloned().unwrap_or_default();
             assert!(

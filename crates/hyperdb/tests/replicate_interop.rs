@@ -10,6 +10,9 @@ use std::time::Duration;
 use hyperdb::{local_sync, replicate, Db, OpenOptions, ReplicateOptions};
 use serde_json::{json, Value};
 use testkit::{node, NodeProcess};
+
+mod support;
+use support::js_values;
 use tokio::net::{TcpListener, TcpStream};
 
 fn p(path: &Path) -> &str {
@@ -21,24 +24,6 @@ fn values(db: &mut Db, key: &str) -> BTreeSet<String> {
         .unwrap()
         .iter()
         .map(|n| n.value_str().unwrap())
-        .collect()
-}
-
-fn js_values(dump: &Value) -> BTreeMap<String, BTreeSet<String>> {
-    dump["keys"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let set = v
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|x| x.as_str())
-                .map(|x| String::from_utf8(hex::decode(x).unwrap()).unwrap())
-                .collect();
-            (k.clone(), set)
-        })
         .collect()
 }
 
