@@ -170,11 +170,12 @@ enum Command {
         /// Database folder
         dir: PathBuf,
     },
-    /// Print every write in causal order, one a line
+    /// Print every write, oldest first, one a line
     ///
-    /// A write comes after everything its writer had seen. With --key, only
-    /// the writes to that key, newest first (values current together share a
-    /// step).
+    /// Writers' feeds are merged as hyperdb 3.5.0's history stream does
+    /// (each writer's writes in order, close to causal order). With --key,
+    /// only the writes to that key, newest first (values current together
+    /// share a step).
     History {
         /// Database folder
         dir: PathBuf,

@@ -108,9 +108,12 @@ impl Db {
         Ok(Checkout { db: self, heads })
     }
 
-    /// Every write in causal order (a write comes after everything it has
-    /// seen), oldest first, or newest first with `reverse`, as hyperdb
-    /// 3.5.0's history stream orders them.
+    /// Every write, oldest first (newest first with `reverse`), merged from
+    /// the writers' feeds as hyperdb 3.5.0's history stream does: each
+    /// writer's entries in order, and an entry of one writer before another
+    /// writer's entry that has seen the entry after it. Close to causal
+    /// order, and the same order as the reference's when both number the
+    /// writers alike.
     pub fn history(&mut self, reverse: bool) -> Result<History<'_>> {
         let heads = self.heads()?;
         Ok(History::new(self, &heads, reverse))
@@ -123,7 +126,7 @@ impl Db {
     }
 }
 
-/// Iterator over the writes of a database in causal order.
+/// Iterator over the writes of a database in the reference's history order.
 #[derive(Debug)]
 pub struct History<'a> {
     db: &'a mut Db,
