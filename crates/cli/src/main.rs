@@ -300,8 +300,25 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The reader of our output went away (`hyperdb feeds DIR | head`):
+    /// stop quietly, as command-line tools do.
+    fn closed_output() -> Self {
+        Failure {
+            code: 0,
+            message: String::new(),
+            hint: None,
+        }
+    }
+}
+
 impl From<hyperdb::Error> for Failure {
     fn from(e: hyperdb::Error) -> Self {
+        if let hyperdb::Error::Io { source, .. } = &e {
+            if source.kind() == io::ErrorKind::BrokenPipe {
+                return Failure::closed_output();
+            }
+        }
         let hint = match &e {
             hyperdb::Error::NotFound(_) => Some("create one with `hyperdb init DIR`".to_string()),
             hyperdb::Error::AuthorizeDbKey(_) => {
@@ -328,6 +345,9 @@ impl From<hyperdb::Error> for Failure {
 
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Failure::closed_output();
+        }
         Failure {
             code: 3,
             message: e.to_string(),
