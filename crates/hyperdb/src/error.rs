@@ -60,9 +60,6 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// Writing needs the local writer.
-    #[error("this database was opened read-only")]
-    ReadOnly,
     /// Replication with a peer failed; the database keeps what was verified
     /// and stored before the failure.
     #[error("replication failed: {0}")]
