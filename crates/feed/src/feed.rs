@@ -166,6 +166,9 @@ impl Default for FeedOptions {
 struct File {
     name: String,
     handle: Box<dyn RandomAccess>,
+    /// The file's length, read once and kept up to date by `write`, so
+    /// bounds checks on hot paths cost no system call.
+    len: u64,
 }
 
 impl File {
@@ -174,9 +177,14 @@ impl File {
             file: storage.describe(name),
             source,
         })?;
+        let len = handle.len().map_err(|source| Error::Io {
+            file: storage.describe(name),
+            source,
+        })?;
         Ok(File {
             name: storage.describe(name),
             handle,
+            len,
         })
     }
 
@@ -188,7 +196,7 @@ impl File {
     }
 
     fn len(&self) -> Result<u64> {
-        self.handle.len().map_err(|e| self.io(e))
+        Ok(self.len)
     }
 
     fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -198,7 +206,9 @@ impl File {
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         let result = self.handle.write_all_at(offset, data);
-        result.map_err(|e| self.io(e))
+        result.map_err(|e| self.io(e))?;
+        self.len = self.len.max(offset + data.len() as u64);
+        Ok(())
     }
 
     fn corrupt(&self, reason: impl Into<String>) -> Error {

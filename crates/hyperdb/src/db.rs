@@ -889,7 +889,6 @@ impl Db {
     fn encode_local(&mut self, mut node: Node) -> (Vec<u8>, Arc<Node>) {
         let local = self.local;
         let n_feeds = self.writers.len();
-        let all_keys: Vec<[u8; 32]> = self.writers.iter().map(|w| w.key).collect();
         let w = &mut self.writers[local];
         if w.clock == 0 {
             w.clock = w.feed.len();
@@ -906,7 +905,8 @@ impl Db {
         let needs_inflate = w.feeds_message.as_ref().is_none_or(|m| m.len() != n_feeds);
         let mut feeds = Vec::new();
         if needs_inflate {
-            let keys: Vec<Option<[u8; 32]>> = all_keys.into_iter().map(Some).collect();
+            let keys: Vec<Option<[u8; 32]>> = self.writers.iter().map(|w| Some(w.key)).collect();
+            let w = &mut self.writers[local];
             let list: Vec<[u8; 32]> = map_list(&keys, &w.encode_map, None)
                 .into_iter()
                 .flatten()

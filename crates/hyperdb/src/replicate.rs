@@ -205,13 +205,7 @@ impl Session {
     fn open_authorized(&mut self, db: &mut Db) -> Result<()> {
         // Each authorized writer's feed, then its content feed if it has one
         // (the reference's order).
-        let keys: Vec<[u8; 32]> = db
-            .writers()
-            .iter()
-            .filter(|w| w.authorized)
-            .flat_map(|w| std::iter::once(w.key).chain(w.content_key))
-            .collect();
-        for key in keys {
+        for key in feed_keys(db, true) {
             let dk = hypercore_feed::crypto::discovery_key(&key);
             if self.peers.contains_key(&dk) {
                 continue;
@@ -359,11 +353,9 @@ impl Session {
             }
         }
         if stored {
-            for info in db.writers() {
-                for key in std::iter::once(info.key).chain(info.content_key) {
-                    if let Some(feed) = db.feed_by_key(&key) {
-                        feed.flush_bitfield()?;
-                    }
+            for key in feed_keys(db, false) {
+                if let Some(feed) = db.feed_by_key(&key) {
+                    feed.flush_bitfield()?;
                 }
             }
             db.discover()?;
@@ -696,6 +688,16 @@ impl Session {
             protocol.close(dk);
         }
     }
+}
+
+/// Every writer's feed key followed by its content feed's, in the
+/// database's order (only authorized writers' with `authorized_only`).
+fn feed_keys(db: &Db, authorized_only: bool) -> Vec<[u8; 32]> {
+    db.writers()
+        .iter()
+        .filter(|w| w.authorized || !authorized_only)
+        .flat_map(|w| std::iter::once(w.key).chain(w.content_key))
+        .collect()
 }
 
 fn proof_from(nodes: &[DataNode], signature: Option<&[u8]>) -> std::result::Result<Proof, String> {
