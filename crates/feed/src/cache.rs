@@ -7,7 +7,33 @@
 //! entries in use survive a turnover.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+/// A multiply-rotate hash (as rustc's): a few cycles for the integer keys
+/// (block and node indices) caches hold, where SipHash costs more than the
+/// lookup. Indices are dense, so they spread well.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IndexHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl Hasher for IndexHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(SEED);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<IndexHasher>>;
 
 /// A cache holding at most about `capacity` entries.
 ///
@@ -21,8 +47,8 @@ use std::hash::Hash;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Cache<K, V> {
-    young: HashMap<K, V>,
-    old: HashMap<K, V>,
+    young: Map<K, V>,
+    old: Map<K, V>,
     generation: usize,
 }
 
@@ -30,8 +56,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// A cache of about `capacity` entries (at least 2).
     pub fn new(capacity: usize) -> Self {
         Cache {
-            young: HashMap::new(),
-            old: HashMap::new(),
+            young: Map::default(),
+            old: Map::default(),
             generation: (capacity / 2).max(1),
         }
     }
@@ -49,7 +75,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// Adds or replaces an entry.
     pub fn insert(&mut self, key: K, value: V) {
         if self.young.len() >= self.generation && !self.young.contains_key(&key) {
-            self.old = std::mem::take(&mut self.young);
+            // The young generation filled up once: it will again.
+            let fresh = Map::with_capacity_and_hasher(self.generation, Default::default());
+            self.old = std::mem::replace(&mut self.young, fresh);
         }
         self.young.insert(key, value);
     }

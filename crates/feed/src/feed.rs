@@ -6,8 +6,9 @@ use ed25519_dalek::SigningKey;
 
 use crate::bitfield::{Bitfield, Bits, SparseBits};
 use crate::crypto::{self, Hash, KeyPair};
+use crate::file::{File, ReadCache};
 use crate::sleep::{HeaderKind, HEADER_SIZE};
-use crate::storage::{RandomAccess, Storage};
+use crate::storage::Storage;
 use crate::{flat, tree_index};
 
 /// A node of the merkle tree: a block's hash (even index) or a parent's.
@@ -163,75 +164,30 @@ impl Default for FeedOptions {
     }
 }
 
-struct File {
-    name: String,
-    handle: Box<dyn RandomAccess>,
-    /// The file's length, read once and kept up to date by `write`, so
-    /// bounds checks on hot paths cost no system call.
-    len: u64,
-}
-
-impl File {
-    fn open(storage: &dyn Storage, name: &str) -> Result<Self> {
-        let handle = storage.open(name).map_err(|source| Error::Io {
-            file: storage.describe(name),
-            source,
-        })?;
-        let len = handle.len().map_err(|source| Error::Io {
-            file: storage.describe(name),
-            source,
-        })?;
-        Ok(File {
-            name: storage.describe(name),
-            handle,
-            len,
-        })
+/// Checks a SLEEP file's header, writing it if the file is new.
+fn ensure_header(file: &mut File, kind: HeaderKind) -> Result<()> {
+    let len = file.len();
+    if len == 0 {
+        return file.write(0, &kind.encode());
     }
-
-    fn io(&self, source: io::Error) -> Error {
-        Error::Io {
-            file: self.name.clone(),
-            source,
-        }
-    }
-
-    fn len(&self) -> Result<u64> {
-        Ok(self.len)
-    }
-
-    fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let result = self.handle.read_at(offset, len);
-        result.map_err(|e| self.io(e))
-    }
-
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let result = self.handle.write_all_at(offset, data);
-        result.map_err(|e| self.io(e))?;
-        self.len = self.len.max(offset + data.len() as u64);
-        Ok(())
-    }
-
-    fn corrupt(&self, reason: impl Into<String>) -> Error {
-        Error::Corrupt {
-            file: self.name.clone(),
-            reason: reason.into(),
-        }
-    }
-
-    /// Checks the SLEEP header, writing it if the file is new.
-    fn ensure_header(&mut self, kind: HeaderKind) -> Result<()> {
-        let len = self.len()?;
-        if len == 0 {
-            return self.write(0, &kind.encode());
-        }
-        let header = self.read(0, len.min(HEADER_SIZE) as usize)?;
-        kind.check(&header).map_err(|reason| self.corrupt(reason))
-    }
+    let header = file.read(0, len.min(HEADER_SIZE) as usize)?;
+    kind.check(&header).map_err(|reason| file.corrupt(reason))
 }
 
 const NODE_SIZE: u64 = 40;
 const SIGNATURE_SIZE: u64 = 64;
 const NODE_CACHE_LIMIT: usize = 1 << 16;
+/// Tree reads load the 4 KiB page around them: a proof's nodes sit close
+/// together, and so do the nodes of blocks read in order.
+const TREE_CACHE: ReadCache = ReadCache::Pages {
+    size: 4096,
+    count: 16,
+};
+/// Data read in order (serving a peer, walking a history) is read ahead.
+const DATA_CACHE: ReadCache = ReadCache::Sequential {
+    size: 64 * 1024,
+    count: 2,
+};
 
 /// A hypercore 6 feed: an append-only log of blocks, each covered by a
 /// merkle tree whose roots are signed after every append.
@@ -259,6 +215,9 @@ pub struct Feed {
     data: File,
     bitfield_file: File,
     signatures: File,
+    /// A block index and the byte offset it starts at, known from the block
+    /// before it, so blocks read or stored in order need no root lookups.
+    next_offset: (u64, u64),
 }
 
 impl std::fmt::Debug for Feed {
@@ -276,12 +235,12 @@ impl Feed {
     /// Opens the feed in `storage`, creating it if allowed and missing.
     pub fn open(storage: impl Storage, options: FeedOptions) -> Result<Self> {
         let storage: &dyn Storage = &storage;
-        let mut key_file = File::open(storage, "key")?;
-        let mut secret_file = File::open(storage, "secret_key")?;
-        let mut tree = File::open(storage, "tree")?;
-        let data = File::open(storage, "data")?;
-        let mut bitfield_file = File::open(storage, "bitfield")?;
-        let mut signatures = File::open(storage, "signatures")?;
+        let mut key_file = File::open(storage, "key", ReadCache::None)?;
+        let mut secret_file = File::open(storage, "secret_key", ReadCache::None)?;
+        let mut tree = File::open(storage, "tree", TREE_CACHE)?;
+        let data = File::open(storage, "data", DATA_CACHE)?;
+        let mut bitfield_file = File::open(storage, "bitfield", ReadCache::None)?;
+        let mut signatures = File::open(storage, "signatures", ReadCache::None)?;
 
         let stored_key = read_fixed::<32>(&mut key_file)?;
         let stored_secret = read_fixed::<64>(&mut secret_file)?;
@@ -331,11 +290,11 @@ impl Feed {
             }
         }
 
-        bitfield_file.ensure_header(HeaderKind::Bitfield)?;
-        signatures.ensure_header(HeaderKind::Signatures)?;
-        tree.ensure_header(HeaderKind::Tree)?;
+        ensure_header(&mut bitfield_file, HeaderKind::Bitfield)?;
+        ensure_header(&mut signatures, HeaderKind::Signatures)?;
+        ensure_header(&mut tree, HeaderKind::Tree)?;
 
-        let pages_len = bitfield_file.len()? - HEADER_SIZE;
+        let pages_len = bitfield_file.len() - HEADER_SIZE;
         let pages = bitfield_file.read(HEADER_SIZE, pages_len as usize)?;
         let bitfield = Bitfield::from_pages(&pages);
 
@@ -362,6 +321,7 @@ impl Feed {
             data,
             bitfield_file,
             signatures,
+            next_offset: (0, 0),
         };
         feed.length = tree_index::blocks(&feed.bitfield);
         feed.roots = feed.roots_at(feed.length)?;
@@ -511,7 +471,7 @@ impl Feed {
             self.bitfield.set(i, true);
             tree_index::set(&mut self.bitfield, 2 * i);
         }
-        self.flush_bitfield()?;
+        self.flush()?;
         self.length += n;
         self.byte_length += data.len() as u64;
         self.roots = roots;
@@ -540,7 +500,7 @@ impl Feed {
             return Err(Error::NotAvailable(index));
         }
         let (offset, node) = self.data_offset(index, &[])?;
-        let stored = self.data.len()?;
+        let stored = self.data.len();
         if offset.checked_add(node.size).is_none_or(|end| end > stored) {
             return Err(self.data.corrupt(format!(
                 "block {index} should take {} bytes at offset {offset}, but the file holds {stored}",
@@ -775,13 +735,13 @@ impl Feed {
     /// Stores a block checked by [`Feed::verify_block`].
     pub fn commit(&mut self, write: VerifiedWrite) -> Result<()> {
         self.commit_unflushed(write)?;
-        self.flush_bitfield()
+        self.flush()
     }
 
-    /// Stores a block checked by [`Feed::verify_block`] but leaves the
-    /// bitfield file to [`Feed::flush_bitfield`], so many blocks received
-    /// together cost one bitfield write. Until then a crash forgets them
-    /// (their data and tree nodes are written, but not marked as present).
+    /// Stores a block checked by [`Feed::verify_block`] but holds its writes
+    /// back until [`Feed::flush`], so many blocks received together cost one
+    /// write per file. Until then a crash forgets them; reads through this
+    /// feed see them at once.
     pub fn commit_unflushed(&mut self, write: VerifiedWrite) -> Result<()> {
         let VerifiedWrite {
             index,
@@ -801,11 +761,15 @@ impl Feed {
                 });
             }
             if !data.is_empty() {
-                self.data.write(offset, data)?;
+                self.data.write_buffered(offset, data)?;
             }
         }
         for node in nodes {
-            self.write_node(node)?;
+            let mut buf = [0u8; NODE_SIZE as usize];
+            encode_node(node, &mut buf);
+            self.tree
+                .write_buffered(HEADER_SIZE + node.index * NODE_SIZE, &buf)?;
+            self.nodes.insert(node.index, *node);
         }
         if let Some((at, sig)) = signature {
             self.signatures
@@ -849,7 +813,7 @@ impl Feed {
                 self.bitfield.set(i, false);
             }
         }
-        self.flush_bitfield()?;
+        self.flush()?;
         Ok(report)
     }
 
@@ -891,12 +855,15 @@ impl Feed {
     fn write_node(&mut self, node: &Node) -> Result<()> {
         let mut buf = [0u8; NODE_SIZE as usize];
         encode_node(node, &mut buf);
-        self.tree.write(HEADER_SIZE + node.index * NODE_SIZE, &buf)
+        self.tree
+            .write(HEADER_SIZE + node.index * NODE_SIZE, &buf)?;
+        self.nodes.insert(node.index, *node);
+        Ok(())
     }
 
     fn read_signature(&mut self, index: u64) -> Result<Option<[u8; 64]>> {
         let offset = HEADER_SIZE + index * SIGNATURE_SIZE;
-        if self.signatures.len()? < offset + SIGNATURE_SIZE {
+        if self.signatures.len() < offset + SIGNATURE_SIZE {
             return Ok(None);
         }
         let buf = self.signatures.read(offset, SIGNATURE_SIZE as usize)?;
@@ -908,20 +875,31 @@ impl Feed {
 
     /// Byte offset of block `index` in `data`, and its leaf node.
     fn data_offset(&mut self, index: u64, known: &[Node]) -> Result<(u64, Node)> {
-        let mut offset = 0u64;
         let find = |feed: &mut Feed, i: u64| match known.iter().find(|n| n.index == i) {
             Some(n) => Ok(*n),
             None => feed.node(i),
         };
-        for root in flat::full_roots(2 * index) {
-            offset = offset.saturating_add(find(self, root)?.size);
-        }
+        let offset = if self.next_offset.0 == index {
+            self.next_offset.1
+        } else {
+            let mut offset = 0u64;
+            for root in flat::full_roots(2 * index) {
+                offset = offset.saturating_add(find(self, root)?.size);
+            }
+            offset
+        };
         let leaf = find(self, 2 * index)?;
+        if let Some(end) = offset.checked_add(leaf.size) {
+            self.next_offset = (index + 1, end);
+        }
         Ok((offset, leaf))
     }
 
-    /// Writes the bitfield pages changed since the last write.
-    pub fn flush_bitfield(&mut self) -> Result<()> {
+    /// Writes what [`Feed::commit_unflushed`] held back: the blocks and tree
+    /// nodes first, then the bitfield pages that mark them present.
+    pub fn flush(&mut self) -> Result<()> {
+        self.data.flush()?;
+        self.tree.flush()?;
         for (offset, page) in self.bitfield.take_dirty_pages() {
             self.bitfield_file.write(HEADER_SIZE + offset, &page)?;
         }
@@ -937,10 +915,17 @@ impl Feed {
             &mut self.bitfield_file,
             &mut self.signatures,
         ] {
-            let result = file.handle.sync_all();
-            result.map_err(|e| file.io(e))?;
+            file.sync_all()?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        // Best effort: whoever needed to know that the writes held back by
+        // `commit_unflushed` reached storage called `flush`.
+        let _ = self.flush();
     }
 }
 
@@ -958,7 +943,7 @@ fn decode_node(index: u64, buf: &[u8]) -> Node {
 }
 
 fn read_fixed<const N: usize>(file: &mut File) -> Result<Option<[u8; N]>> {
-    let len = file.len()?;
+    let len = file.len();
     if len == 0 {
         return Ok(None);
     }

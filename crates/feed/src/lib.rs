@@ -27,6 +27,7 @@ pub mod bitfield;
 pub mod cache;
 pub mod crypto;
 mod feed;
+mod file;
 pub mod flat;
 pub mod rle;
 pub mod sleep;

@@ -41,6 +41,7 @@ async fn main() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let cpu_start = cpu_seconds();
     let start = Instant::now();
     let server = tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
@@ -53,6 +54,7 @@ async fn main() {
         .await
         .unwrap();
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_start;
     server.await.unwrap();
     assert_eq!(summary.total_received() as usize, n + 1);
     let got = replica
@@ -64,7 +66,20 @@ async fn main() {
     assert_eq!(got, 1);
     let _ = std::fs::remove_dir_all(&tmp);
     println!(
-        "{{\"n\":{n},\"entries_per_second\":{:.0}}}",
+        "{{\"n\":{n},\"entries_per_second\":{:.0},\"cpu_seconds\":{cpu:.2},\"seconds\":{seconds:.2}}}",
         n as f64 / seconds
     );
+}
+
+/// CPU time this process used so far (user and system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields 14 and 15 (utime, stime) follow the parenthesised command name.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
 }

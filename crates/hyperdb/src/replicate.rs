@@ -27,7 +27,7 @@ use crate::messages::InflatedEntry;
 
 /// Blocks requested at once per feed. Hypercore 6 keeps 16 in flight; more
 /// keeps a fast link busy (the peer answers them in order either way).
-const MAX_REQUESTS: usize = 256;
+const MAX_REQUESTS: usize = 2048;
 /// The Want every peer sends: the first 1,048,576 blocks.
 const WANT_LENGTH: u64 = 1024 * 1024;
 /// Ticks an answer to a request may take.
@@ -116,7 +116,7 @@ struct Peer {
     remote_length: u64,
     remote_want: bool,
     remote_tree: SparseBits,
-    inflight: Vec<(u64, u32)>,
+    inflight: std::collections::VecDeque<(u64, u32)>,
     got_have: bool,
     downloading: bool,
     default_downloading: bool,
@@ -218,7 +218,7 @@ impl Session {
                 remote_length: 0,
                 remote_want: false,
                 remote_tree: SparseBits::new(),
-                inflight: Vec::new(),
+                inflight: Default::default(),
                 got_have: false,
                 downloading: !writable,
                 default_downloading: !writable,
@@ -285,7 +285,7 @@ impl Session {
             }
         }
         for peer in self.peers.values_mut() {
-            if let Some(first) = peer.inflight.first_mut() {
+            if let Some(first) = peer.inflight.front_mut() {
                 first.1 += 1;
                 if first.1 > REQUEST_TICKS {
                     return Err(Error::Replication(format!(
@@ -355,7 +355,7 @@ impl Session {
         if stored {
             for key in feed_keys(db, false) {
                 if let Some(feed) = db.feed_by_key(&key) {
-                    feed.flush_bitfield()?;
+                    feed.flush()?;
                 }
             }
             db.discover()?;
@@ -478,7 +478,7 @@ impl Session {
                     // The peer verifies every block against the proof, so
                     // reading it again through the hash here would only
                     // repeat that work.
-                    Some(feed.get_unverified(request.index)?)
+                    Some(bytes::Bytes::from(feed.get_unverified(request.index)?))
                 } else {
                     None
                 };
@@ -496,11 +496,11 @@ impl Session {
                             .iter()
                             .map(|n| DataNode {
                                 index: n.index,
-                                hash: n.hash.to_vec(),
+                                hash: bytes::Bytes::copy_from_slice(&n.hash),
                                 size: n.size,
                             })
                             .collect(),
-                        signature: proof.signature.map(|s| s.to_vec()),
+                        signature: proof.signature.map(|s| bytes::Bytes::copy_from_slice(&s)),
                     }),
                 );
             }
@@ -608,7 +608,7 @@ impl Session {
             if peer.remote_length > 0 && !feed.has(last) && peer.remote_has.get(last) {
                 if peer.inflight.is_empty() {
                     let digest = feed.digest(last);
-                    peer.inflight.push((last, 0));
+                    peer.inflight.push_back((last, 0));
                     peer.requested.insert(last);
                     self.protocol.send(
                         dk,
@@ -633,7 +633,7 @@ impl Session {
                     continue;
                 }
                 let digest = feed.digest(missing);
-                peer.inflight.push((missing, 0));
+                peer.inflight.push_back((missing, 0));
                 peer.requested.insert(missing);
                 self.protocol.send(
                     dk,
@@ -708,7 +708,7 @@ fn proof_from(nodes: &[DataNode], signature: Option<&[u8]>) -> std::result::Resu
                 index: n.index,
                 hash: n
                     .hash
-                    .as_slice()
+                    .as_ref()
                     .try_into()
                     .map_err(|_| format!("a node hash has {} bytes", n.hash.len()))?,
                 size: n.size,

@@ -129,17 +129,17 @@ fn proof_data(owner: &Arc<Mutex<Db>>, index: u64) -> Data {
     let proof = feed.proof(index, 0, false, &mut SparseBits::new()).unwrap();
     Data {
         index,
-        value: Some(feed.get(index).unwrap()),
+        value: Some(feed.get(index).unwrap().into()),
         nodes: proof
             .nodes
             .iter()
             .map(|n| DataNode {
                 index: n.index,
-                hash: n.hash.to_vec(),
+                hash: n.hash.to_vec().into(),
                 size: n.size,
             })
             .collect(),
-        signature: proof.signature.map(|s| s.to_vec()),
+        signature: proof.signature.map(|s| s.to_vec().into()),
     }
 }
 
@@ -183,7 +183,9 @@ async fn data_that_does_not_verify_is_rejected_and_nothing_is_stored() {
         })
         .unwrap_or_else(|| panic!("a request: {asked:?}"));
     let mut data = proof_data(&owner, index);
-    data.signature.as_mut().unwrap()[3] ^= 1;
+    let mut signature = data.signature.take().unwrap().to_vec();
+    signature[3] ^= 1;
+    data.signature = Some(signature.into());
     fake.protocol.send(&dk, &Message::Data(data));
     fake.flush().await;
     expect_error(session, "does not verify").await;

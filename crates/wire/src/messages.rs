@@ -1,5 +1,6 @@
 //! The messages of hypercore-protocol 6 (`schema.proto`), field for field.
 
+use bytes::Bytes;
 use prost::Message as _;
 
 /// Type 0: opens a channel for a feed, by discovery key. The first one on a
@@ -134,8 +135,8 @@ pub struct DataNode {
     #[prost(uint64, required, tag = "1")]
     pub index: u64,
     /// The hash (32 bytes).
-    #[prost(bytes = "vec", required, tag = "2")]
-    pub hash: Vec<u8>,
+    #[prost(bytes = "bytes", required, tag = "2")]
+    pub hash: Bytes,
     /// Bytes under the node.
     #[prost(uint64, required, tag = "3")]
     pub size: u64,
@@ -148,14 +149,14 @@ pub struct Data {
     #[prost(uint64, required, tag = "1")]
     pub index: u64,
     /// Its bytes (absent for a hash-only answer).
-    #[prost(bytes = "vec", optional, tag = "2")]
-    pub value: Option<Vec<u8>>,
+    #[prost(bytes = "bytes", optional, tag = "2")]
+    pub value: Option<Bytes>,
     /// Proof nodes.
     #[prost(message, repeated, tag = "3")]
     pub nodes: Vec<DataNode>,
     /// Signature of the roots, when the proof reaches them.
-    #[prost(bytes = "vec", optional, tag = "4")]
-    pub signature: Option<Vec<u8>>,
+    #[prost(bytes = "bytes", optional, tag = "4")]
+    pub signature: Option<Bytes>,
 }
 
 /// A message on a channel.
@@ -206,6 +207,24 @@ impl Message {
         }
     }
 
+    /// Length of the encoded body.
+    pub fn encoded_body_len(&self) -> usize {
+        match self {
+            Message::Handshake(m) => m.encoded_len(),
+            Message::Info(m) => m.encoded_len(),
+            Message::Have(m) => m.encoded_len(),
+            Message::Unhave(m) => m.encoded_len(),
+            Message::Want(m) => m.encoded_len(),
+            Message::Unwant(m) => m.encoded_len(),
+            Message::Request(m) => m.encoded_len(),
+            Message::Cancel(m) => m.encoded_len(),
+            Message::Data(m) => m.encoded_len(),
+            Message::Extension { id, payload } => {
+                hypercore_feed::varint::encoding_length(*id) + payload.len()
+            }
+        }
+    }
+
     /// Encodes the body (without length and header).
     pub fn encode_body(&self, out: &mut Vec<u8>) {
         match self {
@@ -227,8 +246,9 @@ impl Message {
         .expect("a Vec grows as needed")
     }
 
-    /// Decodes a body of type `type_id`; `None` for an unknown type.
-    pub fn decode(type_id: u64, body: &[u8]) -> Option<Result<Message, prost::DecodeError>> {
+    /// Decodes a body of type `type_id`; `None` for an unknown type. Byte
+    /// fields of a Data message share `body`'s memory.
+    pub fn decode(type_id: u64, body: Bytes) -> Option<Result<Message, prost::DecodeError>> {
         Some(match type_id {
             1 => Handshake::decode(body).map(Message::Handshake),
             2 => Info::decode(body).map(Message::Info),
@@ -239,7 +259,7 @@ impl Message {
             7 => Request::decode(body).map(Message::Request),
             8 => Cancel::decode(body).map(Message::Cancel),
             9 => Data::decode(body).map(Message::Data),
-            15 => match hypercore_feed::varint::decode(body) {
+            15 => match hypercore_feed::varint::decode(&body) {
                 Some((id, used)) => Ok(Message::Extension {
                     id,
                     payload: body[used..].to_vec(),

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use bytes::{Bytes, BytesMut};
 use hypercore_feed::varint;
 use prost::Message as _;
 use salsa20::cipher::{KeyIvInit, StreamCipher};
@@ -142,10 +143,12 @@ pub struct Protocol {
     remote_channels: Vec<Option<[u8; 32]>>,
     /// Received bytes not parsed yet (decrypted, except while waiting for
     /// our key: then everything after the first frame is still ciphertext).
-    input: Vec<u8>,
-    input_pos: usize,
+    input: BytesMut,
     needs_key: bool,
+    /// Bytes for the peer; those from `sealed` on are still to be encrypted
+    /// (all at once, when taken).
     outgoing: Vec<u8>,
+    sealed: usize,
     events: VecDeque<Event>,
     keep_alive: u32,
     remote_keep_alive: u32,
@@ -178,10 +181,10 @@ impl Protocol {
             channels: HashMap::new(),
             local_channels: Vec::new(),
             remote_channels: Vec::new(),
-            input: Vec::new(),
-            input_pos: 0,
+            input: BytesMut::new(),
             needs_key: false,
             outgoing: Vec::new(),
+            sealed: 0,
             events: VecDeque::new(),
             keep_alive: 0,
             remote_keep_alive: 0,
@@ -263,13 +266,10 @@ impl Protocol {
         }
         let mut body = Vec::new();
         feed.encode(&mut body).expect("a Vec grows");
-        let frame = frame(id as u64, 0, &body);
+        self.push_frame(id as u64, 0, body.len(), |out| out.extend_from_slice(&body));
         if first && self.options.encrypted {
             // The first Feed message is the only plaintext.
-            self.outgoing.extend_from_slice(&frame);
-            self.keep_alive = 0;
-        } else {
-            self.push(frame);
+            self.sealed = self.outgoing.len();
         }
         if first {
             let handshake = Handshake {
@@ -317,12 +317,17 @@ impl Protocol {
     /// Sends a keep-alive.
     pub fn ping(&mut self) {
         if self.key.is_some() {
-            self.push(vec![0]);
+            self.outgoing.push(0);
+            self.keep_alive = 0;
         }
     }
 
     /// Bytes to send to the peer.
     pub fn take_outgoing(&mut self) -> Vec<u8> {
+        if let Some(cipher) = self.xor.as_mut() {
+            cipher.apply_keystream(&mut self.outgoing[self.sealed..]);
+        }
+        self.sealed = 0;
         std::mem::take(&mut self.outgoing)
     }
 
@@ -384,28 +389,42 @@ impl Protocol {
     fn start_remote_cipher(&mut self, key: &[u8; 32], nonce: &[u8; 24]) {
         let mut cipher = XSalsa20::new(key.into(), nonce.into());
         // Everything not yet parsed arrived encrypted.
-        cipher.apply_keystream(&mut self.input[self.input_pos..]);
+        cipher.apply_keystream(&mut self.input[..]);
         self.remote_xor = Some(cipher);
     }
 
-    fn push(&mut self, mut bytes: Vec<u8>) {
+    /// Appends a frame: its length, its header, and the `len` bytes of
+    /// body `write` appends.
+    fn push_frame(
+        &mut self,
+        channel: u64,
+        kind: u64,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
         self.keep_alive = 0;
-        if let Some(cipher) = self.xor.as_mut() {
-            cipher.apply_keystream(&mut bytes);
+        let header = channel << 4 | kind;
+        let out = &mut self.outgoing;
+        varint::encode((varint::encoding_length(header) + len) as u64, out);
+        varint::encode(header, out);
+        let start = out.len();
+        write(out);
+        debug_assert_eq!(out.len() - start, len, "the body has the length announced");
+        if self.xor.is_none() {
+            self.sealed = self.outgoing.len();
         }
-        self.outgoing.extend_from_slice(&bytes);
     }
 
     fn send_on(&mut self, channel: u64, message: &Message) {
-        let mut body = Vec::new();
-        message.encode_body(&mut body);
-        let bytes = frame(channel, message.type_id(), &body);
-        self.push(bytes);
+        let len = message.encoded_body_len();
+        self.push_frame(channel, message.type_id(), len, |out| {
+            message.encode_body(out)
+        });
     }
 
     fn parse(&mut self) -> Result<(), WireError> {
         loop {
-            let buf = &self.input[self.input_pos..];
+            let buf = &self.input[..];
             let Some((len, used)) = varint::decode(buf) else {
                 if buf.len() >= 10 {
                     return self.fail(WireError::BadHeader);
@@ -419,34 +438,29 @@ impl Protocol {
             if buf.len() < used + len {
                 break;
             }
-            let body = buf[used..used + len].to_vec();
-            self.input_pos += used + len;
+            let frame = self.input.split_to(used + len).freeze().slice(used..);
             if len >= 2 {
-                self.on_frame(&body)?;
+                self.on_frame(frame)?;
             }
             if self.needs_key {
                 break;
             }
         }
-        if self.input_pos > 0 && (self.input_pos == self.input.len() || self.input_pos > 1 << 16) {
-            self.input.drain(..self.input_pos);
-            self.input_pos = 0;
-        }
         Ok(())
     }
 
-    fn on_frame(&mut self, frame: &[u8]) -> Result<(), WireError> {
-        let Some((header, used)) = varint::decode(frame) else {
+    fn on_frame(&mut self, frame: Bytes) -> Result<(), WireError> {
+        let Some((header, used)) = varint::decode(&frame) else {
             return self.fail(WireError::BadHeader);
         };
-        let body = &frame[used..];
+        let body = frame.slice(used..);
         let channel = header >> 4;
         let kind = header & 15;
         if channel >= self.options.max_channels as u64 {
             return self.fail(WireError::TooManyChannels(self.options.max_channels));
         }
         if kind == 0 {
-            return self.on_open(channel, body);
+            return self.on_open(channel, &body);
         }
         let Some(dk) = self
             .remote_channels
@@ -530,18 +544,6 @@ impl Protocol {
         self.events.push_back(Event::RemoteOpened(dk));
         Ok(())
     }
-}
-
-fn frame(channel: u64, kind: u64, body: &[u8]) -> Vec<u8> {
-    let header = channel << 4 | kind;
-    let mut out = Vec::with_capacity(body.len() + 12);
-    varint::encode(
-        (varint::encoding_length(header) + body.len()) as u64,
-        &mut out,
-    );
-    varint::encode(header, &mut out);
-    out.extend_from_slice(body);
-    out
 }
 
 fn type_name(kind: u64) -> &'static str {

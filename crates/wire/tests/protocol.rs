@@ -51,13 +51,13 @@ fn handshake_channels_and_messages_flow_both_ways() {
 
     let data = Message::Data(Data {
         index: 3,
-        value: Some(b"hello".to_vec()),
+        value: Some(b"hello".to_vec().into()),
         nodes: vec![DataNode {
             index: 2,
-            hash: vec![9; 32],
+            hash: vec![9; 32].into(),
             size: 5,
         }],
-        signature: Some(vec![1; 64]),
+        signature: Some(vec![1; 64].into()),
     });
     a.send(
         &dk,

@@ -1,0 +1,293 @@
+//! One of a feed's files, with the buffering that keeps replication off the
+//! system-call path.
+//!
+//! Reads may be served from a few windows of the file kept in memory:
+//! aligned pages for the tree (the nodes a proof needs sit close together),
+//! or a read-ahead window for the data file when blocks are read in order.
+//! Writes may be held back ([`File::write_buffered`]) until [`File::flush`],
+//! which writes each contiguous run of them with one call. Every read and
+//! write sees the writes made before it, buffered or not.
+
+use std::io;
+
+use crate::feed::Error;
+use crate::storage::{RandomAccess, Storage};
+
+/// Buffered writes past this many bytes are flushed at once.
+const MAX_PENDING: usize = 1 << 20;
+
+/// How reads are cached.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ReadCache {
+    /// Every read goes to storage.
+    None,
+    /// Reads load the aligned page around them; `count` pages are kept.
+    Pages { size: usize, count: usize },
+    /// A read that starts where the previous one ended loads `size` bytes
+    /// from there; `count` windows are kept.
+    Sequential { size: usize, count: usize },
+}
+
+/// A feed file: its storage handle, its length, a few cached windows of its
+/// bytes and the writes not yet flushed.
+pub(crate) struct File {
+    pub(crate) name: String,
+    handle: Box<dyn RandomAccess>,
+    /// The file's length, buffered writes included, kept up to date so that
+    /// bounds checks on hot paths cost no system call.
+    len: u64,
+    policy: ReadCache,
+    /// Cached windows `(offset, bytes)`, most recently used last.
+    windows: Vec<(u64, Vec<u8>)>,
+    /// Where the last read ended.
+    last_read_end: u64,
+    /// Buffered writes `(offset, start in arena, length)`, in the order made.
+    pending: Vec<(u64, usize, usize)>,
+    arena: Vec<u8>,
+    /// The byte range the buffered writes cover.
+    pending_span: (u64, u64),
+}
+
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+impl File {
+    /// Opens `name` in `storage`.
+    pub(crate) fn open(
+        storage: &dyn Storage,
+        name: &str,
+        policy: ReadCache,
+    ) -> Result<Self, Error> {
+        let describe = storage.describe(name);
+        let io = |source| Error::Io {
+            file: describe.clone(),
+            source,
+        };
+        let handle = storage.open(name).map_err(io)?;
+        let len = handle.len().map_err(io)?;
+        Ok(File {
+            name: describe,
+            handle,
+            len,
+            policy,
+            windows: Vec::new(),
+            last_read_end: u64::MAX,
+            pending: Vec::new(),
+            arena: Vec::new(),
+            pending_span: (u64::MAX, 0),
+        })
+    }
+
+    pub(crate) fn io(&self, source: io::Error) -> Error {
+        Error::Io {
+            file: self.name.clone(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(&self, reason: impl Into<String>) -> Error {
+        Error::Corrupt {
+            file: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub(crate) fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let end = offset.saturating_add(len as u64);
+        if overlaps((offset, end), self.pending_span) {
+            self.flush()?;
+        }
+        let sequential = offset == self.last_read_end;
+        self.last_read_end = end;
+        if let Some(bytes) = self.cached(offset, len) {
+            return Ok(bytes);
+        }
+        let window = match self.policy {
+            ReadCache::Pages { size, .. } if len <= size => {
+                let start = offset - offset % size as u64;
+                (end <= start + size as u64).then_some((start, size))
+            }
+            ReadCache::Sequential { size, .. } if sequential && len < size => Some((offset, size)),
+            _ => None,
+        };
+        match window {
+            Some((start, size)) if end <= self.len => {
+                let size = (self.len - start).min(size as u64) as usize;
+                let bytes = self.read_direct(start, size)?;
+                let at = (offset - start) as usize;
+                let out = bytes[at..at + len].to_vec();
+                let count = match self.policy {
+                    ReadCache::Pages { count, .. } | ReadCache::Sequential { count, .. } => count,
+                    ReadCache::None => 0,
+                };
+                if self.windows.len() >= count {
+                    self.windows.remove(0);
+                }
+                self.windows.push((start, bytes));
+                Ok(out)
+            }
+            _ => self.read_direct(offset, len),
+        }
+    }
+
+    fn cached(&mut self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let end = offset + len as u64;
+        let at = self
+            .windows
+            .iter()
+            .rposition(|(start, bytes)| *start <= offset && end <= start + bytes.len() as u64)?;
+        let (start, bytes) = &self.windows[at];
+        let from = (offset - start) as usize;
+        let out = bytes[from..from + len].to_vec();
+        if at + 1 != self.windows.len() {
+            let window = self.windows.remove(at);
+            self.windows.push(window);
+        }
+        Some(out)
+    }
+
+    fn read_direct(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let result = self.handle.read_at(offset, len);
+        result.map_err(|e| self.io(e))
+    }
+
+    fn forget(&mut self, range: (u64, u64)) {
+        self.windows
+            .retain(|(start, bytes)| !overlaps(range, (*start, start + bytes.len() as u64)));
+    }
+
+    /// Writes `data` at `offset` now.
+    pub(crate) fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Error> {
+        let range = (offset, offset + data.len() as u64);
+        if overlaps(range, self.pending_span) {
+            self.flush()?;
+        }
+        self.forget(range);
+        let result = self.handle.write_all_at(offset, data);
+        result.map_err(|e| self.io(e))?;
+        self.len = self.len.max(range.1);
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` by the next [`File::flush`].
+    pub(crate) fn write_buffered(&mut self, offset: u64, data: &[u8]) -> Result<(), Error> {
+        let range = (offset, offset + data.len() as u64);
+        self.forget(range);
+        self.pending.push((offset, self.arena.len(), data.len()));
+        self.arena.extend_from_slice(data);
+        self.pending_span = (
+            self.pending_span.0.min(range.0),
+            self.pending_span.1.max(range.1),
+        );
+        self.len = self.len.max(range.1);
+        if self.arena.len() > MAX_PENDING {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered writes, one call per contiguous run of them.
+    pub(crate) fn flush(&mut self) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let arena = std::mem::take(&mut self.arena);
+        self.pending_span = (u64::MAX, 0);
+        // Lay out the runs by offset, then copy the writes in the order they
+        // were made, so a later write to the same bytes wins.
+        let mut order: Vec<usize> = (0..pending.len()).collect();
+        order.sort_by_key(|&i| pending[i].0);
+        let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
+        for &i in &order {
+            let (offset, _, len) = pending[i];
+            let end = offset + len as u64;
+            match runs.last_mut() {
+                Some((start, bytes)) if offset <= *start + bytes.len() as u64 => {
+                    let run_end = (*start + bytes.len() as u64).max(end);
+                    bytes.resize((run_end - *start) as usize, 0);
+                }
+                _ => runs.push((offset, vec![0; len])),
+            }
+        }
+        for (offset, from, len) in pending {
+            let at = runs.partition_point(|(start, _)| *start <= offset) - 1;
+            let (start, bytes) = &mut runs[at];
+            let to = (offset - *start) as usize;
+            bytes[to..to + len].copy_from_slice(&arena[from..from + len]);
+        }
+        for (offset, bytes) in runs {
+            let result = self.handle.write_all_at(offset, &bytes);
+            result.map_err(|e| self.io(e))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes buffered writes, then asks storage to make the file durable.
+    pub(crate) fn sync_all(&mut self) -> Result<(), Error> {
+        self.flush()?;
+        let result = self.handle.sync_all();
+        result.map_err(|e| self.io(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{File, ReadCache};
+    use crate::storage::{MemoryStorage, Storage};
+
+    fn file(storage: &MemoryStorage, policy: ReadCache) -> File {
+        File::open(storage as &dyn Storage, "f", policy).unwrap()
+    }
+
+    #[test]
+    fn buffered_writes_coalesce_and_later_writes_win() {
+        let storage = MemoryStorage::new();
+        let mut f = file(&storage, ReadCache::None);
+        f.write_buffered(10, b"bbbb").unwrap();
+        f.write_buffered(0, b"aaaaaaaaaa").unwrap();
+        f.write_buffered(12, b"CC").unwrap();
+        f.write_buffered(30, b"z").unwrap();
+        assert_eq!(f.len(), 31);
+        assert!(
+            storage.contents("f").is_empty(),
+            "nothing written before flush"
+        );
+        // A read of buffered bytes sees them.
+        assert_eq!(f.read(8, 6).unwrap(), b"aabbCC");
+        let mut want = b"aaaaaaaaaabbCC".to_vec();
+        want.resize(30, 0);
+        want.push(b'z');
+        assert_eq!(storage.contents("f"), want);
+    }
+
+    #[test]
+    fn cached_windows_follow_writes() {
+        let storage = MemoryStorage::new();
+        storage.set_contents("f", (0..=255u8).cycle().take(10_000).collect());
+        for policy in [
+            ReadCache::Pages { size: 64, count: 2 },
+            ReadCache::Sequential { size: 64, count: 2 },
+        ] {
+            let mut f = file(&storage, policy);
+            assert_eq!(f.read(100, 4).unwrap(), [100, 101, 102, 103]);
+            assert_eq!(f.read(104, 4).unwrap(), [104, 105, 106, 107]);
+            f.write(105, b"x").unwrap();
+            assert_eq!(f.read(104, 3).unwrap(), [104, b'x', 106]);
+            f.write_buffered(106, b"y").unwrap();
+            assert_eq!(f.read(104, 3).unwrap(), [104, b'x', b'y']);
+            // Reads at the end of the file and across windows.
+            assert_eq!(f.read(9_998, 2).unwrap(), [14, 15]);
+            assert_eq!(f.read(60, 10).unwrap(), (60..70).collect::<Vec<u8>>());
+            assert!(f.read(9_999, 2).is_err());
+            f.write(105, &[105, 106]).unwrap();
+        }
+    }
+}

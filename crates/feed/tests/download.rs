@@ -1,0 +1,110 @@
+//! A reader downloading a feed block by block, as replication does: writes
+//! held back by `commit_unflushed` are visible at once, reach the files on
+//! `flush`, and leave the same tree and data files as the writer's, whatever
+//! the order the blocks arrive in.
+
+use hypercore_feed::{Feed, FeedOptions, MemoryStorage, SparseBits};
+use proptest::prelude::*;
+
+fn writer(n: usize) -> (MemoryStorage, Feed) {
+    let storage = MemoryStorage::new();
+    let mut feed = Feed::open(storage.clone(), FeedOptions::default()).unwrap();
+    let blocks: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("block {i} {}", "x".repeat(i % 7)).into_bytes())
+        .collect();
+    for chunk in blocks.chunks(37) {
+        feed.append_batch(chunk).unwrap();
+    }
+    (storage, feed)
+}
+
+/// Downloads every block of `source` in `order`, flushing after every
+/// `flush_every` blocks; checks each block reads back before any flush.
+fn download(source: &mut Feed, order: &[u64], flush_every: usize) -> (MemoryStorage, Feed) {
+    let storage = MemoryStorage::new();
+    let options = FeedOptions {
+        key: Some(*source.key()),
+        ..Default::default()
+    };
+    let mut reader = Feed::open(storage.clone(), options).unwrap();
+    let mut sent = SparseBits::new();
+    for (n, &index) in order.iter().enumerate() {
+        let proof = source
+            .proof(index, reader.digest(index), false, &mut sent)
+            .unwrap();
+        let block = source.get(index).unwrap();
+        let write = reader.verify_block(index, Some(&block), &proof).unwrap();
+        reader.commit_unflushed(write).unwrap();
+        assert_eq!(reader.get(index).unwrap(), block, "readable before a flush");
+        if (n + 1) % flush_every == 0 {
+            reader.flush().unwrap();
+        }
+    }
+    reader.flush().unwrap();
+    (storage, reader)
+}
+
+#[test]
+fn in_order_download_leaves_the_writers_files() {
+    let n = 3_000;
+    let (writer_files, mut source) = writer(n);
+    // Replication asks for the last block first, then the rest in order.
+    let order: Vec<u64> = std::iter::once(n as u64 - 1)
+        .chain(0..n as u64 - 1)
+        .collect();
+    let (files, reader) = download(&mut source, &order, 300);
+    assert_eq!(files.contents("tree"), writer_files.contents("tree"));
+    assert_eq!(files.contents("data"), writer_files.contents("data"));
+    assert!(reader.has_all());
+    drop(reader);
+    let mut reopened = Feed::open(files, FeedOptions::default()).unwrap();
+    assert!(reopened.has_all());
+    assert_eq!(reopened.len(), n as u64);
+    assert_eq!(reopened.audit().unwrap().invalid, 0);
+}
+
+#[test]
+fn blocks_held_back_reach_the_files_on_flush() {
+    let (_, mut source) = writer(50);
+    let storage = MemoryStorage::new();
+    let options = FeedOptions {
+        key: Some(*source.key()),
+        ..Default::default()
+    };
+    let mut reader = Feed::open(storage.clone(), options).unwrap();
+    let proof = source
+        .proof(49, reader.digest(49), false, &mut SparseBits::new())
+        .unwrap();
+    let block = source.get(49).unwrap();
+    let write = reader.verify_block(49, Some(&block), &proof).unwrap();
+    reader.commit_unflushed(write).unwrap();
+    assert!(reader.has(49));
+    assert!(storage.contents("data").is_empty(), "held back");
+    reader.flush().unwrap();
+    assert!(storage.contents("data").ends_with(&block));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn any_download_order_leaves_the_writers_files(
+        seed in any::<u64>(),
+        n in 1usize..300,
+        flush_every in 1usize..64,
+    ) {
+        let (writer_files, mut source) = writer(n);
+        // A seeded shuffle of the block order.
+        let mut order: Vec<u64> = (0..n as u64).collect();
+        let mut state = seed | 1;
+        for i in (1..order.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            order.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let (files, _) = download(&mut source, &order, flush_every);
+        prop_assert_eq!(files.contents("tree"), writer_files.contents("tree"));
+        prop_assert_eq!(files.contents("data"), writer_files.contents("data"));
+    }
+}
