@@ -32,6 +32,13 @@ const MAX_REQUESTS: usize = 2048;
 const WANT_LENGTH: u64 = 1024 * 1024;
 /// Ticks an answer to a request may take.
 const REQUEST_TICKS: u32 = 6;
+/// Answers waiting to be sent, in bytes, past which further requests wait
+/// unanswered until the peer has read some: a peer that asks faster than it
+/// reads costs a bounded amount of memory.
+const MAX_BACKLOG: usize = 4 << 20;
+/// Requests waiting for an answer, past which the peer is given up: as many
+/// as an honest peer keeps in flight on every channel a stream may have.
+const MAX_DEFERRED: usize = MAX_REQUESTS * 256;
 /// How long to wait for the peer to close after we are done.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -142,6 +149,11 @@ pub struct Session {
     summary: Summary,
     handshake: bool,
     error: Option<Error>,
+    /// Requests not answered yet because the answers already waiting for
+    /// the peer reached [`MAX_BACKLOG`].
+    deferred: std::collections::VecDeque<([u8; 32], Request)>,
+    /// Bytes the driver holds that the peer has not read yet.
+    unsent: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -172,6 +184,8 @@ impl Session {
             summary: Summary::default(),
             handshake: false,
             error: None,
+            deferred: Default::default(),
+            unsent: 0,
         };
         db.discover()?;
         session.open_authorized(db)?;
@@ -196,10 +210,43 @@ impl Session {
         self.protocol.take_outgoing()
     }
 
+    /// Tells the session how many bytes taken from it the peer has not read
+    /// yet. Requests arriving while these and the bytes not taken yet
+    /// exceed a few MiB wait for [`Session::answer_deferred`].
+    pub fn set_unsent(&mut self, unsent: usize) {
+        self.unsent = unsent;
+    }
+
+    /// Whether requests wait for the peer to read what it asked for before.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Bytes of answers waiting for the peer: taken but unsent, and not
+    /// taken yet.
+    fn backlog(&self) -> usize {
+        self.unsent + self.protocol.outgoing_len()
+    }
+
+    /// Answers requests held back while the peer was not reading, as far
+    /// as the backlog allows.
+    pub fn answer_deferred(&mut self, db: &mut Db) -> Result<()> {
+        while self.backlog() < MAX_BACKLOG {
+            let Some((dk, request)) = self.deferred.pop_front() else {
+                break;
+            };
+            self.answer(db, &dk, request)?;
+        }
+        Ok(())
+    }
+
     /// Whether a one-shot session has nothing left to do: every channel has
     /// ended on both sides.
     pub fn is_done(&self) -> bool {
-        !self.options.live && self.handshake && self.peers.values().all(|p| p.closed)
+        !self.options.live
+            && self.handshake
+            && self.deferred.is_empty()
+            && self.peers.values().all(|p| p.closed)
     }
 
     fn open_authorized(&mut self, db: &mut Db) -> Result<()> {
@@ -461,48 +508,15 @@ impl Session {
                         "the peer asked for a byte offset, which hyperdb never does".into(),
                     ));
                 }
-                let feed = db.feed_by_key(&key).expect("known feed");
-                let hash = request.hash.unwrap_or(false);
-                let proof = match feed.proof(
-                    request.index,
-                    request.nodes.unwrap_or(0),
-                    hash,
-                    &mut peer.remote_tree,
-                ) {
-                    Ok(proof) => proof,
-                    // Not here: the peer asked for something we never had.
-                    Err(hypercore_feed::Error::NotAvailable(_)) => return Ok(false),
-                    Err(e) => return Err(e.into()),
-                };
-                let value = if !hash && feed.has(request.index) {
-                    // The peer verifies every block against the proof, so
-                    // reading it again through the hash here would only
-                    // repeat that work.
-                    Some(bytes::Bytes::from(feed.get_unverified(request.index)?))
+                if self.deferred.is_empty() && self.backlog() < MAX_BACKLOG {
+                    self.answer(db, dk, request)?;
+                } else if self.deferred.len() < MAX_DEFERRED {
+                    self.deferred.push_back((*dk, request));
                 } else {
-                    None
-                };
-                if value.is_some() {
-                    self.summary.sent += 1;
+                    return Err(Error::Replication(format!(
+                        "the peer asked for more than {MAX_DEFERRED} blocks without reading the answers"
+                    )));
                 }
-                peer.remote_length = peer.remote_length.max(request.index + 1);
-                self.protocol.send(
-                    dk,
-                    &Message::Data(Data {
-                        index: request.index,
-                        value,
-                        nodes: proof
-                            .nodes
-                            .iter()
-                            .map(|n| DataNode {
-                                index: n.index,
-                                hash: bytes::Bytes::copy_from_slice(&n.hash),
-                                size: n.size,
-                            })
-                            .collect(),
-                        signature: proof.signature.map(|s| bytes::Bytes::copy_from_slice(&s)),
-                    }),
-                );
             }
             Message::Data(data) => {
                 let requested = if peer.requested.contains(&data.index) {
@@ -568,6 +582,58 @@ impl Session {
             Message::Handshake(_) => {}
         }
         Ok(false)
+    }
+
+    /// Sends the block a peer asked for, with the proof it needs.
+    fn answer(&mut self, db: &mut Db, dk: &[u8; 32], request: Request) -> Result<()> {
+        let Some(peer) = self.peers.get_mut(dk) else {
+            return Ok(());
+        };
+        let Some(feed) = db.feed_by_key(&peer.key) else {
+            return Ok(());
+        };
+        let hash = request.hash.unwrap_or(false);
+        let proof = match feed.proof(
+            request.index,
+            request.nodes.unwrap_or(0),
+            hash,
+            &mut peer.remote_tree,
+        ) {
+            Ok(proof) => proof,
+            // Not here: the peer asked for something we never had.
+            Err(hypercore_feed::Error::NotAvailable(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let value = if !hash && feed.has(request.index) {
+            // The peer verifies every block against the proof, so
+            // reading it again through the hash here would only
+            // repeat that work.
+            Some(bytes::Bytes::from(feed.get_unverified(request.index)?))
+        } else {
+            None
+        };
+        if value.is_some() {
+            self.summary.sent += 1;
+        }
+        peer.remote_length = peer.remote_length.max(request.index + 1);
+        self.protocol.send(
+            dk,
+            &Message::Data(Data {
+                index: request.index,
+                value,
+                nodes: proof
+                    .nodes
+                    .iter()
+                    .map(|n| DataNode {
+                        index: n.index,
+                        hash: bytes::Bytes::copy_from_slice(&n.hash),
+                        size: n.size,
+                    })
+                    .collect(),
+                signature: proof.signature.map(|s| bytes::Bytes::copy_from_slice(&s)),
+            }),
+        );
+        Ok(())
     }
 
     /// Whether we hold every block the peer said it has.
@@ -744,18 +810,49 @@ where
     let mut buf = vec![0u8; 64 * 1024];
     let mut ticker = tokio::time::interval(tick_every);
     ticker.tick().await;
+    // Bytes for the peer, of which the first `sent` are already written.
+    // Reading goes on while they are written, so two peers sending each
+    // other a lot at once never wait on each other.
     let mut outgoing = session.take_outgoing();
+    let mut sent = 0;
+    let mut stalled_ticks = 0;
     let mut remote_closed = false;
     loop {
-        if !outgoing.is_empty() {
-            writer.write_all(&outgoing).await.map_err(io_error)?;
-            writer.flush().await.map_err(io_error)?;
-            outgoing.clear();
-        }
-        if session.is_done() || remote_closed {
+        if remote_closed || (session.is_done() && sent == outgoing.len()) {
             break;
         }
+        // Time first, so a peer that never pauses cannot starve the
+        // timeouts; then writing, so what we owe the peer goes out before
+        // more of its input is handled.
         tokio::select! {
+            biased;
+            _ = ticker.tick() => {
+                if sent < outgoing.len() {
+                    stalled_ticks += 1;
+                    if stalled_ticks > 4 {
+                        return Err(Error::Replication(format!(
+                            "the peer stopped reading: {} bytes could not be sent for {:?}",
+                            outgoing.len() - sent,
+                            tick_every * 4
+                        )));
+                    }
+                }
+                let mut db = db.lock().expect("db lock");
+                session.tick(&mut db)?;
+            }
+            written = write_some(&mut writer, &outgoing[sent..]), if sent < outgoing.len() => {
+                sent += written.map_err(io_error)?;
+                stalled_ticks = 0;
+                if sent == outgoing.len() {
+                    outgoing.clear();
+                    sent = 0;
+                }
+                session.set_unsent(outgoing.len() - sent);
+                if session.has_deferred() {
+                    let mut db = db.lock().expect("db lock");
+                    session.answer_deferred(&mut db)?;
+                }
+            }
             read = reader.read(&mut buf) => {
                 let n = read.map_err(io_error)?;
                 if n == 0 {
@@ -765,16 +862,18 @@ where
                 let mut db = db.lock().expect("db lock");
                 session.receive(&mut db, &buf[..n])?;
             }
-            _ = ticker.tick() => {
-                let mut db = db.lock().expect("db lock");
-                session.tick(&mut db)?;
-            }
             _ = changes.notified(), if live => {
                 let mut db = db.lock().expect("db lock");
                 session.local_change(&mut db)?;
             }
         }
-        outgoing = session.take_outgoing();
+        let more = session.take_outgoing();
+        if outgoing.is_empty() {
+            outgoing = more;
+        } else {
+            outgoing.extend_from_slice(&more);
+        }
+        session.set_unsent(outgoing.len() - sent);
     }
     let summary = session.summary();
     let _ = writer.shutdown().await;
@@ -797,6 +896,19 @@ where
         ));
     }
     Ok(summary)
+}
+
+/// Writes some of `bytes`, flushing once all of them are written; returns
+/// how many were written.
+async fn write_some<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::Result<usize> {
+    let n = writer.write(bytes).await?;
+    if n == 0 {
+        return Err(std::io::ErrorKind::WriteZero.into());
+    }
+    if n == bytes.len() {
+        writer.flush().await?;
+    }
+    Ok(n)
 }
 
 fn io_error(e: std::io::Error) -> Error {

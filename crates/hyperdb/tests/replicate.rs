@@ -161,3 +161,47 @@ async fn live_replication_carries_new_writes_both_ways() {
     client.abort();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
 }
+
+/// Two writers that each have much the other lacks send each other blocks
+/// at the same time: neither may wait to finish writing before it reads, or
+/// both would wait forever once the stream's buffers are full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_uploading_to_each_other_at_once_both_finish() {
+    let owner = memory(None);
+    let key = *owner.lock().unwrap().key();
+    let other = memory(Some(key));
+    let other_key = *other.lock().unwrap().local_key();
+    owner.lock().unwrap().authorize(&other_key).unwrap();
+    // Both learn of both writers first, so the second sync downloads both
+    // feeds from the start.
+    sync(&owner, &other).await;
+    let entries = 6000;
+    for (db, name) in [(&owner, "owner"), (&other, "other")] {
+        let ops: Vec<hyperdb::Op> = (0..entries)
+            .map(|i| hyperdb::Op::Put {
+                key: format!("{name}/{i}"),
+                value: vec![b'v'; 300],
+            })
+            .collect();
+        for chunk in ops.chunks(1000) {
+            db.lock().unwrap().batch(chunk).unwrap();
+        }
+    }
+    // A stream that holds little, so answers cannot hide in its buffers.
+    let (x, y) = tokio::io::duplex(16 * 1024);
+    let (left, right) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(
+            replicate(owner.clone(), x, ReplicateOptions::default()),
+            replicate(other.clone(), y, ReplicateOptions::default())
+        )
+    })
+    .await
+    .expect("replication finishes");
+    let (left, right) = (left.unwrap(), right.unwrap());
+    assert_eq!(left.total_received(), entries as u64);
+    assert_eq!(right.total_received(), entries as u64);
+    for db in [&owner, &other] {
+        assert_eq!(values(db, "owner/5999"), ["v".repeat(300)]);
+        assert_eq!(values(db, "other/5999"), ["v".repeat(300)]);
+    }
+}

@@ -377,3 +377,45 @@ async fn the_onwrite_hook_sees_entries_and_can_refuse_them() {
         "the refused entry was not stored"
     );
 }
+
+#[tokio::test]
+async fn a_peer_that_asks_but_never_reads_is_given_up() {
+    let owner = owner_with_entries();
+    let key = *owner.lock().unwrap().key();
+    let dk = hypercore_feed::crypto::discovery_key(&key);
+    let (x, y) = tokio::io::duplex(1 << 16);
+    let options = ReplicateOptions {
+        timeout: Duration::from_millis(800),
+        ..Default::default()
+    };
+    let session = tokio::spawn(replicate(owner.clone(), x, options));
+    let mut fake = Fake {
+        protocol: Protocol::new(ProtocolOptions::default()),
+        io: y,
+    };
+    fake.protocol.open(&key).unwrap();
+    // Far more answers than any buffer holds, then keep-alives only: the
+    // peer stays talkative but never reads a byte.
+    for round in 0..20_000u64 {
+        fake.protocol.send(
+            &dk,
+            &Message::Request(hypercore_wire::messages::Request {
+                index: round % 6,
+                bytes: None,
+                hash: None,
+                nodes: None,
+            }),
+        );
+    }
+    let pinger = tokio::spawn(async move {
+        fake.flush().await;
+        loop {
+            fake.protocol.ping();
+            fake.flush().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    expect_error(session, "stopped reading").await;
+    pinger.abort();
+    assert_eq!(values(&owner, "k4"), ["v4"], "the database is intact");
+}

@@ -336,6 +336,11 @@ impl Protocol {
         !self.outgoing.is_empty()
     }
 
+    /// How many bytes wait to be taken with [`Protocol::take_outgoing`].
+    pub fn outgoing_len(&self) -> usize {
+        self.outgoing.len()
+    }
+
     /// The next thing the peer did.
     pub fn next_event(&mut self) -> Option<Event> {
         self.events.pop_front()
