@@ -830,11 +830,12 @@ impl Feed {
         if let Some(node) = self.nodes.get(&index) {
             return Ok(*node);
         }
-        let buf = match self
+        let mut buf = [0u8; NODE_SIZE as usize];
+        match self
             .tree
-            .read(HEADER_SIZE + index * NODE_SIZE, NODE_SIZE as usize)
+            .read_into(HEADER_SIZE + index * NODE_SIZE, &mut buf)
         {
-            Ok(buf) => buf,
+            Ok(()) => {}
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => {
                 return Err(self
                     .tree
@@ -866,11 +867,12 @@ impl Feed {
         if self.signatures.len() < offset + SIGNATURE_SIZE {
             return Ok(None);
         }
-        let buf = self.signatures.read(offset, SIGNATURE_SIZE as usize)?;
+        let mut buf = [0u8; SIGNATURE_SIZE as usize];
+        self.signatures.read_into(offset, &mut buf)?;
         if buf.iter().all(|&b| b == 0) {
             return Ok(None);
         }
-        Ok(Some(buf.try_into().expect("64 bytes")))
+        Ok(Some(buf))
     }
 
     /// Byte offset of block `index` in `data`, and its leaf node.

@@ -100,14 +100,22 @@ impl File {
 
     /// Reads `len` bytes at `offset`.
     pub(crate) fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let mut buf = vec![0; len];
+        self.read_into(offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Fills `buf` with the bytes at `offset`.
+    pub(crate) fn read_into(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let len = buf.len();
         let end = offset.saturating_add(len as u64);
         if overlaps((offset, end), self.pending_span) {
             self.flush()?;
         }
         let sequential = offset == self.last_read_end;
         self.last_read_end = end;
-        if let Some(bytes) = self.cached(offset, len) {
-            return Ok(bytes);
+        if self.cached(offset, buf) {
+            return Ok(());
         }
         let window = match self.policy {
             ReadCache::Pages { size, .. } if len <= size => {
@@ -122,7 +130,7 @@ impl File {
                 let size = (self.len - start).min(size as u64) as usize;
                 let bytes = self.read_direct(start, size)?;
                 let at = (offset - start) as usize;
-                let out = bytes[at..at + len].to_vec();
+                buf.copy_from_slice(&bytes[at..at + len]);
                 let count = match self.policy {
                     ReadCache::Pages { count, .. } | ReadCache::Sequential { count, .. } => count,
                     ReadCache::None => 0,
@@ -131,26 +139,33 @@ impl File {
                     self.windows.remove(0);
                 }
                 self.windows.push((start, bytes));
-                Ok(out)
+                Ok(())
             }
-            _ => self.read_direct(offset, len),
+            _ => {
+                let result = self.handle.read_exact_at(offset, buf);
+                result.map_err(|e| self.io(e))
+            }
         }
     }
 
-    fn cached(&mut self, offset: u64, len: usize) -> Option<Vec<u8>> {
-        let end = offset + len as u64;
-        let at = self
+    /// Fills `buf` from a cached window holding all of it, if one does.
+    fn cached(&mut self, offset: u64, buf: &mut [u8]) -> bool {
+        let end = offset + buf.len() as u64;
+        let Some(at) = self
             .windows
             .iter()
-            .rposition(|(start, bytes)| *start <= offset && end <= start + bytes.len() as u64)?;
+            .rposition(|(start, bytes)| *start <= offset && end <= start + bytes.len() as u64)
+        else {
+            return false;
+        };
         let (start, bytes) = &self.windows[at];
         let from = (offset - start) as usize;
-        let out = bytes[from..from + len].to_vec();
+        buf.copy_from_slice(&bytes[from..from + buf.len()]);
         if at + 1 != self.windows.len() {
             let window = self.windows.remove(at);
             self.windows.push(window);
         }
-        Some(out)
+        true
     }
 
     fn read_direct(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {

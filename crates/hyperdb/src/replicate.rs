@@ -210,6 +210,12 @@ impl Session {
         self.protocol.take_outgoing()
     }
 
+    /// Appends the bytes for the peer to `out` (see
+    /// [`Protocol::take_outgoing_into`]).
+    pub fn take_outgoing_into(&mut self, out: &mut Vec<u8>) {
+        self.protocol.take_outgoing_into(out)
+    }
+
     /// Tells the session how many bytes taken from it the peer has not read
     /// yet. Requests arriving while these and the bytes not taken yet
     /// exceed a few MiB wait for [`Session::answer_deferred`].
@@ -616,6 +622,15 @@ impl Session {
             self.summary.sent += 1;
         }
         peer.remote_length = peer.remote_length.max(request.index + 1);
+        // The hashes and the signature share one buffer: one allocation a
+        // message rather than one a node.
+        let mut proof_bytes = Vec::with_capacity(32 * proof.nodes.len() + 64);
+        for node in &proof.nodes {
+            proof_bytes.extend_from_slice(&node.hash);
+        }
+        proof_bytes.extend_from_slice(proof.signature.as_ref().map_or(&[][..], |s| &s[..]));
+        let proof_bytes = bytes::Bytes::from(proof_bytes);
+        let hashes_end = 32 * proof.nodes.len();
         self.protocol.send(
             dk,
             &Message::Data(Data {
@@ -624,13 +639,16 @@ impl Session {
                 nodes: proof
                     .nodes
                     .iter()
-                    .map(|n| DataNode {
+                    .enumerate()
+                    .map(|(i, n)| DataNode {
                         index: n.index,
-                        hash: bytes::Bytes::copy_from_slice(&n.hash),
+                        hash: proof_bytes.slice(32 * i..32 * i + 32),
                         size: n.size,
                     })
                     .collect(),
-                signature: proof.signature.map(|s| bytes::Bytes::copy_from_slice(&s)),
+                signature: proof
+                    .signature
+                    .map(|_| proof_bytes.slice(hashes_end..hashes_end + 64)),
             }),
         );
         Ok(())
@@ -867,12 +885,7 @@ where
                 session.local_change(&mut db)?;
             }
         }
-        let more = session.take_outgoing();
-        if outgoing.is_empty() {
-            outgoing = more;
-        } else {
-            outgoing.extend_from_slice(&more);
-        }
+        session.take_outgoing_into(&mut outgoing);
         session.set_unsent(outgoing.len() - sent);
     }
     let summary = session.summary();

@@ -22,6 +22,8 @@
 
 pub mod messages;
 mod protocol;
+mod xsalsa;
 
 pub use messages::Message;
 pub use protocol::{Event, Protocol, ProtocolOptions, WireError, MAX_FRAME};
+pub use xsalsa::XSalsa20;

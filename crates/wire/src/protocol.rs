@@ -15,13 +15,11 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::messages::{Feed, Handshake, Message};
+use crate::xsalsa::XSalsa20;
 use bytes::{Bytes, BytesMut};
 use hypercore_feed::varint;
 use prost::Message as _;
-use salsa20::cipher::{KeyIvInit, StreamCipher};
-use salsa20::XSalsa20;
-
-use crate::messages::{Feed, Handshake, Message};
 
 /// Largest frame accepted, as hypercore-protocol 6 (8 MiB).
 pub const MAX_FRAME: u64 = 8 * 1024 * 1024;
@@ -258,7 +256,7 @@ impl Protocol {
             if self.options.encrypted {
                 let nonce: [u8; 24] = rand::random();
                 feed.nonce = Some(nonce.to_vec());
-                self.xor = Some(XSalsa20::new(key.into(), &nonce.into()));
+                self.xor = Some(XSalsa20::new(key, &nonce));
                 if let Some(remote_nonce) = self.remote_nonce {
                     self.start_remote_cipher(key, &remote_nonce);
                 }
@@ -324,11 +322,25 @@ impl Protocol {
 
     /// Bytes to send to the peer.
     pub fn take_outgoing(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.take_outgoing_into(&mut out);
+        out
+    }
+
+    /// Appends the bytes to send to the peer to `out`. A caller that keeps
+    /// `out` (cleared once written) and calls this repeatedly reuses both
+    /// buffers' memory.
+    pub fn take_outgoing_into(&mut self, out: &mut Vec<u8>) {
         if let Some(cipher) = self.xor.as_mut() {
             cipher.apply_keystream(&mut self.outgoing[self.sealed..]);
         }
         self.sealed = 0;
-        std::mem::take(&mut self.outgoing)
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.outgoing);
+        } else {
+            out.extend_from_slice(&self.outgoing);
+        }
+        self.outgoing.clear();
     }
 
     /// Whether bytes wait to be sent.
@@ -392,7 +404,7 @@ impl Protocol {
     }
 
     fn start_remote_cipher(&mut self, key: &[u8; 32], nonce: &[u8; 24]) {
-        let mut cipher = XSalsa20::new(key.into(), nonce.into());
+        let mut cipher = XSalsa20::new(key, nonce);
         // Everything not yet parsed arrived encrypted.
         cipher.apply_keystream(&mut self.input[..]);
         self.remote_xor = Some(cipher);
