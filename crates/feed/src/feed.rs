@@ -827,8 +827,8 @@ impl Feed {
 
     /// Tree node `index`.
     pub fn node(&mut self, index: u64) -> Result<Node> {
-        if let Some(node) = self.nodes.get(&index) {
-            return Ok(*node);
+        if let Some(node) = self.nodes.get_cloned(&index) {
+            return Ok(node);
         }
         let mut buf = [0u8; NODE_SIZE as usize];
         match self
