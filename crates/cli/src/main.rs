@@ -241,7 +241,9 @@ enum Command {
     /// port 0) and serves until interrupted. Each connection replicates
     /// every authorized writer's feed, both ways; with --live it stays open
     /// and new writes flow until the peer disconnects. Works with hyperdb
-    /// 3.5.0 peers as well.
+    /// 3.5.0 peers as well. A connection that fails is reported on stderr
+    /// as `PEER: error`; on a terminal, so is what each connection
+    /// exchanged.
     Serve {
         /// Database folder
         dir: PathBuf,
@@ -782,16 +784,16 @@ fn serve(dir: &Path, listen: &str, live: bool) -> CliResult {
                     live,
                     ..Default::default()
                 };
-                let result = replicate(db, socket, options).await;
-                if terminal {
-                    match result {
-                        Ok(summary) => eprintln!(
-                            "{peer}: received {} block(s), sent {}",
-                            summary.total_received(),
-                            summary.sent
-                        ),
-                        Err(e) => eprintln!("{peer}: {e}"),
-                    }
+                // A connection's error is always reported; what a good
+                // one exchanged, only to someone watching.
+                match replicate(db, socket, options).await {
+                    Ok(summary) if terminal => eprintln!(
+                        "{peer}: received {} block(s), sent {}",
+                        summary.total_received(),
+                        summary.sent
+                    ),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("{peer}: {e}"),
                 }
             });
         }

@@ -24,7 +24,9 @@ fn ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-struct Server(Child, String);
+/// A `hyperdb serve` process, its address, and the lines it writes to
+/// stderr.
+struct Server(Child, String, std::sync::mpsc::Receiver<String>);
 
 impl Server {
     fn start(dir: &Path, extra: &[&str]) -> Server {
@@ -32,7 +34,7 @@ impl Server {
             .args(["serve", p(dir), "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -44,7 +46,21 @@ impl Server {
             .strip_prefix("listening on ")
             .expect("listening line")
             .to_string();
-        Server(child, addr)
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server(child, addr, rx)
+    }
+
+    /// The next line the server writes to stderr, waiting a while for it.
+    fn stderr_line(&self) -> Option<String> {
+        self.2.recv_timeout(std::time::Duration::from_secs(15)).ok()
     }
 }
 
@@ -127,6 +143,13 @@ fn syncing_with_another_database_explains_itself() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("another database"), "{stderr}");
+    // The server, not on a terminal, is quiet but for that connection's
+    // error.
+    let logged = server.stderr_line().expect("the server reports the error");
+    assert!(
+        logged.starts_with("127.0.0.1:") && logged.contains("another database"),
+        "{logged}"
+    );
     let refused = hyperdb(&["sync", p(&b), "127.0.0.1:1"]);
     assert_eq!(refused.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot connect"));
