@@ -3,14 +3,15 @@
 //! Every byte on an encrypted stream is XORed with this keystream once by
 //! the sender and once by the receiver, which made the cipher the largest
 //! single cost of replication. The `salsa20` crate computes one 64-byte
-//! block at a time; here, on x86-64 CPUs with AVX2, eight blocks are
-//! computed side by side, one per 32-bit lane of the 256-bit registers,
-//! which doubles throughput. Elsewhere, and for the blocks at the ends of a
-//! call, a portable one-block version runs. The subkey comes from the
-//! `salsa20` crate's HSalsa20, and the tests check the keystream byte for
-//! byte against that crate's `XSalsa20`.
+//! block at a time; here, on x86-64 CPUs with AVX2, runs of whole blocks are
+//! computed eight at a time, one block per 32-bit lane of the 256-bit
+//! registers, which doubles throughput. The crate computes the rest (the
+//! bytes before and after those runs, and everything on other CPUs), and
+//! its HSalsa20 gives the subkey the wide path needs. The tests check the
+//! keystream byte for byte against the crate's `XSalsa20`.
 
 use salsa20::cipher::consts::U10;
+use salsa20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 
 /// "expand 32-byte k", the Salsa20 constants.
 const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
@@ -27,19 +28,15 @@ const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
 /// hypercore_wire::XSalsa20::new(&key, &nonce).apply_keystream(&mut message);
 /// assert_eq!(&message, b"a message");
 /// ```
-#[derive(Clone)]
 pub struct XSalsa20 {
-    /// The Salsa20 input: constants, subkey and nonce (words 8 and 9, the
-    /// block counter, are set per block).
-    input: [u32; 16],
-    /// The next block of keystream to compute.
-    block: u64,
-    /// The keystream of the block before `block`, of which `used` bytes
-    /// were applied.
-    buffer: [u8; 64],
-    used: usize,
-    /// Whether eight blocks at once in AVX2 registers are available.
-    wide: bool,
+    /// The crate's cipher, for everything the wide path does not compute.
+    narrow: salsa20::XSalsa20,
+    /// Bytes of keystream used so far.
+    position: u64,
+    /// The Salsa20 input of the wide path: constants, subkey and nonce
+    /// (words 8 and 9, the block counter, are set per block); `None` when
+    /// the CPU has no AVX2.
+    wide: Option<[u32; 16]>,
 }
 
 impl std::fmt::Debug for XSalsa20 {
@@ -52,88 +49,79 @@ impl std::fmt::Debug for XSalsa20 {
 impl XSalsa20 {
     /// The keystream of `key` and the 24-byte `nonce`, from its start.
     pub fn new(key: &[u8; 32], nonce: &[u8; 24]) -> Self {
-        let subkey = salsa20::hsalsa::<U10>(key.into(), nonce[..16].into());
-        let word = |bytes: &[u8], i: usize| {
-            u32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().expect("4 bytes"))
-        };
-        let k = |i| word(&subkey, i);
-        let n = |i| word(&nonce[16..], i);
-        let input = [
-            SIGMA[0],
-            k(0),
-            k(1),
-            k(2),
-            k(3),
-            SIGMA[1],
-            n(0),
-            n(1),
-            0,
-            0,
-            SIGMA[2],
-            k(4),
-            k(5),
-            k(6),
-            k(7),
-            SIGMA[3],
-        ];
+        let narrow = salsa20::XSalsa20::new(key.into(), nonce.into());
+        let wide = wide::available().then(|| {
+            let subkey = salsa20::hsalsa::<U10>(key.into(), nonce[..16].into());
+            let word = |bytes: &[u8], i: usize| {
+                u32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().expect("4 bytes"))
+            };
+            let k = |i| word(&subkey, i);
+            let n = |i| word(&nonce[16..], i);
+            [
+                SIGMA[0],
+                k(0),
+                k(1),
+                k(2),
+                k(3),
+                SIGMA[1],
+                n(0),
+                n(1),
+                0,
+                0,
+                SIGMA[2],
+                k(4),
+                k(5),
+                k(6),
+                k(7),
+                SIGMA[3],
+            ]
+        });
         XSalsa20 {
-            input,
-            block: 0,
-            buffer: [0; 64],
-            used: 64,
-            wide: wide::available(),
+            narrow,
+            position: 0,
+            wide,
         }
     }
 
     /// XORs `data` with the next `data.len()` bytes of keystream.
     pub fn apply_keystream(&mut self, data: &mut [u8]) {
-        let mut data = data;
-        if self.used < 64 {
-            let n = (64 - self.used).min(data.len());
-            xor(&mut data[..n], &self.buffer[self.used..self.used + n]);
-            self.used += n;
-            data = &mut data[n..];
+        let head = ((64 - self.position % 64) % 64) as usize;
+        let (Some(input), true) = (self.wide, data.len() >= head + 512) else {
+            self.narrow.apply_keystream(data);
+            self.position += data.len() as u64;
+            return;
+        };
+        // Up to a block boundary, then whole runs of eight blocks, then the
+        // rest, the crate seeking past what the wide path computed.
+        let (first, rest) = data.split_at_mut(head);
+        self.narrow.apply_keystream(first);
+        self.position += head as u64;
+        let runs = rest.len() / 512;
+        let (middle, last) = rest.split_at_mut(runs * 512);
+        let mut keystream = [0u8; 512];
+        for chunk in middle.chunks_exact_mut(512) {
+            wide::blocks8(&input, self.position / 64, &mut keystream);
+            xor(chunk, &keystream);
+            self.position += 512;
         }
-        if self.wide {
-            let mut keystream = [0u8; 512];
-            while data.len() >= 512 {
-                wide::blocks8(&self.input, self.block, &mut keystream);
-                xor(&mut data[..512], &keystream);
-                self.block = self.block.wrapping_add(8);
-                data = &mut data[512..];
-            }
-        }
-        let mut keystream = [0u8; 64];
-        while data.len() >= 64 {
-            block(&self.input, self.block, &mut keystream);
-            xor(&mut data[..64], &keystream);
-            self.block = self.block.wrapping_add(1);
-            data = &mut data[64..];
-        }
-        if !data.is_empty() {
-            block(&self.input, self.block, &mut self.buffer);
-            self.block = self.block.wrapping_add(1);
-            xor(data, &self.buffer[..data.len()]);
-            self.used = data.len();
-        }
+        self.narrow.seek(self.position);
+        self.narrow.apply_keystream(last);
+        self.position += last.len() as u64;
     }
 }
 
-/// `data ^= keystream`, eight bytes at a time.
+/// `data ^= keystream`, eight bytes at a time (both hold a multiple of 8).
 fn xor(data: &mut [u8], keystream: &[u8]) {
-    let mut chunks = data.chunks_exact_mut(8);
-    let mut keys = keystream.chunks_exact(8);
-    for (d, k) in (&mut chunks).zip(&mut keys) {
+    debug_assert!(data.len().is_multiple_of(8) && data.len() == keystream.len());
+    for (d, k) in data.chunks_exact_mut(8).zip(keystream.chunks_exact(8)) {
         let v = u64::from_ne_bytes((&*d).try_into().expect("8 bytes"))
             ^ u64::from_ne_bytes(k.try_into().expect("8 bytes"));
         d.copy_from_slice(&v.to_ne_bytes());
     }
-    for (d, k) in chunks.into_remainder().iter_mut().zip(keys.remainder()) {
-        *d ^= k;
-    }
 }
 
 /// The Salsa20 double round's eight quarter rounds, as (a, b, c, d).
+#[cfg(target_arch = "x86_64")]
 const QUARTER_ROUNDS: [[usize; 4]; 8] = [
     [0, 4, 8, 12],
     [5, 9, 13, 1],
@@ -144,25 +132,6 @@ const QUARTER_ROUNDS: [[usize; 4]; 8] = [
     [10, 11, 8, 9],
     [15, 12, 13, 14],
 ];
-
-/// One 64-byte block of Salsa20/20 keystream.
-fn block(input: &[u32; 16], counter: u64, out: &mut [u8; 64]) {
-    let mut init = *input;
-    init[8] = counter as u32;
-    init[9] = (counter >> 32) as u32;
-    let mut x = init;
-    for _ in 0..10 {
-        for [a, b, c, d] in QUARTER_ROUNDS {
-            x[b] ^= x[a].wrapping_add(x[d]).rotate_left(7);
-            x[c] ^= x[b].wrapping_add(x[a]).rotate_left(9);
-            x[d] ^= x[c].wrapping_add(x[b]).rotate_left(13);
-            x[a] ^= x[d].wrapping_add(x[c]).rotate_left(18);
-        }
-    }
-    for (i, word) in x.iter().enumerate() {
-        out[4 * i..4 * i + 4].copy_from_slice(&word.wrapping_add(init[i]).to_le_bytes());
-    }
-}
 
 #[cfg(target_arch = "x86_64")]
 mod wide {
@@ -177,8 +146,9 @@ mod wide {
     ///
     /// Only called when [`available`] said yes.
     pub(super) fn blocks8(input: &[u32; 16], counter: u64, out: &mut [u8; 512]) {
-        // SAFETY: `XSalsa20` sets `wide` from `available()`, and calls this
-        // only when it is true, so the CPU has AVX2.
+        // SAFETY: callers hold the wide path's input only when `available()`
+        // said yes (`XSalsa20::new` sets it no other way), so the CPU has
+        // AVX2.
         unsafe { blocks8_avx2(input, counter, out) }
     }
 
@@ -284,7 +254,9 @@ mod tests {
         salsa20::XSalsa20::new(&key.into(), &nonce.into()).apply_keystream(&mut expected);
         for wide in [false, true] {
             let mut cipher = XSalsa20::new(&key, &nonce);
-            cipher.wide &= wide;
+            if !wide {
+                cipher.wide = None;
+            }
             let mut ours = plain.clone();
             let mut at = 0;
             for &n in pieces {
@@ -306,16 +278,19 @@ mod tests {
     }
 
     #[test]
-    fn the_counter_carries_into_its_high_word() {
-        let mut a = XSalsa20::new(&[5; 32], &[6; 24]);
-        let mut b = a.clone();
-        a.block = u32::MAX as u64 - 3;
-        b.block = a.block;
-        b.wide = false;
-        let (mut x, mut y) = (vec![0u8; 1024], vec![0u8; 1024]);
-        a.apply_keystream(&mut x);
-        b.apply_keystream(&mut y);
-        assert_eq!(x, y, "the wide and portable paths agree across 2^32 blocks");
+    #[cfg(target_arch = "x86_64")]
+    fn the_wide_path_carries_the_counter_into_its_high_word() {
+        let Some(input) = XSalsa20::new(&[5; 32], &[6; 24]).wide else {
+            return; // no AVX2 here: nothing to compare
+        };
+        let first = u32::MAX as u64 - 3;
+        let mut wide = [0u8; 512];
+        super::wide::blocks8(&input, first, &mut wide);
+        let mut narrow = salsa20::XSalsa20::new(&[5; 32].into(), &[6; 24].into());
+        salsa20::cipher::StreamCipherSeek::seek(&mut narrow, first * 64);
+        let mut expected = [0u8; 512];
+        narrow.apply_keystream(&mut expected);
+        assert_eq!(wide, expected);
     }
 
     proptest! {
