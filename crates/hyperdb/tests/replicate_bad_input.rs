@@ -99,26 +99,31 @@ fn owner_with_entries() -> Arc<Mutex<Db>> {
     owner
 }
 
-async fn fake_serving(
-    owner: &Arc<Mutex<Db>>,
-) -> (
-    Fake,
-    tokio::task::JoinHandle<hyperdb::Result<hyperdb::Summary>>,
-    Arc<Mutex<Db>>,
-) {
-    let key = *owner.lock().unwrap().key();
-    let replica = memory(Some(key));
-    let (x, y) = tokio::io::duplex(1 << 20);
+type Session = tokio::task::JoinHandle<hyperdb::Result<hyperdb::Summary>>;
+
+/// Replicates `db` (with a short timeout) with a fake peer that has opened
+/// the feed of `key`, over a stream holding `capacity` bytes.
+fn fake_peer(db: &Arc<Mutex<Db>>, key: &[u8; 32], capacity: usize) -> (Fake, Session) {
+    let (x, y) = tokio::io::duplex(capacity);
     let options = ReplicateOptions {
         timeout: Duration::from_millis(800),
         ..Default::default()
     };
-    let session = tokio::spawn(replicate(replica.clone(), x, options));
+    let session = tokio::spawn(replicate(db.clone(), x, options));
     let mut fake = Fake {
         protocol: Protocol::new(ProtocolOptions::default()),
         io: y,
     };
-    fake.protocol.open(&key).unwrap();
+    fake.protocol.open(key).unwrap();
+    (fake, session)
+}
+
+/// A replica that knows only the owner's key, replicating with a fake peer
+/// that serves the owner's feed.
+async fn fake_serving(owner: &Arc<Mutex<Db>>) -> (Fake, Session, Arc<Mutex<Db>>) {
+    let key = *owner.lock().unwrap().key();
+    let replica = memory(Some(key));
+    let (mut fake, session) = fake_peer(&replica, &key, 1 << 20);
     fake.flush().await;
     (fake, session, replica)
 }
@@ -143,10 +148,7 @@ fn proof_data(owner: &Arc<Mutex<Db>>, index: u64) -> Data {
     }
 }
 
-async fn expect_error(
-    session: tokio::task::JoinHandle<hyperdb::Result<hyperdb::Summary>>,
-    needle: &str,
-) {
+async fn expect_error(session: Session, needle: &str) {
     let result = tokio::time::timeout(Duration::from_secs(20), session)
         .await
         .expect("session ends")
@@ -383,17 +385,7 @@ async fn a_peer_that_asks_but_never_reads_is_given_up() {
     let owner = owner_with_entries();
     let key = *owner.lock().unwrap().key();
     let dk = hypercore_feed::crypto::discovery_key(&key);
-    let (x, y) = tokio::io::duplex(1 << 16);
-    let options = ReplicateOptions {
-        timeout: Duration::from_millis(800),
-        ..Default::default()
-    };
-    let session = tokio::spawn(replicate(owner.clone(), x, options));
-    let mut fake = Fake {
-        protocol: Protocol::new(ProtocolOptions::default()),
-        io: y,
-    };
-    fake.protocol.open(&key).unwrap();
+    let (mut fake, session) = fake_peer(&owner, &key, 1 << 16);
     // Far more answers than any buffer holds, then keep-alives only: the
     // peer stays talkative but never reads a byte.
     for round in 0..20_000u64 {
