@@ -152,8 +152,6 @@ pub struct Session {
     /// Requests not answered yet because the answers already waiting for
     /// the peer reached [`MAX_BACKLOG`].
     deferred: std::collections::VecDeque<([u8; 32], Request)>,
-    /// Bytes the driver holds that the peer has not read yet.
-    unsent: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -185,7 +183,6 @@ impl Session {
             handshake: false,
             error: None,
             deferred: Default::default(),
-            unsent: 0,
         };
         db.discover()?;
         session.open_authorized(db)?;
@@ -205,22 +202,21 @@ impl Session {
         summary
     }
 
-    /// Bytes for the peer.
-    pub fn take_outgoing(&mut self) -> Vec<u8> {
-        self.protocol.take_outgoing()
+    /// Bytes for the peer, encrypted; after writing some of them call
+    /// [`Session::consume`]. While more than a few MiB wait, requests from
+    /// the peer are held back until [`Session::answer_deferred`].
+    pub fn outgoing(&mut self) -> &[u8] {
+        self.protocol.outgoing()
     }
 
-    /// Appends the bytes for the peer to `out` (see
-    /// [`Protocol::take_outgoing_into`]).
-    pub fn take_outgoing_into(&mut self, out: &mut Vec<u8>) {
-        self.protocol.take_outgoing_into(out)
+    /// Marks the first `n` bytes of [`Session::outgoing`] as sent.
+    pub fn consume(&mut self, n: usize) {
+        self.protocol.consume(n)
     }
 
-    /// Tells the session how many bytes taken from it the peer has not read
-    /// yet. Requests arriving while these and the bytes not taken yet
-    /// exceed a few MiB wait for [`Session::answer_deferred`].
-    pub fn set_unsent(&mut self, unsent: usize) {
-        self.unsent = unsent;
+    /// Whether bytes wait to be sent.
+    pub fn has_outgoing(&self) -> bool {
+        self.protocol.has_outgoing()
     }
 
     /// Whether requests wait for the peer to read what it asked for before.
@@ -228,16 +224,10 @@ impl Session {
         !self.deferred.is_empty()
     }
 
-    /// Bytes of answers waiting for the peer: taken but unsent, and not
-    /// taken yet.
-    fn backlog(&self) -> usize {
-        self.unsent + self.protocol.outgoing_len()
-    }
-
     /// Answers requests held back while the peer was not reading, as far
     /// as the backlog allows.
     pub fn answer_deferred(&mut self, db: &mut Db) -> Result<()> {
-        while self.backlog() < MAX_BACKLOG {
+        while self.protocol.outgoing_len() < MAX_BACKLOG {
             let Some((dk, request)) = self.deferred.pop_front() else {
                 break;
             };
@@ -514,7 +504,7 @@ impl Session {
                         "the peer asked for a byte offset, which hyperdb never does".into(),
                     ));
                 }
-                if self.deferred.is_empty() && self.backlog() < MAX_BACKLOG {
+                if self.deferred.is_empty() && self.protocol.outgoing_len() < MAX_BACKLOG {
                     self.answer(db, dk, request)?;
                 } else if self.deferred.len() < MAX_DEFERRED {
                     self.deferred.push_back((*dk, request));
@@ -828,29 +818,27 @@ where
     let mut buf = vec![0u8; 64 * 1024];
     let mut ticker = tokio::time::interval(tick_every);
     ticker.tick().await;
-    // Bytes for the peer, of which the first `sent` are already written.
-    // Reading goes on while they are written, so two peers sending each
-    // other a lot at once never wait on each other.
-    let mut outgoing = session.take_outgoing();
-    let mut sent = 0;
+    // Reading goes on while the session's bytes are written, so two peers
+    // sending each other a lot at once never wait on each other.
     let mut stalled_ticks = 0;
     let mut remote_closed = false;
     loop {
-        if remote_closed || (session.is_done() && sent == outgoing.len()) {
+        if remote_closed || (session.is_done() && !session.has_outgoing()) {
             break;
         }
+        let pending = session.has_outgoing();
         // Time first, so a peer that never pauses cannot starve the
         // timeouts; then writing, so what we owe the peer goes out before
         // more of its input is handled.
         tokio::select! {
             biased;
             _ = ticker.tick() => {
-                if sent < outgoing.len() {
+                if pending {
                     stalled_ticks += 1;
                     if stalled_ticks > 4 {
                         return Err(Error::Replication(format!(
                             "the peer stopped reading: {} bytes could not be sent for {:?}",
-                            outgoing.len() - sent,
+                            session.outgoing().len(),
                             tick_every * 4
                         )));
                     }
@@ -858,14 +846,9 @@ where
                 let mut db = db.lock().expect("db lock");
                 session.tick(&mut db)?;
             }
-            written = write_some(&mut writer, &outgoing[sent..]), if sent < outgoing.len() => {
-                sent += written.map_err(io_error)?;
+            written = write_some(&mut writer, session.outgoing()), if pending => {
+                session.consume(written.map_err(io_error)?);
                 stalled_ticks = 0;
-                if sent == outgoing.len() {
-                    outgoing.clear();
-                    sent = 0;
-                }
-                session.set_unsent(outgoing.len() - sent);
                 if session.has_deferred() {
                     let mut db = db.lock().expect("db lock");
                     session.answer_deferred(&mut db)?;
@@ -885,8 +868,6 @@ where
                 session.local_change(&mut db)?;
             }
         }
-        session.take_outgoing_into(&mut outgoing);
-        session.set_unsent(outgoing.len() - sent);
     }
     let summary = session.summary();
     let _ = writer.shutdown().await;

@@ -143,9 +143,11 @@ pub struct Protocol {
     /// our key: then everything after the first frame is still ciphertext).
     input: BytesMut,
     needs_key: bool,
-    /// Bytes for the peer; those from `sealed` on are still to be encrypted
-    /// (all at once, when taken).
+    /// Bytes for the peer: the first `written` were handed out and
+    /// consumed; those from `sealed` on are still to be encrypted (all at
+    /// once, when asked for).
     outgoing: Vec<u8>,
+    written: usize,
     sealed: usize,
     events: VecDeque<Event>,
     keep_alive: u32,
@@ -182,6 +184,7 @@ impl Protocol {
             input: BytesMut::new(),
             needs_key: false,
             outgoing: Vec::new(),
+            written: 0,
             sealed: 0,
             events: VecDeque::new(),
             keep_alive: 0,
@@ -320,37 +323,56 @@ impl Protocol {
         }
     }
 
-    /// Bytes to send to the peer.
+    /// Bytes to send to the peer, all of them, as if consumed.
     pub fn take_outgoing(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.take_outgoing_into(&mut out);
+        self.seal();
+        let out = self.outgoing.split_off(self.written);
+        self.outgoing.clear();
+        (self.written, self.sealed) = (0, 0);
         out
     }
 
-    /// Appends the bytes to send to the peer to `out`. A caller that keeps
-    /// `out` (cleared once written) and calls this repeatedly reuses both
-    /// buffers' memory.
-    pub fn take_outgoing_into(&mut self, out: &mut Vec<u8>) {
+    /// Bytes to send to the peer, not consumed: after writing some of them
+    /// call [`Protocol::consume`]. Until then they count in
+    /// [`Protocol::outgoing_len`], so a caller can hold back work while the
+    /// peer is slow to read, and no buffer is copied or reallocated.
+    pub fn outgoing(&mut self) -> &[u8] {
+        self.seal();
+        &self.outgoing[self.written..]
+    }
+
+    /// Marks the first `n` bytes [`Protocol::outgoing`] returned as sent.
+    pub fn consume(&mut self, n: usize) {
+        self.written = (self.written + n).min(self.sealed);
+        if self.written == self.outgoing.len() {
+            self.outgoing.clear();
+            (self.written, self.sealed) = (0, 0);
+        } else if self.written >= 64 * 1024 && 2 * self.written >= self.outgoing.len() {
+            // A peer that never catches up: drop what it has read, at a cost
+            // no larger than what was appended since the last time.
+            self.outgoing.drain(..self.written);
+            self.sealed -= self.written;
+            self.written = 0;
+        }
+    }
+
+    /// Encrypts what was queued since the last call.
+    fn seal(&mut self) {
         if let Some(cipher) = self.xor.as_mut() {
             cipher.apply_keystream(&mut self.outgoing[self.sealed..]);
         }
-        self.sealed = 0;
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.outgoing);
-        } else {
-            out.extend_from_slice(&self.outgoing);
-        }
-        self.outgoing.clear();
+        self.sealed = self.outgoing.len();
     }
 
     /// Whether bytes wait to be sent.
     pub fn has_outgoing(&self) -> bool {
-        !self.outgoing.is_empty()
+        self.outgoing.len() > self.written
     }
 
-    /// How many bytes wait to be taken with [`Protocol::take_outgoing`].
+    /// How many bytes wait to be sent (handed out by
+    /// [`Protocol::outgoing`] or not).
     pub fn outgoing_len(&self) -> usize {
-        self.outgoing.len()
+        self.outgoing.len() - self.written
     }
 
     /// The next thing the peer did.

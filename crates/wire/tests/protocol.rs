@@ -166,6 +166,48 @@ fn input_split_at_every_byte_parses_the_same() {
     assert_eq!(messages(&mut b).len(), 20);
 }
 
+proptest! {
+    /// Output written at the socket's pace (some bytes, then more messages,
+    /// then some more bytes) reaches the peer whole and in order, however
+    /// large the backlog grows.
+    #[test]
+    fn output_consumed_in_pieces_arrives_whole(
+        steps in proptest::collection::vec((0usize..40, 0usize..50_000), 1..30),
+    ) {
+        let (mut a, mut b) = pair();
+        let key = [8u8; 32];
+        let dk = a.open(&key).unwrap();
+        b.open(&key).unwrap();
+        let mut sent = 0;
+        for (messages_now, write_at_most) in steps {
+            for _ in 0..messages_now {
+                a.send(&dk, &Message::Have(Have {
+                    start: sent,
+                    length: Some(1000 + sent),
+                    bitfield: Some(vec![7; 3000]),
+                    ack: None,
+                }));
+                sent += 1;
+            }
+            let piece = a.outgoing();
+            let piece = piece[..piece.len().min(write_at_most)].to_vec();
+            a.consume(piece.len());
+            b.receive(&piece).unwrap();
+            prop_assert_eq!(a.outgoing_len(), a.outgoing().len());
+        }
+        b.receive(&a.take_outgoing()).unwrap();
+        prop_assert!(!a.has_outgoing());
+        let starts: Vec<u64> = messages(&mut b)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Have(h) => Some(h.start),
+                _ => None,
+            })
+            .collect();
+        prop_assert_eq!(starts, (0..sent).collect::<Vec<_>>());
+    }
+}
+
 #[test]
 fn a_peer_serving_another_feed_is_refused_with_a_clear_error() {
     let (mut a, mut b) = pair();
