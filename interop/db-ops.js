@@ -1,4 +1,4 @@
-// db-ops.js DIR [--key DBKEYHEX [--secret-key HEX]] --ops JSON
+// db-ops.js DIR [--key DBKEYHEX [--secret-key HEX]] --ops JSON|@FILE
 //
 // Opens/creates the hyperdb at DIR (valueEncoding 'utf-8'; with the db key if
 // given, and the owner's secret key to create it with a known key pair) and

@@ -50,8 +50,11 @@ function unhex (str, what) {
 }
 
 // Parses a JSON command line argument with a helpful error.
+// Parses a JSON argument; `@PATH` reads it from a file (for input larger
+// than a command line holds).
 function parseJson (str, what) {
   if (str === undefined) throw new Error('missing ' + what)
+  if (str.startsWith('@')) str = require('fs').readFileSync(str.slice(1), 'utf8')
   try {
     return JSON.parse(str)
   } catch (err) {

@@ -50,6 +50,18 @@ async fn sync(a: &Arc<Mutex<Db>>, b: &Arc<Mutex<Db>>) -> (hyperdb::Summary, hype
     (left.unwrap().unwrap(), right.unwrap())
 }
 
+/// An owner and a replica whose writer it authorized, synced once, so each
+/// knows both writers.
+async fn two_writers() -> (Arc<Mutex<Db>>, Arc<Mutex<Db>>) {
+    let owner = memory(None);
+    let key = *owner.lock().unwrap().key();
+    let other = memory(Some(key));
+    let other_key = *other.lock().unwrap().local_key();
+    owner.lock().unwrap().authorize(&other_key).unwrap();
+    sync(&owner, &other).await;
+    (owner, other)
+}
+
 #[tokio::test]
 async fn the_seed_flow_over_tcp() {
     let db1 = memory(None);
@@ -120,12 +132,7 @@ async fn a_replica_that_knows_only_the_key_finds_a_chain_of_writers() {
 
 #[tokio::test]
 async fn live_replication_carries_new_writes_both_ways() {
-    let a = memory(None);
-    let key = *a.lock().unwrap().key();
-    let b = memory(Some(key));
-    let b_key = *b.lock().unwrap().local_key();
-    a.lock().unwrap().authorize(&b_key).unwrap();
-    sync(&a, &b).await;
+    let (a, b) = two_writers().await;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -167,25 +174,16 @@ async fn live_replication_carries_new_writes_both_ways() {
 /// both would wait forever once the stream's buffers are full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_uploading_to_each_other_at_once_both_finish() {
-    let owner = memory(None);
-    let key = *owner.lock().unwrap().key();
-    let other = memory(Some(key));
-    let other_key = *other.lock().unwrap().local_key();
-    owner.lock().unwrap().authorize(&other_key).unwrap();
-    // Both learn of both writers first, so the second sync downloads both
-    // feeds from the start.
-    sync(&owner, &other).await;
+    // Both know of both writers, so the sync downloads both feeds from
+    // the start.
+    let (owner, other) = two_writers().await;
     let entries = 6000;
     for (db, name) in [(&owner, "owner"), (&other, "other")] {
-        let ops: Vec<hyperdb::Op> = (0..entries)
-            .map(|i| hyperdb::Op::Put {
-                key: format!("{name}/{i}"),
-                value: vec![b'v'; 300],
-            })
-            .collect();
-        for chunk in ops.chunks(1000) {
-            db.lock().unwrap().batch(chunk).unwrap();
-        }
+        let ops = (0..entries).map(|i| hyperdb::Op::Put {
+            key: format!("{name}/{i}"),
+            value: vec![b'v'; 300],
+        });
+        db.lock().unwrap().write_all(ops, 1000).unwrap();
     }
     // A stream that holds little, so answers cannot hide in its buffers.
     let (x, y) = tokio::io::duplex(16 * 1024);

@@ -255,15 +255,11 @@ async fn a_peer_that_stalls_times_out() {
 #[tokio::test]
 async fn a_connection_cut_halfway_keeps_what_verified_and_resumes() {
     let owner = memory(None);
-    let ops: Vec<hyperdb::Op> = (0..3000)
-        .map(|i| hyperdb::Op::Put {
-            key: format!("key/{i}"),
-            value: vec![b'x'; 200],
-        })
-        .collect();
-    for chunk in ops.chunks(300) {
-        owner.lock().unwrap().batch(chunk).unwrap();
-    }
+    let ops = (0..3000).map(|i| hyperdb::Op::Put {
+        key: format!("key/{i}"),
+        value: vec![b'x'; 200],
+    });
+    owner.lock().unwrap().write_all(ops, 300).unwrap();
     let key = *owner.lock().unwrap().key();
     let replica = memory(Some(key));
     let (x, y) = tokio::io::duplex(1 << 16);

@@ -129,6 +129,31 @@ async fn rust_serves_and_a_js_replica_that_knows_only_the_key_gets_everything() 
     assert!(!js.contains_key("dir/one"));
 }
 
+/// Serves the JS database in `js_dir` with the reference and syncs a new
+/// Rust replica (at `rust_dir`, knowing only the db `key`) from it,
+/// one-shot; checks the reference saw no error.
+async fn sync_from_js(js_dir: &Path, rust_dir: &Path, key: [u8; 32]) -> (Db, hyperdb::Summary) {
+    let mut server = NodeProcess::spawn("db-serve.js", &[p(js_dir)]);
+    let port = server.read_json()["port"].as_u64().unwrap() as u16;
+    let options = OpenOptions {
+        key: Some(key),
+        ..Default::default()
+    };
+    let db = Arc::new(Mutex::new(Db::open_with(rust_dir, options).unwrap()));
+    let socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let summary = tokio::time::timeout(
+        Duration::from_secs(120),
+        replicate(db.clone(), socket, ReplicateOptions::default()),
+    )
+    .await
+    .expect("one-shot sync ends")
+    .unwrap();
+    let done = server.finish();
+    assert_eq!(done["errors"], json!([]), "{done}");
+    let db = Arc::into_inner(db).unwrap().into_inner().unwrap();
+    (db, summary)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_serves_and_a_rust_replica_that_knows_only_the_key_gets_everything() {
     let tmp = tempfile::tempdir().unwrap();
@@ -160,32 +185,10 @@ async fn js_serves_and_a_rust_replica_that_knows_only_the_key_gets_everything() 
     let dump = node("db-dump.js", &[p(&tmp.path().join("a"))]);
     let js = js_values(&dump);
 
-    let mut server = NodeProcess::spawn("db-serve.js", &[p(&tmp.path().join("a"))]);
-    let port = server.read_json()["port"].as_u64().unwrap();
-    let db = Db::open_with(
-        tmp.path().join("rust"),
-        OpenOptions {
-            key: Some(key),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let db = Arc::new(Mutex::new(db));
-    let socket = TcpStream::connect(("127.0.0.1", port as u16))
-        .await
-        .unwrap();
-    let summary = tokio::time::timeout(
-        Duration::from_secs(30),
-        replicate(db.clone(), socket, ReplicateOptions::default()),
-    )
-    .await
-    .expect("one-shot sync ends")
-    .unwrap();
+    let (mut db, summary) =
+        sync_from_js(&tmp.path().join("a"), &tmp.path().join("rust"), key).await;
     assert!(summary.total_received() > 0);
-    let done = server.finish();
-    assert_eq!(done["errors"], json!([]), "{done}");
 
-    let mut db = db.lock().unwrap();
     assert_eq!(db.writers().len(), 4);
     for key in ["x", "dir/one", "dir/two"] {
         let ours = values(&mut db, key);
@@ -327,4 +330,77 @@ async fn live_with_rust_connecting_to_js() {
     session.abort();
     let done = server.finish();
     assert_eq!(done["connections"], 1);
+}
+
+/// Entries of [`ENTRY_BYTES`]-byte values: enough that the stream carries
+/// hundreds of kilobytes each way, so encryption and decryption run on
+/// long stretches (eight XSalsa20 blocks at a time on CPUs with AVX2) and
+/// answers queue up behind the socket.
+const ENTRIES: usize = 3000;
+const ENTRY_BYTES: usize = 200;
+
+fn big_value(i: usize) -> String {
+    format!("{i:0width$}", width = ENTRY_BYTES)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_database_crosses_to_and_from_the_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Rust serves; a JS replica that knows only the key gets every value.
+    let mut owner = Db::open(tmp.path().join("rust-owner")).unwrap();
+    let ops = (0..ENTRIES).map(|i| hyperdb::Op::Put {
+        key: format!("big/{i}"),
+        value: big_value(i).into_bytes(),
+    });
+    owner.write_all(ops, 1000).unwrap();
+    let key = hex::encode(owner.key());
+    let (port, server) = serve(Arc::new(Mutex::new(owner)), ReplicateOptions::default()).await;
+    let js_dir = tmp.path().join("js-replica");
+    let (dir, key2) = (js_dir.clone(), key.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        node("db-sync.js", &[p(&dir), &port.to_string(), "--key", &key2])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out["error"], Value::Null, "{out}");
+    server.abort();
+    let js = js_values(&node("db-dump.js", &[p(&js_dir)]));
+    for i in 0..ENTRIES {
+        assert_eq!(js[&format!("big/{i}")], [big_value(i)].into(), "big/{i}");
+    }
+
+    // JS serves what it wrote; a Rust replica that knows only the key gets
+    // every value.
+    let js_owner = tmp.path().join("js-owner");
+    let batches: Vec<Value> = (0..ENTRIES)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(|chunk| {
+            let ops: Vec<Value> = chunk
+                .iter()
+                .map(|i| json!({"type": "put", "key": format!("big/{i}"), "value": big_value(*i)}))
+                .collect();
+            json!({"type": "batch", "ops": ops})
+        })
+        .collect();
+    let ops_file = tmp.path().join("ops.json");
+    std::fs::write(&ops_file, Value::Array(batches).to_string()).unwrap();
+    let created = node(
+        "db-ops.js",
+        &[p(&js_owner), "--ops", &format!("@{}", p(&ops_file))],
+    );
+    let key: [u8; 32] = hex::decode(created["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let (mut db, summary) = sync_from_js(&js_owner, &tmp.path().join("rust-replica"), key).await;
+    assert_eq!(summary.total_received(), ENTRIES as u64 + 1);
+    for i in 0..ENTRIES {
+        assert_eq!(
+            values(&mut db, &format!("big/{i}")),
+            [big_value(i)].into(),
+            "big/{i}"
+        );
+    }
 }
