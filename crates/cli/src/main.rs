@@ -31,6 +31,10 @@ count once an authorized writer runs `hyperdb authorize` with the replica's
 Keys and database keys are lowercase hex. Values given on the command line
 are UTF-8 text.
 
+One process writes a folder at a time: a command that writes (put, del,
+batch, authorize, serve, sync, watch --live) is refused while another holds
+the folder. Commands that only read work beside it.
+
 Exit codes: 0 success, 1 not found or false, 2 usage error, 3 other error.";
 
 #[derive(Parser)]
@@ -329,6 +333,9 @@ impl From<hyperdb::Error> for Failure {
             hyperdb::Error::Replication(m) if m.contains("another database") => Some(
                 "check the address: the peer there replicates a different db key (see `hyperdb info`)".into(),
             ),
+            hyperdb::Error::Locked(_) => Some(
+                "stop the other process first; commands that only read (get, ls, info, watch ...) work meanwhile".into(),
+            ),
             hyperdb::Error::Replication(_) => Some(
                 "what arrived and verified is kept; run the sync again to continue".into(),
             ),
@@ -394,11 +401,24 @@ fn parse_key(text: &str, what: &str) -> Result<[u8; 32], Failure> {
     })
 }
 
+/// Opens the database in `dir` for writing: only one process at a time.
 fn open(dir: &Path) -> Result<Db, Failure> {
     Ok(Db::open_with(
         dir,
         OpenOptions {
             create: false,
+            ..Default::default()
+        },
+    )?)
+}
+
+/// Opens the database in `dir` for reading, which works while another
+/// process (a `serve`, say) has it open for writing.
+fn open_read(dir: &Path) -> Result<Db, Failure> {
+    Ok(Db::open_with(
+        dir,
+        OpenOptions {
+            read_only: true,
             ..Default::default()
         },
     )?)
@@ -463,7 +483,7 @@ fn run(command: Command) -> CliResult {
             }
         }
         Command::Info { dir, json } => {
-            let mut db = open(&dir)?;
+            let mut db = open_read(&dir)?;
             let local = *db.local_key();
             let authorized = db.is_authorized(&local)?;
             let writers = db.writers();
@@ -538,7 +558,7 @@ fn run(command: Command) -> CliResult {
             open(&dir)?.batch(&ops)?;
         }
         Command::Get { dir, key, json, at } => {
-            let mut db = open(&dir)?;
+            let mut db = open_read(&dir)?;
             let values = match at {
                 Some(v) => db.checkout(&parse_version(&v)?)?.get(&key)?,
                 None => db.get(&key)?,
@@ -565,7 +585,7 @@ fn run(command: Command) -> CliResult {
             json,
             at,
         } => {
-            let mut db = open(&dir)?;
+            let mut db = open_read(&dir)?;
             let options = hyperdb::IterOptions {
                 shallow: no_recursive,
                 reverse,
@@ -601,7 +621,7 @@ fn run(command: Command) -> CliResult {
             )?;
         }
         Command::Version { dir } => {
-            let mut db = open(&dir)?;
+            let mut db = open_read(&dir)?;
             writeln!(out, "{}", hex::encode(db.version()?))?;
         }
         Command::History {
@@ -611,7 +631,7 @@ fn run(command: Command) -> CliResult {
             json,
             at,
         } => {
-            let mut db = open(&dir)?;
+            let mut db = open_read(&dir)?;
             let writers = db.writers();
             let version = at.map(|v| parse_version(&v)).transpose()?;
             let mut print = |node: &Node, step: Option<usize>| -> io::Result<()> {
@@ -667,7 +687,7 @@ fn run(command: Command) -> CliResult {
             prefix,
             json,
         } => {
-            let mut db = open(&dir)?;
+            let mut db = open_read(&dir)?;
             for change in db.diff(&parse_version(&from)?, &prefix)? {
                 print_change(&mut out, &change, json)?;
             }
@@ -676,20 +696,20 @@ fn run(command: Command) -> CliResult {
         Command::Serve { dir, listen, live } => return serve(&dir, &listen, live),
         Command::Demo { dir } => return demo(dir),
         Command::Feeds { dir } => {
-            let mut db = open(&dir)?;
+            let mut db = open_read(&dir)?;
             let style = show::Style::new(io::stdout().is_terminal());
             show::print_feeds(&mut out, &mut db, &dir.display().to_string(), style)?;
             show::print_table(&mut out, &mut db, style)?;
         }
         Command::Explore { dir } => {
-            let db = open(&dir)?;
+            let db = open_read(&dir)?;
             drop(out);
             return explore::run(db).map_err(Failure::from);
         }
         Command::Sync { dir, addr, live } => return sync(&dir, &addr, live),
         Command::Authorized { dir, writer_key } => {
             let key = parse_key(&writer_key, "WRITERKEY")?;
-            let yes = open(&dir)?.is_authorized(&key)?;
+            let yes = open_read(&dir)?.is_authorized(&key)?;
             writeln!(out, "{yes}")?;
             if !yes {
                 return Err(Failure::not_found());
@@ -854,7 +874,15 @@ fn print_change(out: &mut impl Write, change: &hyperdb::Change, json: bool) -> i
 }
 
 fn watch(dir: &Path, prefix: &str, live: Option<String>) -> CliResult {
-    let db = Arc::new(Mutex::new(open(dir)?));
+    // Watching the folder reads it; watching a peer stores what arrives.
+    let reopen = || {
+        if live.is_some() {
+            open(dir)
+        } else {
+            open_read(dir)
+        }
+    };
+    let db = Arc::new(Mutex::new(reopen()?));
     runtime()?.block_on(async {
         if let Some(addr) = &live {
             let socket = tokio::net::TcpStream::connect(addr)
@@ -894,7 +922,7 @@ fn watch(dir: &Path, prefix: &str, live: Option<String>) -> CliResult {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
                     if live.is_none() {
                         // Another process may have written: read the folder again.
-                        *db.lock().expect("db lock") = open(dir)?;
+                        *db.lock().expect("db lock") = reopen()?;
                     }
                 }
             }

@@ -197,3 +197,35 @@ fn watch_live_shows_writes_that_arrive_by_replication() {
     watch.kill().unwrap();
     watch.wait().unwrap();
 }
+
+#[test]
+fn a_served_folder_refuses_a_second_writer_but_not_readers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    ok(&hyperdb(&["init", p(&dir)]));
+    ok(&hyperdb(&["put", p(&dir), "a", "1"]));
+    let server = Server::start(&dir, &[]);
+
+    // Two processes appending to one feed would fork it: the second writer
+    // is turned away with an explanation and nothing changes.
+    let out = hyperdb(&["put", p(&dir), "a", "2"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("open for writing in another process"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("only read"),
+        "the hint names the way out: {stderr}"
+    );
+
+    // Reading commands work meanwhile.
+    assert_eq!(ok(&hyperdb(&["get", p(&dir), "a"])).trim(), "1");
+    assert!(ok(&hyperdb(&["ls", p(&dir)])).contains('a'));
+    ok(&hyperdb(&["info", p(&dir)]));
+
+    drop(server);
+    ok(&hyperdb(&["put", p(&dir), "a", "2"]));
+    assert_eq!(ok(&hyperdb(&["get", p(&dir), "a"])).trim(), "2");
+}

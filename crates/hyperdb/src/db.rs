@@ -65,6 +65,24 @@ impl DbStorage {
     }
 }
 
+/// Takes the writer lock of the folder `root` (creating the folder): an
+/// exclusive advisory lock (`flock`) on the folder itself, so that two
+/// processes never append to the same feeds. It is released when the file
+/// closes, even when the process dies.
+fn lock_folder(root: &Path) -> Result<std::fs::File> {
+    let io_error = |source| Error::Io {
+        path: root.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(root).map_err(io_error)?;
+    let folder = std::fs::File::open(root).map_err(io_error)?;
+    match folder.try_lock() {
+        Ok(()) => Ok(folder),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(root.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(e)),
+    }
+}
+
 /// How to open a database.
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
@@ -80,6 +98,10 @@ pub struct OpenOptions {
     /// `contentFeed` option), stored under `content/` and replicated with
     /// the database.
     pub content_feed: bool,
+    /// Open for reading only: take no lock, so this works while another
+    /// process writes the folder, and refuse every write
+    /// ([`Error::ReadOnly`]). A read-only open never creates a database.
+    pub read_only: bool,
 }
 
 impl Default for OpenOptions {
@@ -90,6 +112,7 @@ impl Default for OpenOptions {
             create: true,
             cache_size: 1 << 17,
             content_feed: false,
+            read_only: false,
         }
     }
 }
@@ -218,6 +241,10 @@ pub struct Db {
     pub(crate) batching: Option<Batching>,
     changes: Arc<tokio::sync::Notify>,
     content_enabled: bool,
+    read_only: bool,
+    /// The folder's writer lock, held while the database is open for
+    /// writing (none for memory storage and read-only opens).
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Db {
@@ -246,9 +273,13 @@ impl Db {
 
     /// Opens a database in any [`DbStorage`].
     pub fn open_storage(storage: DbStorage, options: OpenOptions) -> Result<Db> {
-        if !options.create && !storage.has_feed("source") {
+        if (!options.create || options.read_only) && !storage.has_feed("source") {
             return Err(Error::NotFound(storage.describe()));
         }
+        let lock = match (&storage, options.read_only) {
+            (DbStorage::Dir(root), false) => Some(lock_folder(root)?),
+            _ => None,
+        };
         let source = storage
             .open_feed(
                 "source",
@@ -282,6 +313,8 @@ impl Db {
             batching: None,
             changes: Arc::new(tokio::sync::Notify::new()),
             content_enabled: options.content_feed,
+            read_only: options.read_only,
+            _lock: lock,
         };
         let source_writable = source.is_writable();
         db.push_writer(source);
@@ -294,12 +327,25 @@ impl Db {
             db.open_local_content()?;
         }
         db.writer_head(db.local)?;
-        if db.writers[db.local].feed.is_empty() {
+        if db.writers[db.local].feed.is_empty() && !db.read_only {
             let header = Header::hyperdb().encode_to_vec();
             db.writers[db.local].feed.append(&header)?;
         }
         db.discover()?;
         Ok(db)
+    }
+
+    /// Whether the database was opened read-only ([`OpenOptions::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// An [`Error::ReadOnly`] when the database was opened read-only.
+    pub(crate) fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly(self.storage.describe()));
+        }
+        Ok(())
     }
 
     /// The database key: the source feed's key. Share it to let others
@@ -830,6 +876,7 @@ impl Db {
     }
 
     fn write_one(&mut self, key: &str, value: Option<Vec<u8>>, deleted: bool) -> Result<Arc<Node>> {
+        self.writable()?;
         let heads = self.heads()?;
         let clock = self.clock();
         let node = put::put(self, clock, &heads, hash::normalize(key), value, deleted)?;
@@ -842,6 +889,7 @@ impl Db {
 
     /// Applies several puts and deletes atomically: one append, one signature.
     pub fn batch(&mut self, ops: &[Op]) -> Result<Vec<Arc<Node>>> {
+        self.writable()?;
         let mut heads = self.heads()?;
         let clock = self.clock();
         self.batching = Some(Batching {
@@ -945,6 +993,7 @@ impl Db {
     /// the database key.
     pub fn authorize(&mut self, key: &[u8]) -> Result<Arc<Node>> {
         let key: [u8; 32] = key.try_into().map_err(|_| Error::BadKeyLength(key.len()))?;
+        self.writable()?;
         self.heads()?;
         if key == self.key {
             return Err(Error::AuthorizeDbKey(hex::encode(key)));

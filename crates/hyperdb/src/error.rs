@@ -30,6 +30,16 @@ pub enum Error {
         /// Key asked for.
         expected: String,
     },
+    /// Another process has the folder open for writing.
+    #[error(
+        "{0} is open for writing in another process (a `hyperdb serve`, `sync` or \
+         `watch --live`, or a program using the database): one writer at a time; \
+         reading commands still work"
+    )]
+    Locked(String),
+    /// A write to a database opened read-only.
+    #[error("{0} was opened read-only: writes are refused")]
+    ReadOnly(String),
     /// A writer's key is not 32 bytes.
     #[error("a writer key is 32 bytes (64 hex characters); got {0} bytes")]
     BadKeyLength(usize),

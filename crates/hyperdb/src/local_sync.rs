@@ -12,6 +12,7 @@ use crate::error::Result;
 /// blocks (or all). Both replicas must know the writer. Returns how many
 /// blocks were copied.
 pub fn copy_feed(from: &mut Db, to: &mut Db, key: &[u8; 32], up_to: Option<u64>) -> Result<u64> {
+    to.writable()?;
     let (Some(src), Some(dst)) = (from.writer_index(key), to.writer_index(key)) else {
         return Ok(0);
     };

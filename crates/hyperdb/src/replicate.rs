@@ -169,8 +169,10 @@ fn wire(e: WireError) -> Error {
 
 impl Session {
     /// Starts a session: opens a channel for every authorized writer, the
-    /// database's own feed first.
+    /// database's own feed first. A database opened read-only cannot
+    /// replicate: it would store what arrives.
     pub fn new(db: &mut Db, options: ReplicateOptions) -> Result<Session> {
+        db.writable()?;
         let protocol = Protocol::new(ProtocolOptions {
             live: options.live,
             ..Default::default()
