@@ -403,25 +403,22 @@ fn parse_key(text: &str, what: &str) -> Result<[u8; 32], Failure> {
 
 /// Opens the database in `dir` for writing: only one process at a time.
 fn open(dir: &Path) -> Result<Db, Failure> {
-    Ok(Db::open_with(
-        dir,
-        OpenOptions {
-            create: false,
-            ..Default::default()
-        },
-    )?)
+    open_mode(dir, false)
 }
 
 /// Opens the database in `dir` for reading, which works while another
 /// process (a `serve`, say) has it open for writing.
 fn open_read(dir: &Path) -> Result<Db, Failure> {
-    Ok(Db::open_with(
-        dir,
-        OpenOptions {
-            read_only: true,
-            ..Default::default()
-        },
-    )?)
+    open_mode(dir, true)
+}
+
+fn open_mode(dir: &Path, read_only: bool) -> Result<Db, Failure> {
+    let options = OpenOptions {
+        create: false,
+        read_only,
+        ..Default::default()
+    };
+    Ok(Db::open_with(dir, options)?)
 }
 
 fn parse_version(text: &str) -> Result<Vec<u8>, Failure> {
