@@ -11,7 +11,10 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// A multiply-rotate hash (as rustc's): a few cycles for the integer keys
 /// (block and node indices) caches hold, where SipHash costs more than the
-/// lookup. Indices are dense, so they spread well.
+/// lookup. Indices are dense, so they spread well. Byte strings are taken
+/// eight bytes at a time, which suits 32-byte public and discovery keys
+/// ([`KeyMap`]); it does not resist chosen collisions, so maps that use it
+/// stay small or hold keys nobody chooses freely.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IndexHasher(u64);
 
@@ -19,8 +22,10 @@ const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 impl Hasher for IndexHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
         }
     }
 
@@ -34,6 +39,11 @@ impl Hasher for IndexHasher {
 }
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<IndexHasher>>;
+
+/// A map keyed by 32-byte feed or discovery keys, hashed with
+/// [`IndexHasher`] rather than SipHash: replication looks a feed up by key
+/// for every message.
+pub type KeyMap<V> = HashMap<[u8; 32], V, BuildHasherDefault<IndexHasher>>;
 
 /// A cache holding at most about `capacity` entries.
 ///
@@ -86,9 +96,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// Adds or replaces an entry.
     pub fn insert(&mut self, key: K, value: V) {
         if self.young.len() >= self.generation && !self.young.contains_key(&key) {
-            // The young generation filled up once: it will again.
-            let fresh = Map::with_capacity_and_hasher(self.generation, Default::default());
-            self.old = std::mem::replace(&mut self.young, fresh);
+            // The old generation goes; its table, as large as a full
+            // generation, takes the new entries.
+            std::mem::swap(&mut self.young, &mut self.old);
+            self.young.clear();
         }
         self.young.insert(key, value);
     }

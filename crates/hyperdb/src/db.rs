@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use hypercore_feed::cache::Cache;
+use hypercore_feed::cache::{Cache, KeyMap};
 use hypercore_feed::{Feed, FeedOptions, FileStorage, MemoryStorage};
 use prost::Message;
 
@@ -234,7 +234,7 @@ pub struct Db {
     key: [u8; 32],
     discovery_key: [u8; 32],
     pub(crate) writers: Vec<Writer>,
-    by_key: HashMap<[u8; 32], usize>,
+    by_key: KeyMap<usize>,
     pub(crate) local: usize,
     authorized_order: Vec<usize>,
     cache_size: usize,
@@ -305,7 +305,7 @@ impl Db {
             discovery_key: *source.discovery_key(),
             key,
             writers: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: KeyMap::default(),
             local: 0,
             authorized_order: Vec::new(),
             cache_size: options.cache_size.max(16),

@@ -12,10 +12,10 @@
 //! peer wants nothing more from it; a live one keeps exchanging new blocks
 //! until the stream closes.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hypercore_feed::cache::KeyMap;
 use hypercore_feed::{Bits, Node as TreeNode, Proof, SparseBits};
 use hypercore_wire::messages::{Data, DataNode, Have, Info, Request, Want};
 use hypercore_wire::{Event, Message, Protocol, ProtocolOptions, WireError};
@@ -144,7 +144,7 @@ struct Peer {
 /// The sans-IO core of one replication stream.
 pub struct Session {
     protocol: Protocol,
-    peers: HashMap<[u8; 32], Peer>,
+    peers: KeyMap<Peer>,
     options: ReplicateOptions,
     summary: Summary,
     handshake: bool,
@@ -179,7 +179,7 @@ impl Session {
         });
         let mut session = Session {
             protocol,
-            peers: HashMap::new(),
+            peers: KeyMap::default(),
             options,
             summary: Summary::default(),
             handshake: false,

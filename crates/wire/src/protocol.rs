@@ -13,11 +13,12 @@
 //! feed's public key and that side's nonce. Both sides must open the same
 //! feed first, so only peers that know the key can read the stream.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::messages::{Feed, Handshake, Message};
 use crate::xsalsa::XSalsa20;
 use bytes::{Bytes, BytesMut};
+use hypercore_feed::cache::KeyMap;
 use hypercore_feed::varint;
 use prost::Message as _;
 
@@ -136,7 +137,7 @@ pub struct Protocol {
     remote_nonce: Option<[u8; 24]>,
     remote_discovery_key: Option<[u8; 32]>,
     remote_handshake: Option<Handshake>,
-    channels: HashMap<[u8; 32], Channel>,
+    channels: KeyMap<Channel>,
     local_channels: Vec<Option<[u8; 32]>>,
     remote_channels: Vec<Option<[u8; 32]>>,
     /// Received bytes not parsed yet (decrypted, except while waiting for
@@ -178,7 +179,7 @@ impl Protocol {
             remote_nonce: None,
             remote_discovery_key: None,
             remote_handshake: None,
-            channels: HashMap::new(),
+            channels: KeyMap::default(),
             local_channels: Vec::new(),
             remote_channels: Vec::new(),
             input: BytesMut::new(),
