@@ -41,7 +41,9 @@ pub fn proof(
     include_hash: bool,
     remote: &mut impl Bits,
 ) -> Option<ProofPlan> {
-    let mut nodes = Vec::new();
+    // A proof is an uncle a level plus a few roots: room for a tree of
+    // 2^16 blocks without growing.
+    let mut nodes = Vec::with_capacity(16);
     if !local.get(index) {
         return None;
     }

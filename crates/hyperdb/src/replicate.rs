@@ -614,15 +614,6 @@ impl Session {
             self.summary.sent += 1;
         }
         peer.remote_length = peer.remote_length.max(request.index + 1);
-        // The hashes and the signature share one buffer: one allocation a
-        // message rather than one a node.
-        let mut proof_bytes = Vec::with_capacity(32 * proof.nodes.len() + 64);
-        for node in &proof.nodes {
-            proof_bytes.extend_from_slice(&node.hash);
-        }
-        proof_bytes.extend_from_slice(proof.signature.as_ref().map_or(&[][..], |s| &s[..]));
-        let proof_bytes = bytes::Bytes::from(proof_bytes);
-        let hashes_end = 32 * proof.nodes.len();
         self.protocol.send(
             dk,
             &Message::Data(Data {
@@ -631,16 +622,13 @@ impl Session {
                 nodes: proof
                     .nodes
                     .iter()
-                    .enumerate()
-                    .map(|(i, n)| DataNode {
+                    .map(|n| DataNode {
                         index: n.index,
-                        hash: proof_bytes.slice(32 * i..32 * i + 32),
+                        hash: n.hash,
                         size: n.size,
                     })
                     .collect(),
-                signature: proof
-                    .signature
-                    .map(|_| proof_bytes.slice(hashes_end..hashes_end + 64)),
+                signature: proof.signature.map(|s| bytes::Bytes::copy_from_slice(&s)),
             }),
         );
         Ok(())
@@ -779,18 +767,12 @@ fn feed_keys(db: &Db, authorized_only: bool) -> Vec<[u8; 32]> {
 fn proof_from(nodes: &[DataNode], signature: Option<&[u8]>) -> std::result::Result<Proof, String> {
     let nodes = nodes
         .iter()
-        .map(|n| {
-            Ok(TreeNode {
-                index: n.index,
-                hash: n
-                    .hash
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| format!("a node hash has {} bytes", n.hash.len()))?,
-                size: n.size,
-            })
+        .map(|n| TreeNode {
+            index: n.index,
+            hash: n.hash,
+            size: n.size,
         })
-        .collect::<std::result::Result<Vec<_>, String>>()?;
+        .collect();
     let signature = match signature {
         None => None,
         Some(s) => Some(

@@ -140,7 +140,7 @@ fn proof_data(owner: &Arc<Mutex<Db>>, index: u64) -> Data {
             .iter()
             .map(|n| DataNode {
                 index: n.index,
-                hash: n.hash.to_vec().into(),
+                hash: n.hash,
                 size: n.size,
             })
             .collect(),

@@ -1,6 +1,7 @@
 //! The messages of hypercore-protocol 6 (`schema.proto`), field for field.
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{self, DecodeContext, WireType};
 use prost::Message as _;
 
 /// Type 0: opens a channel for a feed, by discovery key. The first one on a
@@ -128,18 +129,70 @@ pub struct Cancel {
     pub hash: Option<bool>,
 }
 
-/// A tree node in a Data message.
-#[derive(Clone, PartialEq, prost::Message)]
+/// A tree node in a Data message (`index`, `hash`, `size`, all required).
+///
+/// Every block that crosses the wire carries a dozen of these, so the hash
+/// is kept inline rather than as a slice of the frame, and the message is
+/// encoded and decoded with prost's field functions directly. A hash that
+/// is not 32 bytes is a decode error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DataNode {
     /// Flat-tree index.
-    #[prost(uint64, required, tag = "1")]
     pub index: u64,
-    /// The hash (32 bytes).
-    #[prost(bytes = "bytes", required, tag = "2")]
-    pub hash: Bytes,
+    /// The node's BLAKE2b-256 hash.
+    pub hash: [u8; 32],
     /// Bytes under the node.
-    #[prost(uint64, required, tag = "3")]
     pub size: u64,
+}
+
+impl prost::Message for DataNode {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::uint64::encode(1, &self.index, buf);
+        encoding::encode_key(2, WireType::LengthDelimited, buf);
+        encoding::encode_varint(32, buf);
+        buf.put_slice(&self.hash);
+        encoding::uint64::encode(3, &self.size, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match tag {
+            1 => encoding::uint64::merge(wire_type, &mut self.index, buf, ctx),
+            2 => {
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let len = encoding::decode_varint(buf)?;
+                if len != 32 {
+                    return Err(prost::DecodeError::new(format!(
+                        "a node hash has {len} bytes, not 32"
+                    )));
+                }
+                if buf.remaining() < 32 {
+                    return Err(prost::DecodeError::new("buffer underflow"));
+                }
+                buf.copy_to_slice(&mut self.hash);
+                Ok(())
+            }
+            3 => encoding::uint64::merge(wire_type, &mut self.size, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::uint64::encoded_len(1, &self.index)
+            + encoding::key_len(2)
+            + 1
+            + 32
+            + encoding::uint64::encoded_len(3, &self.size)
+    }
+
+    fn clear(&mut self) {
+        *self = DataNode::default();
+    }
 }
 
 /// Type 9: a block with its proof.

@@ -54,7 +54,7 @@ fn handshake_channels_and_messages_flow_both_ways() {
         value: Some(b"hello".to_vec().into()),
         nodes: vec![DataNode {
             index: 2,
-            hash: vec![9; 32].into(),
+            hash: [9; 32],
             size: 5,
         }],
         signature: Some(vec![1; 64].into()),
