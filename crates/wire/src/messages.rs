@@ -196,20 +196,73 @@ impl prost::Message for DataNode {
 }
 
 /// Type 9: a block with its proof.
-#[derive(Clone, PartialEq, prost::Message)]
+///
+/// Encoded field by field with prost's functions, like [`DataNode`], so
+/// that decoding makes room for a typical proof's nodes at once.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Data {
     /// The block.
-    #[prost(uint64, required, tag = "1")]
     pub index: u64,
     /// Its bytes (absent for a hash-only answer).
-    #[prost(bytes = "bytes", optional, tag = "2")]
     pub value: Option<Bytes>,
     /// Proof nodes.
-    #[prost(message, repeated, tag = "3")]
     pub nodes: Vec<DataNode>,
     /// Signature of the roots, when the proof reaches them.
-    #[prost(bytes = "bytes", optional, tag = "4")]
     pub signature: Option<Bytes>,
+}
+
+impl prost::Message for Data {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::uint64::encode(1, &self.index, buf);
+        if let Some(value) = &self.value {
+            encoding::bytes::encode(2, value, buf);
+        }
+        encoding::message::encode_repeated(3, &self.nodes, buf);
+        if let Some(signature) = &self.signature {
+            encoding::bytes::encode(4, signature, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match tag {
+            1 => encoding::uint64::merge(wire_type, &mut self.index, buf, ctx),
+            2 => encoding::bytes::merge(wire_type, self.value.get_or_insert_default(), buf, ctx),
+            3 => {
+                if self.nodes.capacity() == 0 {
+                    // An uncle a level: sixteen covers 65,536 blocks.
+                    self.nodes.reserve(16);
+                }
+                encoding::message::merge_repeated(wire_type, &mut self.nodes, buf, ctx)
+            }
+            4 => {
+                encoding::bytes::merge(wire_type, self.signature.get_or_insert_default(), buf, ctx)
+            }
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::uint64::encoded_len(1, &self.index)
+            + self
+                .value
+                .as_ref()
+                .map_or(0, |v| encoding::bytes::encoded_len(2, v))
+            + encoding::message::encoded_len_repeated(3, &self.nodes)
+            + self
+                .signature
+                .as_ref()
+                .map_or(0, |s| encoding::bytes::encoded_len(4, s))
+    }
+
+    fn clear(&mut self) {
+        *self = Data::default();
+    }
 }
 
 /// A message on a channel.
