@@ -68,8 +68,10 @@ impl DbStorage {
 /// Takes the writer lock of the folder `root` (creating the folder): an
 /// exclusive advisory lock (`flock`) on the folder itself, so that two
 /// processes never append to the same feeds. It is released when the file
-/// closes, even when the process dies.
-fn lock_folder(root: &Path) -> Result<std::fs::File> {
+/// closes, even when the process dies. On a file system without locks
+/// (some network mounts) the database opens unlocked, as the reference's
+/// always do.
+fn lock_folder(root: &Path) -> Result<Option<std::fs::File>> {
     let io_error = |source| Error::Io {
         path: root.display().to_string(),
         source,
@@ -77,8 +79,11 @@ fn lock_folder(root: &Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(root).map_err(io_error)?;
     let folder = std::fs::File::open(root).map_err(io_error)?;
     match folder.try_lock() {
-        Ok(()) => Ok(folder),
+        Ok(()) => Ok(Some(folder)),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(root.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            Ok(None)
+        }
         Err(std::fs::TryLockError::Error(e)) => Err(io_error(e)),
     }
 }
@@ -277,7 +282,7 @@ impl Db {
             return Err(Error::NotFound(storage.describe()));
         }
         let lock = match (&storage, options.read_only) {
-            (DbStorage::Dir(root), false) => Some(lock_folder(root)?),
+            (DbStorage::Dir(root), false) => lock_folder(root)?,
             _ => None,
         };
         let source = storage
