@@ -89,6 +89,22 @@ fn lock_folder(root: &Path) -> Result<Option<std::fs::File>> {
 }
 
 /// How to open a database.
+///
+/// One process writes a folder at a time; others may read it:
+///
+/// ```
+/// use hyperdb::{Db, Error, OpenOptions};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let mut writer = Db::open(dir.path()).unwrap();
+/// writer.put("a", b"1").unwrap();
+/// // A second writer is refused, a reader is welcome.
+/// assert!(matches!(Db::open(dir.path()), Err(Error::Locked(_))));
+/// let read_only = OpenOptions { read_only: true, ..Default::default() };
+/// let mut reader = Db::open_with(dir.path(), read_only).unwrap();
+/// assert_eq!(reader.get("a").unwrap().len(), 1);
+/// assert!(matches!(reader.put("b", b"2"), Err(Error::ReadOnly(_))));
+/// ```
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
     /// The database key, to open a replica of an existing database.
