@@ -619,15 +619,7 @@ impl Session {
             &Message::Data(Data {
                 index: request.index,
                 value,
-                nodes: proof
-                    .nodes
-                    .iter()
-                    .map(|n| DataNode {
-                        index: n.index,
-                        hash: n.hash,
-                        size: n.size,
-                    })
-                    .collect(),
+                nodes: proof.nodes.into_iter().map(DataNode::from).collect(),
                 signature: proof.signature.map(|s| bytes::Bytes::copy_from_slice(&s)),
             }),
         );
@@ -765,14 +757,7 @@ fn feed_keys(db: &Db, authorized_only: bool) -> Vec<[u8; 32]> {
 }
 
 fn proof_from(nodes: &[DataNode], signature: Option<&[u8]>) -> std::result::Result<Proof, String> {
-    let nodes = nodes
-        .iter()
-        .map(|n| TreeNode {
-            index: n.index,
-            hash: n.hash,
-            size: n.size,
-        })
-        .collect();
+    let nodes = nodes.iter().map(|&n| TreeNode::from(n)).collect();
     let signature = match signature {
         None => None,
         Some(s) => Some(

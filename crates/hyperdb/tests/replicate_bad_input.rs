@@ -135,15 +135,7 @@ fn proof_data(owner: &Arc<Mutex<Db>>, index: u64) -> Data {
     Data {
         index,
         value: Some(feed.get(index).unwrap().into()),
-        nodes: proof
-            .nodes
-            .iter()
-            .map(|n| DataNode {
-                index: n.index,
-                hash: n.hash,
-                size: n.size,
-            })
-            .collect(),
+        nodes: proof.nodes.into_iter().map(DataNode::from).collect(),
         signature: proof.signature.map(|s| s.to_vec().into()),
     }
 }

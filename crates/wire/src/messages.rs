@@ -145,6 +145,26 @@ pub struct DataNode {
     pub size: u64,
 }
 
+impl From<hypercore_feed::Node> for DataNode {
+    fn from(node: hypercore_feed::Node) -> Self {
+        DataNode {
+            index: node.index,
+            hash: node.hash,
+            size: node.size,
+        }
+    }
+}
+
+impl From<DataNode> for hypercore_feed::Node {
+    fn from(node: DataNode) -> Self {
+        hypercore_feed::Node {
+            index: node.index,
+            hash: node.hash,
+            size: node.size,
+        }
+    }
+}
+
 impl prost::Message for DataNode {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         encoding::uint64::encode(1, &self.index, buf);
