@@ -8,7 +8,7 @@ use crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
 };
 use crossterm::ExecutableCommand;
-use hyperdb::{Db, Node, WriterInfo};
+use hyperdb::{DbReader, Node, ReadOnlyDb, WriterInfo};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -35,7 +35,7 @@ pub enum Step {
 
 impl Explorer {
     /// An explorer over every live key of `db`.
-    pub fn new(db: &mut Db) -> Result<Self, hyperdb::Error> {
+    pub fn new(db: &mut DbReader) -> Result<Self, hyperdb::Error> {
         Ok(Explorer {
             rows: db.list("")?,
             writers: db.writers(),
@@ -180,7 +180,7 @@ impl Explorer {
 }
 
 /// Runs the explorer on the terminal until the user quits.
-pub fn run(mut db: Db) -> io::Result<()> {
+pub fn run(mut db: ReadOnlyDb) -> io::Result<()> {
     let mut explorer = Explorer::new(&mut db).map_err(io::Error::other)?;
     let mut terminal = setup()?;
     let result = (|| loop {

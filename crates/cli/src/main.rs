@@ -12,7 +12,10 @@ use clap::{Parser, Subcommand};
 
 mod explore;
 mod show;
-use hyperdb::{replicate, Db, Node, Op, OpenOptions, ReplicateOptions, Summary};
+use hyperdb::{
+    replicate, Db, DbReader, DbStorage, Durability, Node, Op, OpenOptions, ReadOnlyDb,
+    ReplicateOptions, Summary,
+};
 use serde_json::{json, Value};
 
 const ABOUT: &str = "A peer-to-peer, multi-writer key-value database made of signed \
@@ -33,7 +36,15 @@ are UTF-8 text.
 
 One process writes a folder at a time: a command that writes (put, del,
 batch, authorize, serve, sync, watch --live) is refused while another holds
-the folder. Commands that only read work beside it.
+the folder. Commands that only read work beside it, and on folders the user
+may only read: they never write, create or lock anything.
+
+A write is acknowledged (the command exits 0) only once it is synced to disk
+(`--durability fsync`, the default), so neither a crash nor a power cut loses
+it. `--durability buffered` hands writes to the operating system without
+syncing, as hyperdb 3.5.0 does: much faster, and a crashed process still
+loses nothing, but a power cut can lose the last writes. Opening a folder
+repairs what an interrupted write left (a note on stderr says what).
 
 Exit codes: 0 success, 1 not found or false, 2 usage error, 3 other error.";
 
@@ -42,7 +53,15 @@ Exit codes: 0 success, 1 not found or false, 2 usage error, 3 other error.";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// For commands that write: `fsync` syncs every write to disk before it
+    /// is acknowledged; `buffered` leaves that to the operating system
+    /// (faster; a power cut can lose the last writes)
+    #[arg(long, global = true, value_name = "MODE", default_value = "fsync")]
+    durability: Durability,
 }
+
+/// The `--durability` of this run, for every database it opens to write.
+static DURABILITY: std::sync::OnceLock<Durability> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -272,6 +291,18 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
+    /// Check every block of a database and repair what an interrupted write left
+    ///
+    /// Every command that writes repairs a folder as it opens it (a note on
+    /// stderr says what it did); this also reads every stored block back
+    /// and checks it against its hash. Damaged blocks of other writers are
+    /// marked missing, so the next sync fetches them again. Exit 3 when
+    /// this replica's own feed is damaged: it cannot write until the folder
+    /// is restored (reading still works).
+    Repair {
+        /// Database folder
+        dir: PathBuf,
+    },
     /// Print `true` (exit 0) if WRITERKEY may write, else `false` (exit 1)
     Authorized {
         /// Database folder
@@ -339,6 +370,14 @@ impl From<hyperdb::Error> for Failure {
             hyperdb::Error::Replication(_) => Some(
                 "what arrived and verified is kept; run the sync again to continue".into(),
             ),
+            hyperdb::Error::Feed(hypercore_feed::Error::Corrupt { reason, .. })
+                if reason.contains("fork") =>
+            {
+                Some("commands that only read (get, ls, info ...) still work on this folder".into())
+            }
+            hyperdb::Error::Feed(hypercore_feed::Error::Corrupt { .. }) => Some(
+                "the folder is damaged; `hyperdb repair DIR` checks every feed, and a sync from a healthy replica refetches what other writers wrote".into(),
+            ),
             hyperdb::Error::BadEntry { .. } | hyperdb::Error::BadHeader { .. } => {
                 Some("the database files are damaged; a sync from a healthy replica may repair missing data".into())
             }
@@ -376,6 +415,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    DURABILITY.get_or_init(|| cli.durability);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -401,24 +441,43 @@ fn parse_key(text: &str, what: &str) -> Result<[u8; 32], Failure> {
     })
 }
 
+fn durability() -> Durability {
+    DURABILITY.get().copied().unwrap_or(Durability::Fsync)
+}
+
 /// Opens the database in `dir` for writing: only one process at a time.
 fn open(dir: &Path) -> Result<Db, Failure> {
-    open_mode(dir, false)
+    let options = OpenOptions {
+        create: false,
+        durability: durability(),
+        ..Default::default()
+    };
+    let db = Db::open_with(dir, options)?;
+    note_recovery(dir, &db);
+    Ok(db)
 }
 
 /// Opens the database in `dir` for reading, which works while another
 /// process (a `serve`, say) has it open for writing.
-fn open_read(dir: &Path) -> Result<Db, Failure> {
-    open_mode(dir, true)
+fn open_read(dir: &Path) -> Result<ReadOnlyDb, Failure> {
+    let db = ReadOnlyDb::open(dir)?;
+    note_recovery(dir, &db);
+    Ok(db)
 }
 
-fn open_mode(dir: &Path, read_only: bool) -> Result<Db, Failure> {
-    let options = OpenOptions {
-        create: false,
-        read_only,
-        ..Default::default()
-    };
-    Ok(Db::open_with(dir, options)?)
+/// Says on stderr what opening repaired after an interrupted write.
+fn note_recovery(dir: &Path, db: &DbReader) {
+    for (feed, recovery) in db.recovered() {
+        eprintln!(
+            "note: {}: {feed} was recovered after an interrupted write: {recovery}",
+            dir.display()
+        );
+    }
+    if db.is_read_only() && !db.recovered().is_empty() {
+        eprintln!(
+            "note: a command that writes (or `hyperdb repair`) writes the repair to the files"
+        );
+    }
 }
 
 fn parse_version(text: &str) -> Result<Vec<u8>, Failure> {
@@ -446,7 +505,7 @@ fn run(command: Command) -> CliResult {
     match command {
         Command::Init { dir, key, json } => {
             let key = key.map(|k| parse_key(&k, "--key")).transpose()?;
-            if dir.join("source").join("key").exists() {
+            if DbStorage::dir(&dir).holds_database() {
                 return Err(Failure {
                     code: 3,
                     message: format!("{} already holds a database", dir.display()),
@@ -457,6 +516,7 @@ fn run(command: Command) -> CliResult {
                 &dir,
                 OpenOptions {
                     key,
+                    durability: durability(),
                     ..Default::default()
                 },
             )?;
@@ -704,6 +764,7 @@ fn run(command: Command) -> CliResult {
             return explore::run(db).map_err(Failure::from);
         }
         Command::Sync { dir, addr, live } => return sync(&dir, &addr, live),
+        Command::Repair { dir } => return repair(&mut out, &dir),
         Command::Authorized { dir, writer_key } => {
             let key = parse_key(&writer_key, "WRITERKEY")?;
             let yes = open_read(&dir)?.is_authorized(&key)?;
@@ -713,6 +774,47 @@ fn run(command: Command) -> CliResult {
             }
         }
     }
+    Ok(())
+}
+
+fn repair(out: &mut impl Write, dir: &Path) -> CliResult {
+    let mut db = open(dir)?;
+    db.sync()?;
+    let writers = db.writers();
+    let mut own_damage = 0;
+    for (i, writer) in writers.iter().enumerate() {
+        let feed = db.feed_mut(i).expect("a writer");
+        let report = feed.audit().map_err(hyperdb::Error::from)?;
+        let name = if writer.local { " (local)" } else { "" };
+        write!(
+            out,
+            "{}{name}: {} blocks, {} verified",
+            hex::encode(writer.key),
+            writer.length,
+            report.valid
+        )?;
+        if report.invalid > 0 {
+            write!(out, ", {} damaged", report.invalid)?;
+            if writer.local {
+                own_damage += report.invalid;
+            } else {
+                write!(out, " (marked missing: the next sync fetches them again)")?;
+            }
+        }
+        writeln!(out)?;
+    }
+    if own_damage > 0 {
+        return Err(Failure {
+            code: 3,
+            message: format!(
+                "{own_damage} block(s) of this replica's own feed are damaged: it cannot append without forking its feed"
+            ),
+            hint: Some(
+                "reading still works; restore the folder from a backup, or make a new replica and authorize it".into(),
+            ),
+        });
+    }
+    writeln!(out, "{}: every stored block verifies", dir.display())?;
     Ok(())
 }
 
@@ -747,7 +849,7 @@ fn progress_options(live: bool) -> (ReplicateOptions, Option<indicatif::Progress
     (options, Some(bar))
 }
 
-fn print_summary(out: &mut impl Write, db: &Db, summary: &Summary) -> io::Result<()> {
+fn print_summary(out: &mut impl Write, db: &DbReader, summary: &Summary) -> io::Result<()> {
     let writers = db.writers();
     if summary.total_received() == 0 && summary.sent == 0 {
         writeln!(
@@ -871,68 +973,79 @@ fn print_change(out: &mut impl Write, change: &hyperdb::Change, json: bool) -> i
 }
 
 fn watch(dir: &Path, prefix: &str, live: Option<String>) -> CliResult {
-    // Watching the folder reads it; watching a peer stores what arrives.
-    let reopen = || {
-        if live.is_some() {
-            open(dir)
-        } else {
-            open_read(dir)
-        }
-    };
-    let db = Arc::new(Mutex::new(reopen()?));
-    runtime()?.block_on(async {
-        if let Some(addr) = &live {
-            let socket = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| Failure {
-                    code: 3,
-                    message: format!("cannot connect to {addr}: {e}"),
-                    hint: Some("is `hyperdb serve --live` running there?".into()),
-                })?;
-            let options = ReplicateOptions {
-                live: true,
-                ..Default::default()
-            };
-            let session_db = db.clone();
-            tokio::spawn(async move {
-                if let Err(e) = replicate(session_db, socket, options).await {
-                    eprintln!("replication ended: {e}");
-                }
-            });
-        }
-        let changes = db.lock().expect("db lock").changes();
-        let (mut watch, mut version) = {
-            let mut db = db.lock().expect("db lock");
-            (db.watch(prefix)?, db.version()?)
-        };
-        let mut out = io::stdout();
-        writeln!(
-            out,
-            "watching {:?} in {} (Ctrl-C to stop)",
-            prefix,
-            dir.display()
-        )?;
-        out.flush()?;
-        loop {
-            tokio::select! {
-                _ = changes.notified() => {}
-                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
-                    if live.is_none() {
-                        // Another process may have written: read the folder again.
-                        *db.lock().expect("db lock") = reopen()?;
+    match live {
+        // Watching a peer stores what arrives.
+        Some(addr) => {
+            let db = Arc::new(Mutex::new(open(dir)?));
+            runtime()?.block_on(async {
+                let socket = tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .map_err(|e| Failure {
+                        code: 3,
+                        message: format!("cannot connect to {addr}: {e}"),
+                        hint: Some("is `hyperdb serve --live` running there?".into()),
+                    })?;
+                let options = ReplicateOptions {
+                    live: true,
+                    ..Default::default()
+                };
+                let session_db = db.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = replicate(session_db, socket, options).await {
+                        eprintln!("replication ended: {e}");
                     }
+                });
+                watch_changes(dir, prefix, db, None::<fn() -> Result<Db, Failure>>).await
+            })
+        }
+        // Watching the folder reads it again as other processes write it.
+        None => {
+            let db = Arc::new(Mutex::new(open_read(dir)?));
+            runtime()?.block_on(watch_changes(dir, prefix, db, Some(|| open_read(dir))))
+        }
+    }
+}
+
+/// Prints every change under `prefix` as it happens, reopening the database
+/// with `reopen` every half second when given (to see other processes'
+/// writes).
+async fn watch_changes<D: std::ops::DerefMut<Target = DbReader>>(
+    dir: &Path,
+    prefix: &str,
+    db: Arc<Mutex<D>>,
+    reopen: Option<impl Fn() -> Result<D, Failure>>,
+) -> CliResult {
+    let changes = db.lock().expect("db lock").changes();
+    let (mut watch, mut version) = {
+        let mut db = db.lock().expect("db lock");
+        (db.watch(prefix)?, db.version()?)
+    };
+    let mut out = io::stdout();
+    writeln!(
+        out,
+        "watching {:?} in {} (Ctrl-C to stop)",
+        prefix,
+        dir.display()
+    )?;
+    out.flush()?;
+    loop {
+        tokio::select! {
+            _ = changes.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                if let Some(reopen) = &reopen {
+                    *db.lock().expect("db lock") = reopen()?;
                 }
-            }
-            let mut db = db.lock().expect("db lock");
-            if watch.changed(&mut db)? {
-                for change in db.diff(&version, prefix)? {
-                    print_change(&mut out, &change, false)?;
-                }
-                out.flush()?;
-                version = db.version()?;
             }
         }
-    })
+        let mut db = db.lock().expect("db lock");
+        if watch.changed(&mut db)? {
+            for change in db.diff(&version, prefix)? {
+                print_change(&mut out, &change, false)?;
+            }
+            out.flush()?;
+            version = db.version()?;
+        }
+    }
 }
 
 fn demo(dir: Option<PathBuf>) -> CliResult {

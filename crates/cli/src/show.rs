@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use hyperdb::Db;
+use hyperdb::DbReader;
 
 /// ANSI styles, or nothing when the output is not a terminal.
 #[derive(Clone, Copy)]
@@ -46,7 +46,7 @@ impl Style {
 /// Prints every feed of `db` under the heading `name`.
 pub fn print_feeds(
     out: &mut impl Write,
-    db: &mut Db,
+    db: &mut DbReader,
     name: &str,
     style: Style,
 ) -> Result<(), hyperdb::Error> {
@@ -114,7 +114,11 @@ pub fn print_feeds(
 }
 
 /// Prints the keys and their current values; conflicts are marked.
-pub fn print_table(out: &mut impl Write, db: &mut Db, style: Style) -> Result<(), hyperdb::Error> {
+pub fn print_table(
+    out: &mut impl Write,
+    db: &mut DbReader,
+    style: Style,
+) -> Result<(), hyperdb::Error> {
     let rows = db.list("")?;
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(3).max(3);
     writeln!(

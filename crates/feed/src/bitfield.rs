@@ -194,6 +194,41 @@ impl Bitfield {
         !self.dirty.is_empty()
     }
 
+    /// Every page, as (byte offset after the header, page bytes).
+    pub fn all_pages(&self) -> Vec<(u64, Vec<u8>)> {
+        self.pages
+            .iter()
+            .enumerate()
+            .map(|(p, page)| {
+                let bytes = match page {
+                    Some(page) => page.to_vec(),
+                    None => vec![0; PAGE_SIZE],
+                };
+                ((p * PAGE_SIZE) as u64, bytes)
+            })
+            .collect()
+    }
+
+    /// How many of the blocks in `start..end` are marked stored, counted
+    /// from the data bits alone (the index is not consulted, nor changed).
+    pub fn count(&self, start: u64, end: u64) -> u64 {
+        let mut total = 0;
+        let mut i = start;
+        while i < end && !i.is_multiple_of(8) {
+            total += u64::from(self.get(i));
+            i += 1;
+        }
+        while i + 8 <= end {
+            total += u64::from(self.byte(View::Data, i / 8).count_ones());
+            i += 8;
+        }
+        while i < end {
+            total += u64::from(self.get(i));
+            i += 1;
+        }
+        total
+    }
+
     fn byte(&self, view: View, i: u64) -> u8 {
         let size = view.page_size();
         let page = (i / size) as usize;

@@ -119,6 +119,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         self.old.remove(key);
     }
 
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        self.young.clear();
+        self.old.clear();
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.young.len() + self.old.len()

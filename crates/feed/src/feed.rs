@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 use crate::bitfield::{Bitfield, Bits, SparseBits};
 use crate::crypto::{self, Hash, KeyPair};
 use crate::file::{File, ReadCache};
+use crate::recover::Recovery;
 use crate::sleep::{HeaderKind, HEADER_SIZE};
 use crate::storage::Storage;
 use crate::{flat, tree_index};
@@ -116,6 +117,13 @@ pub enum Error {
     /// Appending needs the secret key.
     #[error("this feed is not writable: it was opened without its secret key")]
     NotWritable,
+    /// The feed was opened read-only ([`FeedOptions::read_only`]).
+    #[error("{0}: the feed was opened read-only")]
+    ReadOnly(String),
+    /// A write to the feed's files failed earlier; what is in memory may no
+    /// longer match the files, so the feed takes no more writes.
+    #[error("{0}: an earlier write to this feed failed, so it takes no more writes; reopen it (opening repairs what the failure left)")]
+    Poisoned(String),
     /// The block is not stored locally.
     #[error("block {0} is not available locally")]
     NotAvailable(u64),
@@ -151,6 +159,12 @@ pub struct FeedOptions {
     pub create_if_missing: bool,
     /// Keep the secret key in the `secret_key` file.
     pub store_secret_key: bool,
+    /// Open the files for reading only: nothing is created, written or
+    /// repaired (a feed that needs repair is repaired in memory only), and
+    /// every write is refused with [`Error::ReadOnly`].
+    pub read_only: bool,
+    /// When appends and received blocks reach stable storage.
+    pub durability: Durability,
 }
 
 impl Default for FeedOptions {
@@ -160,18 +174,60 @@ impl Default for FeedOptions {
             secret_key: None,
             create_if_missing: true,
             store_secret_key: true,
+            read_only: false,
+            durability: Durability::default(),
         }
     }
 }
 
-/// Checks a SLEEP file's header, writing it if the file is new.
-fn ensure_header(file: &mut File, kind: HeaderKind) -> Result<()> {
-    let len = file.len();
-    if len == 0 {
-        return file.write(0, &kind.encode());
+/// When a feed's writes reach stable storage.
+///
+/// Either way a crashed *process* loses nothing that was acknowledged: every
+/// write is handed to the operating system before `append` (or `flush`)
+/// returns, and opening the feed again recovers from whatever step the
+/// crash interrupted. The modes differ when the *machine* stops (a power
+/// cut, a kernel panic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// No sync: the operating system writes to disk when it chooses, so a
+    /// power cut can lose the last few seconds of acknowledged writes, and a
+    /// writer whose lost blocks had already reached a peer signs those
+    /// indexes again (a fork that peers refuse). hypercore 6 works this way.
+    #[default]
+    Buffered,
+    /// Every append, and every flush of received blocks, is synced before it
+    /// returns: the blocks and tree nodes first, then the signature, so a
+    /// power cut loses nothing that was acknowledged and a signature is never
+    /// on disk without what it signs. Costs three syncs per append.
+    Fsync,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "buffered" => Ok(Durability::Buffered),
+            "fsync" => Ok(Durability::Fsync),
+            other => Err(format!(
+                "unknown durability {other:?}: expected `buffered` or `fsync`"
+            )),
+        }
     }
-    let header = file.read(0, len.min(HEADER_SIZE) as usize)?;
-    kind.check(&header).map_err(|reason| file.corrupt(reason))
+}
+
+/// Checks a SLEEP file's header. True when the header still has to be
+/// written: the file is new, or a crash left it unwritten (zeros, as a
+/// file system can after a power cut) or half written.
+fn check_header(file: &mut File, kind: HeaderKind) -> Result<bool> {
+    let len = file.len().min(HEADER_SIZE);
+    let header = file.read(0, len as usize)?;
+    let unwritten = header.iter().all(|&b| b == 0);
+    if unwritten || (len < HEADER_SIZE && kind.encode().starts_with(&header)) {
+        return Ok(true);
+    }
+    kind.check(&header).map_err(|reason| file.corrupt(reason))?;
+    Ok(false)
 }
 
 const NODE_SIZE: u64 = 40;
@@ -202,22 +258,32 @@ const DATA_CACHE: ReadCache = ReadCache::Sequential {
 /// assert_eq!(feed.audit().unwrap().invalid, 0);
 /// ```
 pub struct Feed {
-    key: [u8; 32],
-    discovery_key: [u8; 32],
-    signing_key: Option<SigningKey>,
-    length: u64,
-    byte_length: u64,
-    roots: Vec<Node>,
-    bitfield: Bitfield,
-    nodes: crate::cache::Cache<u64, Node>,
-    key_file: File,
-    tree: File,
-    data: File,
-    bitfield_file: File,
-    signatures: File,
+    pub(crate) key: [u8; 32],
+    pub(crate) discovery_key: [u8; 32],
+    pub(crate) signing_key: Option<SigningKey>,
+    pub(crate) length: u64,
+    pub(crate) byte_length: u64,
+    pub(crate) roots: Vec<Node>,
+    pub(crate) bitfield: Bitfield,
+    pub(crate) nodes: crate::cache::Cache<u64, Node>,
+    pub(crate) key_file: File,
+    pub(crate) secret_file: File,
+    pub(crate) tree: File,
+    pub(crate) data: File,
+    pub(crate) bitfield_file: File,
+    pub(crate) signatures: File,
     /// A block index and the byte offset it starts at, known from the block
     /// before it, so blocks read or stored in order need no root lookups.
-    next_offset: (u64, u64),
+    pub(crate) next_offset: (u64, u64),
+    pub(crate) read_only: bool,
+    pub(crate) durability: Durability,
+    /// Set when a write failed: the files may no longer match what is in
+    /// memory, so no more writes are made until the feed is reopened.
+    pub(crate) poisoned: bool,
+    /// Blocks were committed since the last sync.
+    pub(crate) unsynced: bool,
+    /// What opening repaired, if anything.
+    pub(crate) recovery: Option<Recovery>,
 }
 
 impl std::fmt::Debug for Feed {
@@ -233,17 +299,44 @@ impl std::fmt::Debug for Feed {
 
 impl Feed {
     /// Opens the feed in `storage`, creating it if allowed and missing.
+    ///
+    /// Opening checks the files against each other and recovers from a
+    /// crash: the length is the longest one whose signature verifies, a
+    /// half-written tail is left out, blocks whose bitfield bits were never
+    /// written are found again from the tree, and a writer never appends at
+    /// an index it has signed. A writable open writes the repair back
+    /// ([`Feed::recovery`] says what was done); a read-only open repairs in
+    /// memory only.
     pub fn open(storage: impl Storage, options: FeedOptions) -> Result<Self> {
         let storage: &dyn Storage = &storage;
-        let mut key_file = File::open(storage, "key", ReadCache::None)?;
-        let mut secret_file = File::open(storage, "secret_key", ReadCache::None)?;
-        let mut tree = File::open(storage, "tree", TREE_CACHE)?;
-        let data = File::open(storage, "data", DATA_CACHE)?;
-        let mut bitfield_file = File::open(storage, "bitfield", ReadCache::None)?;
-        let mut signatures = File::open(storage, "signatures", ReadCache::None)?;
+        let read_only = options.read_only;
+        let open = |name, cache| File::open(storage, name, cache, read_only);
+        let mut key_file = open("key", ReadCache::None)?;
+        let mut secret_file = open("secret_key", ReadCache::None)?;
+        let mut tree = open("tree", TREE_CACHE)?;
+        let data = open("data", DATA_CACHE)?;
+        let mut bitfield_file = open("bitfield", ReadCache::None)?;
+        let mut signatures = open("signatures", ReadCache::None)?;
 
+        // Whether anything but headers was ever written: a feed with content
+        // never gets new keys.
+        let has_content = data.len() > 0
+            || [&tree, &bitfield_file, &signatures]
+                .iter()
+                .any(|f| f.len() > HEADER_SIZE);
         let stored_key = read_fixed::<32>(&mut key_file)?;
-        let stored_secret = read_fixed::<64>(&mut secret_file)?;
+        // No key yet: a feed whose creation never finished, or none at all.
+        let no_key = matches!(stored_key, Stored::Absent | Stored::Short(0));
+        let stored_secret = match read_fixed::<64>(&mut secret_file)? {
+            Stored::Full(secret) => Some(secret),
+            Stored::Short(0) if no_key && !has_content => None,
+            Stored::Absent => None,
+            Stored::Short(len) => {
+                return Err(secret_file.corrupt(format!(
+                    "holds {len} bytes where 64 were expected: the secret key is damaged (restore the file from a backup; without it this writer cannot append)"
+                )))
+            }
+        };
 
         let given_pair = match options.secret_key {
             Some(secret) => Some(KeyPair::from_secret_key(&secret).ok_or_else(|| {
@@ -251,59 +344,100 @@ impl Feed {
             })?),
             None => None,
         };
-        let mut key = options.key.or(given_pair.as_ref().map(|p| p.public_key));
-        if let (Some(stored), Some(wanted)) = (stored_key, key) {
-            if stored != wanted {
+        let stored_pair = match stored_secret {
+            Some(secret) => Some(KeyPair::from_secret_key(&secret).ok_or_else(|| {
+                secret_file
+                    .corrupt("the secret key does not match its public half (the file is damaged)")
+            })?),
+            None => None,
+        };
+        let wanted = options.key.or(given_pair.as_ref().map(|p| p.public_key));
+        let mut generated = None;
+        let key = match (stored_key, wanted) {
+            (Stored::Full(stored), Some(wanted)) if stored != wanted => {
                 return Err(Error::KeyMismatch {
                     file: key_file.name.clone(),
                     found: hex::encode(stored),
                     expected: hex::encode(wanted),
-                });
+                })
             }
-        }
-        let mut generated = None;
-        if key.is_none() {
-            key = stored_key;
-        }
-        if key.is_none() {
-            if !options.create_if_missing {
-                return Err(Error::NotFound(key_file.name.clone()));
+            (Stored::Full(stored), _) => stored,
+            // The caller knows the key: a missing or damaged key file is
+            // rewritten below (the blocks are checked against it anyway).
+            (_, Some(wanted)) => wanted,
+            // A creation interrupted after the secret key was written.
+            (_, None) if !has_content && stored_pair.is_some() => {
+                stored_pair.as_ref().expect("checked").public_key
             }
-            let pair = KeyPair::generate();
-            key = Some(pair.public_key);
-            generated = Some(pair);
-        }
-        let key = key.expect("set above");
-
-        let pair = match (generated, given_pair, stored_secret) {
-            (Some(pair), _, _) | (None, Some(pair), _) => Some(pair),
-            (None, None, Some(secret)) => {
-                Some(KeyPair::from_secret_key(&secret).ok_or_else(|| {
-                    secret_file.corrupt("the secret key does not match its public half")
-                })?)
+            (_, None) if no_key && !has_content => {
+                if !options.create_if_missing || read_only {
+                    return Err(Error::NotFound(key_file.name.clone()));
+                }
+                let pair = KeyPair::generate();
+                let key = pair.public_key;
+                generated = Some(pair);
+                key
             }
-            (None, None, None) => None,
+            (Stored::Absent, None) => {
+                return Err(key_file.corrupt(
+                    "is missing but the feed holds blocks: the feed's public key is lost (restore the file from a backup)",
+                ))
+            }
+            (Stored::Short(len), None) => {
+                return Err(key_file.corrupt(format!(
+                    "holds {len} bytes where 32 were expected: the feed's public key is damaged (restore the file from a backup)"
+                )))
+            }
         };
+
+        let pair = generated.or(given_pair).or(stored_pair);
         if let Some(pair) = &pair {
             if pair.public_key != key {
-                return Err(secret_file.corrupt("key and secret key do not match"));
+                return Err(secret_file.corrupt(format!(
+                    "holds the secret key of {}, not of this feed's key {}",
+                    hex::encode(pair.public_key),
+                    hex::encode(key)
+                )));
             }
         }
 
-        ensure_header(&mut bitfield_file, HeaderKind::Bitfield)?;
-        ensure_header(&mut signatures, HeaderKind::Signatures)?;
-        ensure_header(&mut tree, HeaderKind::Tree)?;
+        let headers = [
+            (
+                check_header(&mut bitfield_file, HeaderKind::Bitfield)?,
+                HeaderKind::Bitfield,
+            ),
+            (
+                check_header(&mut signatures, HeaderKind::Signatures)?,
+                HeaderKind::Signatures,
+            ),
+            (check_header(&mut tree, HeaderKind::Tree)?, HeaderKind::Tree),
+        ];
+        let bitfield = if bitfield_file.len() > HEADER_SIZE {
+            let pages_len = bitfield_file.len() - HEADER_SIZE;
+            Bitfield::from_pages(&bitfield_file.read(HEADER_SIZE, pages_len as usize)?)
+        } else {
+            Bitfield::new()
+        };
 
-        let pages_len = bitfield_file.len() - HEADER_SIZE;
-        let pages = bitfield_file.read(HEADER_SIZE, pages_len as usize)?;
-        let bitfield = Bitfield::from_pages(&pages);
-
-        if stored_key != Some(key) {
-            key_file.write(0, &key)?;
-        }
-        if let Some(pair) = &pair {
-            if options.store_secret_key && stored_secret != Some(pair.secret_key) {
-                secret_file.write(0, &pair.secret_key)?;
+        if !read_only {
+            // The secret key first: a crash between the two leaves a folder
+            // whose key can be derived from it.
+            if let Some(pair) = &pair {
+                if options.store_secret_key && stored_secret != Some(pair.secret_key) {
+                    secret_file.write(0, &pair.secret_key)?;
+                }
+            }
+            if !matches!(stored_key, Stored::Full(k) if k == key) {
+                key_file.write(0, &key)?;
+                key_file.truncate(32)?;
+            }
+            for (file, (missing, kind)) in [&mut bitfield_file, &mut signatures, &mut tree]
+                .into_iter()
+                .zip(headers)
+            {
+                if missing {
+                    file.write(0, &kind.encode())?;
+                }
             }
         }
 
@@ -317,27 +451,19 @@ impl Feed {
             bitfield,
             nodes: crate::cache::Cache::new(NODE_CACHE_LIMIT),
             key_file,
+            secret_file,
             tree,
             data,
             bitfield_file,
             signatures,
             next_offset: (0, 0),
+            read_only,
+            durability: options.durability,
+            poisoned: false,
+            unsynced: false,
+            recovery: None,
         };
-        feed.length = tree_index::blocks(&feed.bitfield);
-        feed.roots = feed.roots_at(feed.length)?;
-        feed.byte_length = feed
-            .roots
-            .iter()
-            .fold(0u64, |sum, r| sum.saturating_add(r.size));
-        if feed.length > 0 {
-            let sig = feed.read_signature(feed.length - 1)?;
-            if sig.is_none() {
-                return Err(feed.signatures.corrupt(format!(
-                    "no signature for the last block ({}): the file is truncated or damaged",
-                    feed.length - 1
-                )));
-            }
-        }
+        feed.recover()?;
         Ok(feed)
     }
 
@@ -408,7 +534,14 @@ impl Feed {
     }
 
     /// Appends several blocks with one signature; returns the first index.
+    ///
+    /// The blocks and tree nodes are written first, then the signature, then
+    /// the bitfield; with [`Durability::Fsync`] the first two are synced
+    /// before the signature is written and the signature before this
+    /// returns. If a write fails, nothing more is written to this feed until
+    /// it is reopened ([`Error::Poisoned`]).
     pub fn append_batch<B: AsRef<[u8]>>(&mut self, blocks: &[B]) -> Result<u64> {
+        self.check_writes()?;
         let signing_key = self.signing_key.as_ref().ok_or(Error::NotWritable)?;
         let start = self.length;
         if blocks.is_empty() {
@@ -423,59 +556,87 @@ impl Feed {
         let mut data = Vec::with_capacity(blocks.iter().map(|b| b.as_ref().len()).sum());
         for (i, block) in blocks.iter().enumerate() {
             let block = block.as_ref();
-            let mut node = Node {
+            let leaf = Node {
                 index: 2 * (start + i as u64),
                 hash: crypto::leaf_hash(block),
                 size: block.len() as u64,
             };
             data.extend_from_slice(block);
-            let mut place = |node: &Node| {
+            push_leaf(&mut roots, leaf, |node| {
                 if node.index >= batch_first && node.index - batch_first < batch_len {
                     let at = ((node.index - batch_first) * NODE_SIZE) as usize;
                     encode_node(node, &mut batch_nodes[at..at + NODE_SIZE as usize]);
                 } else {
                     outside.push(*node);
                 }
-            };
-            place(&node);
-            roots.push(node);
-            while roots.len() > 1 {
-                let right = roots[roots.len() - 1];
-                let left = roots[roots.len() - 2];
-                if flat::parent(left.index) != flat::parent(right.index) {
-                    break;
-                }
-                node = Node {
-                    index: flat::parent(left.index),
-                    hash: crypto::parent_hash(&left, &right),
-                    size: left.size + right.size,
-                };
-                roots.pop();
-                *roots.last_mut().expect("two roots") = node;
-                place(&node);
-            }
+            });
         }
         let signature = crypto::sign(signing_key, &crypto::tree_hash(&roots));
 
-        self.data.write(self.byte_length, &data)?;
-        for node in &outside {
-            self.write_node(node)?;
-        }
-        self.tree
-            .write(HEADER_SIZE + batch_first * NODE_SIZE, &batch_nodes)?;
-        let last = start + n - 1;
-        self.signatures
-            .write(HEADER_SIZE + last * SIGNATURE_SIZE, &signature)?;
-
-        for i in start..start + n {
-            self.bitfield.set(i, true);
-            tree_index::set(&mut self.bitfield, 2 * i);
-        }
-        self.flush()?;
+        self.guard(|feed| {
+            feed.data.write(feed.byte_length, &data)?;
+            for node in &outside {
+                feed.write_node(node)?;
+            }
+            feed.tree
+                .write(HEADER_SIZE + batch_first * NODE_SIZE, &batch_nodes)?;
+            if feed.durability == Durability::Fsync {
+                feed.data.sync_all()?;
+                feed.tree.sync_all()?;
+            }
+            let last = start + n - 1;
+            feed.signatures
+                .write(HEADER_SIZE + last * SIGNATURE_SIZE, &signature)?;
+            if feed.durability == Durability::Fsync {
+                feed.signatures.sync_all()?;
+            }
+            for i in start..start + n {
+                feed.bitfield.set(i, true);
+                tree_index::set(&mut feed.bitfield, 2 * i);
+            }
+            feed.write_bitfield()
+        })?;
         self.length += n;
         self.byte_length += data.len() as u64;
         self.roots = roots;
         Ok(start)
+    }
+
+    /// Runs a sequence of writes; if one fails, the feed takes no more.
+    fn guard<T>(&mut self, writes: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let result = writes(self);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// An error when this feed may not be written: opened read-only, or
+    /// poisoned by a failed write.
+    fn check_writes(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly(self.describe()));
+        }
+        if self.poisoned {
+            return Err(Error::Poisoned(self.describe()));
+        }
+        Ok(())
+    }
+
+    /// The feed's files, for messages: the folder (or memory) they are in.
+    fn describe(&self) -> String {
+        let name = &self.key_file.name;
+        name.strip_suffix("key").unwrap_or(name).to_string()
+    }
+
+    /// What opening this feed repaired after a crash or damage, if anything.
+    pub fn recovery(&self) -> Option<&crate::recover::Recovery> {
+        self.recovery.as_ref()
+    }
+
+    /// Whether this feed was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// Block `index`, checked against its hash in the tree.
@@ -743,6 +904,7 @@ impl Feed {
     /// write per file. Until then a crash forgets them; reads through this
     /// feed see them at once.
     pub fn commit_unflushed(&mut self, write: VerifiedWrite) -> Result<()> {
+        self.check_writes()?;
         let VerifiedWrite {
             index,
             block,
@@ -761,20 +923,24 @@ impl Feed {
                 });
             }
             if !data.is_empty() {
-                self.data.write_buffered(offset, data)?;
+                self.guard(|feed| feed.data.write_buffered(offset, data))?;
             }
         }
-        for node in nodes {
-            let mut buf = [0u8; NODE_SIZE as usize];
-            encode_node(node, &mut buf);
-            self.tree
-                .write_buffered(HEADER_SIZE + node.index * NODE_SIZE, &buf)?;
-            self.nodes.insert(node.index, *node);
-        }
-        if let Some((at, sig)) = signature {
-            self.signatures
-                .write(HEADER_SIZE + at * SIGNATURE_SIZE, &sig)?;
-        }
+        self.guard(|feed| {
+            for node in nodes {
+                let mut buf = [0u8; NODE_SIZE as usize];
+                encode_node(node, &mut buf);
+                feed.tree
+                    .write_buffered(HEADER_SIZE + node.index * NODE_SIZE, &buf)?;
+                feed.nodes.insert(node.index, *node);
+            }
+            if let Some((at, sig)) = signature {
+                feed.signatures
+                    .write_buffered(HEADER_SIZE + at * SIGNATURE_SIZE, &sig)?;
+            }
+            Ok(())
+        })?;
+        self.unsynced = true;
         for node in nodes {
             tree_index::set(&mut self.bitfield, node.index);
         }
@@ -853,7 +1019,7 @@ impl Feed {
         Ok(node)
     }
 
-    fn write_node(&mut self, node: &Node) -> Result<()> {
+    pub(crate) fn write_node(&mut self, node: &Node) -> Result<()> {
         let mut buf = [0u8; NODE_SIZE as usize];
         encode_node(node, &mut buf);
         self.tree
@@ -862,7 +1028,7 @@ impl Feed {
         Ok(())
     }
 
-    fn read_signature(&mut self, index: u64) -> Result<Option<[u8; 64]>> {
+    pub(crate) fn read_signature(&mut self, index: u64) -> Result<Option<[u8; 64]>> {
         let offset = HEADER_SIZE + index * SIGNATURE_SIZE;
         if self.signatures.len() < offset + SIGNATURE_SIZE {
             return Ok(None);
@@ -898,10 +1064,37 @@ impl Feed {
     }
 
     /// Writes what [`Feed::commit_unflushed`] held back: the blocks and tree
-    /// nodes first, then the bitfield pages that mark them present.
+    /// nodes first, then the signatures, then the bitfield pages that mark
+    /// them present (with [`Durability::Fsync`], syncing each step before
+    /// the next).
     pub fn flush(&mut self) -> Result<()> {
-        self.data.flush()?;
-        self.tree.flush()?;
+        if self.read_only {
+            // Bits changed in memory (by an audit) are not written.
+            self.bitfield.take_dirty_pages();
+            return Ok(());
+        }
+        if !self.unsynced && !self.bitfield.has_dirty_pages() {
+            return Ok(());
+        }
+        self.check_writes()?;
+        self.guard(|feed| {
+            feed.data.flush()?;
+            feed.tree.flush()?;
+            let sync = feed.durability == Durability::Fsync && feed.unsynced;
+            if sync {
+                feed.data.sync_all()?;
+                feed.tree.sync_all()?;
+            }
+            feed.signatures.flush()?;
+            if sync {
+                feed.signatures.sync_all()?;
+            }
+            feed.unsynced = false;
+            feed.write_bitfield()
+        })
+    }
+
+    fn write_bitfield(&mut self) -> Result<()> {
         for (offset, page) in self.bitfield.take_dirty_pages() {
             self.bitfield_file.write(HEADER_SIZE + offset, &page)?;
         }
@@ -910,8 +1103,13 @@ impl Feed {
 
     /// Flushes every file to durable storage.
     pub fn sync_all(&mut self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.flush()?;
         for file in [
             &mut self.key_file,
+            &mut self.secret_file,
             &mut self.tree,
             &mut self.data,
             &mut self.bitfield_file,
@@ -931,12 +1129,34 @@ impl Drop for Feed {
     }
 }
 
+/// Adds a leaf to the roots of a tree, merging equal-sized neighbours into
+/// their parents; `place` sees the leaf and every new parent.
+pub(crate) fn push_leaf(roots: &mut Vec<Node>, leaf: Node, mut place: impl FnMut(&Node)) {
+    place(&leaf);
+    roots.push(leaf);
+    while roots.len() > 1 {
+        let right = roots[roots.len() - 1];
+        let left = roots[roots.len() - 2];
+        if flat::parent(left.index) != flat::parent(right.index) {
+            break;
+        }
+        let node = Node {
+            index: flat::parent(left.index),
+            hash: crypto::parent_hash(&left, &right),
+            size: left.size + right.size,
+        };
+        roots.pop();
+        *roots.last_mut().expect("two roots") = node;
+        place(&node);
+    }
+}
+
 fn encode_node(node: &Node, out: &mut [u8]) {
     out[..32].copy_from_slice(&node.hash);
     out[32..40].copy_from_slice(&node.size.to_be_bytes());
 }
 
-fn decode_node(index: u64, buf: &[u8]) -> Node {
+pub(crate) fn decode_node(index: u64, buf: &[u8]) -> Node {
     Node {
         index,
         hash: buf[..32].try_into().expect("32 bytes"),
@@ -944,14 +1164,25 @@ fn decode_node(index: u64, buf: &[u8]) -> Node {
     }
 }
 
-fn read_fixed<const N: usize>(file: &mut File) -> Result<Option<[u8; N]>> {
+/// What a key file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stored<const N: usize> {
+    /// No file.
+    Absent,
+    /// Fewer bytes than a key (0 for an empty file).
+    Short(u64),
+    /// A whole key.
+    Full([u8; N]),
+}
+
+fn read_fixed<const N: usize>(file: &mut File) -> Result<Stored<N>> {
     let len = file.len();
-    if len == 0 {
-        return Ok(None);
+    if len == 0 && !file.exists() {
+        return Ok(Stored::Absent);
     }
     if len < N as u64 {
-        return Err(file.corrupt(format!("holds {len} bytes where {N} were expected")));
+        return Ok(Stored::Short(len));
     }
     let buf = file.read(0, N)?;
-    Ok(Some(buf.try_into().expect("N bytes")))
+    Ok(Stored::Full(buf.try_into().expect("N bytes")))
 }

@@ -53,18 +53,24 @@ fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
 }
 
 impl File {
-    /// Opens `name` in `storage`.
+    /// Opens `name` in `storage`, for reading only when `read_only`.
     pub(crate) fn open(
         storage: &dyn Storage,
         name: &str,
         policy: ReadCache,
+        read_only: bool,
     ) -> Result<Self, Error> {
         let describe = storage.describe(name);
         let io = |source| Error::Io {
             file: describe.clone(),
             source,
         };
-        let handle = storage.open(name).map_err(io)?;
+        let handle = if read_only {
+            storage.open_read_only(name)
+        } else {
+            storage.open(name)
+        };
+        let handle = handle.map_err(io)?;
         let len = handle.len().map_err(io)?;
         Ok(File {
             name: describe,
@@ -96,6 +102,11 @@ impl File {
     /// The length in bytes.
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Whether the file exists (it may be empty).
+    pub(crate) fn exists(&self) -> bool {
+        self.len > 0 || self.handle.exists()
     }
 
     /// Reads `len` bytes at `offset`.
@@ -251,6 +262,19 @@ impl File {
         let result = self.handle.sync_all();
         result.map_err(|e| self.io(e))
     }
+
+    /// Cuts the file to `len` bytes (nothing happens when it is shorter).
+    pub(crate) fn truncate(&mut self, len: u64) -> Result<(), Error> {
+        self.flush()?;
+        if self.len <= len {
+            return Ok(());
+        }
+        self.forget((len, u64::MAX));
+        let result = self.handle.truncate(len);
+        result.map_err(|e| self.io(e))?;
+        self.len = len;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -259,7 +283,7 @@ mod tests {
     use crate::storage::{MemoryStorage, Storage};
 
     fn file(storage: &MemoryStorage, policy: ReadCache) -> File {
-        File::open(storage as &dyn Storage, "f", policy).unwrap()
+        File::open(storage as &dyn Storage, "f", policy, false).unwrap()
     }
 
     #[test]

@@ -26,9 +26,11 @@
 pub mod bitfield;
 pub mod cache;
 pub mod crypto;
+pub mod fault;
 mod feed;
 mod file;
 pub mod flat;
+mod recover;
 pub mod rle;
 pub mod sleep;
 pub mod storage;
@@ -37,5 +39,8 @@ pub mod varint;
 
 pub use bitfield::{Bits, SparseBits};
 pub use crypto::KeyPair;
-pub use feed::{AuditReport, Error, Feed, FeedOptions, Node, Proof, Result, VerifiedWrite};
+pub use feed::{
+    AuditReport, Durability, Error, Feed, FeedOptions, Node, Proof, Result, VerifiedWrite,
+};
+pub use recover::Recovery;
 pub use storage::{FileStorage, MemoryStorage, RandomAccess, Storage};

@@ -1,109 +1,32 @@
-//! The database: its writers, their feeds, authorization and discovery.
+//! The state of an open database and everything that reads it: its
+//! writers and their feeds, their numbering, authorization, discovery,
+//! lookups. [`DbReader`] holds it; [`Db`](crate::Db) (which writes) and
+//! [`ReadOnlyDb`](crate::ReadOnlyDb) (which cannot) both dereference to it,
+//! so every read works on either.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hypercore_feed::cache::{Cache, KeyMap};
-use hypercore_feed::{Feed, FeedOptions, FileStorage, MemoryStorage};
+use hypercore_feed::{Durability, Feed, FeedOptions, Recovery};
 use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::iter::{Iter, IterOptions};
-use crate::messages::{FeedKey, Header, InflatedEntry};
+use crate::messages::{Header, InflatedEntry};
 use crate::node::Node;
+use crate::storage::DbStorage;
 use crate::trie::{Ptr, Trie};
-use crate::{get, hash, put};
-
-/// Where a database keeps its feeds.
-#[derive(Clone, Debug)]
-pub enum DbStorage {
-    /// A folder, laid out as hyperdb 3.5.0 does: `source/`, `local/`,
-    /// `peers/<discovery key>/`.
-    Dir(PathBuf),
-    /// In memory, for tests and short-lived replicas. Clones share the feeds.
-    Memory(Arc<Mutex<HashMap<String, MemoryStorage>>>),
-}
-
-impl DbStorage {
-    /// Fresh in-memory storage.
-    pub fn memory() -> Self {
-        DbStorage::Memory(Default::default())
-    }
-
-    fn open_feed(&self, dir: &str, options: FeedOptions) -> hypercore_feed::Result<Feed> {
-        match self {
-            DbStorage::Dir(root) => Feed::open(FileStorage::new(root.join(dir)), options),
-            DbStorage::Memory(feeds) => {
-                let storage = feeds
-                    .lock()
-                    .expect("memory storage lock")
-                    .entry(dir.to_string())
-                    .or_default()
-                    .clone();
-                Feed::open(storage, options)
-            }
-        }
-    }
-
-    fn has_feed(&self, dir: &str) -> bool {
-        match self {
-            DbStorage::Dir(root) => root.join(dir).join("key").exists(),
-            DbStorage::Memory(feeds) => feeds
-                .lock()
-                .expect("memory storage lock")
-                .get(dir)
-                .is_some_and(|s| !s.contents("key").is_empty()),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            DbStorage::Dir(root) => root.display().to_string(),
-            DbStorage::Memory(_) => "memory".into(),
-        }
-    }
-}
-
-/// Takes the writer lock of the folder `root` (creating the folder): an
-/// exclusive advisory lock (`flock`) on the folder itself, so that two
-/// processes never append to the same feeds. It is released when the file
-/// closes, even when the process dies. On a file system without locks
-/// (some network mounts) the database opens unlocked, as the reference's
-/// always do.
-fn lock_folder(root: &Path) -> Result<Option<std::fs::File>> {
-    let io_error = |source| Error::Io {
-        path: root.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(root).map_err(io_error)?;
-    let folder = std::fs::File::open(root).map_err(io_error)?;
-    match folder.try_lock() {
-        Ok(()) => Ok(Some(folder)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(root.display().to_string())),
-        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
-            Ok(None)
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(io_error(e)),
-    }
-}
+use crate::{get, hash};
 
 /// How to open a database.
 ///
-/// One process writes a folder at a time; others may read it:
-///
 /// ```
-/// use hyperdb::{Db, Error, OpenOptions};
+/// use hyperdb::{Db, Durability, OpenOptions};
 ///
 /// let dir = tempfile::tempdir().unwrap();
-/// let mut writer = Db::open(dir.path()).unwrap();
-/// writer.put("a", b"1").unwrap();
-/// // A second writer is refused, a reader is welcome.
-/// assert!(matches!(Db::open(dir.path()), Err(Error::Locked(_))));
-/// let read_only = OpenOptions { read_only: true, ..Default::default() };
-/// let mut reader = Db::open_with(dir.path(), read_only).unwrap();
-/// assert_eq!(reader.get("a").unwrap().len(), 1);
-/// assert!(matches!(reader.put("b", b"2"), Err(Error::ReadOnly(_))));
+/// let options = OpenOptions { durability: Durability::Fsync, ..Default::default() };
+/// let mut db = Db::open_with(dir.path(), options).unwrap();
+/// db.put("a", b"1").unwrap(); // on disk, synced, when this returns
 /// ```
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
@@ -119,10 +42,11 @@ pub struct OpenOptions {
     /// `contentFeed` option), stored under `content/` and replicated with
     /// the database.
     pub content_feed: bool,
-    /// Open for reading only: take no lock, so this works while another
-    /// process writes the folder, and refuse every write
-    /// ([`Error::ReadOnly`]). A read-only open never creates a database.
-    pub read_only: bool,
+    /// When writes reach stable storage: [`Durability::Buffered`] (the
+    /// default, as hyperdb 3.5.0: a crashed process loses nothing
+    /// acknowledged, a power cut may) or [`Durability::Fsync`] (every put,
+    /// batch and flush of replicated blocks is synced before it returns).
+    pub durability: Durability,
 }
 
 impl Default for OpenOptions {
@@ -133,7 +57,7 @@ impl Default for OpenOptions {
             create: true,
             cache_size: 1 << 17,
             content_feed: false,
-            read_only: false,
+            durability: Durability::default(),
         }
     }
 }
@@ -155,7 +79,7 @@ pub enum Op {
     },
 }
 
-/// Options of [`Db::get_with`].
+/// Options of [`DbReader::get_with`].
 #[derive(Default)]
 pub struct GetOptions<'a> {
     /// Keep deletes among the current writes.
@@ -194,19 +118,19 @@ pub(crate) struct Writer {
     pub(crate) feed: Feed,
     pub(crate) key: [u8; 32],
     /// The latest list of feeds this writer published, in its numbering.
-    feeds_message: Option<Vec<[u8; 32]>>,
-    content_feed: Option<Vec<u8>>,
-    feeds_loaded: Option<u64>,
-    feeds_seq: u64,
+    pub(crate) feeds_message: Option<Vec<[u8; 32]>>,
+    pub(crate) content_feed: Option<Vec<u8>>,
+    pub(crate) feeds_loaded: Option<u64>,
+    pub(crate) feeds_seq: u64,
     /// Local id → the writer's number for that feed.
-    encode_map: Vec<Option<usize>>,
+    pub(crate) encode_map: Vec<Option<usize>>,
     /// The writer's number → local id.
-    decode_map: Vec<usize>,
-    clock: u64,
-    authorized: bool,
-    header_checked: bool,
-    cache: Cache<u64, Arc<Node>>,
-    content: Option<Feed>,
+    pub(crate) decode_map: Vec<usize>,
+    pub(crate) clock: u64,
+    pub(crate) authorized: bool,
+    pub(crate) header_checked: bool,
+    pub(crate) cache: Cache<u64, Arc<Node>>,
+    pub(crate) content: Option<Feed>,
 }
 
 impl Writer {
@@ -241,7 +165,9 @@ pub(crate) struct Batching {
     pub(crate) nodes: Vec<Arc<Node>>,
 }
 
-/// A hyperdb database: a key-value store made of one feed per writer.
+/// An open database's state, and every read: what [`Db`](crate::Db) and
+/// [`ReadOnlyDb`](crate::ReadOnlyDb) have in common (both dereference to
+/// it).
 ///
 /// ```
 /// use hyperdb::{Db, DbStorage, OpenOptions};
@@ -250,8 +176,8 @@ pub(crate) struct Batching {
 /// let values = db.get("hello").unwrap();
 /// assert_eq!(values[0].value.as_deref(), Some(&b"world"[..]));
 /// ```
-pub struct Db {
-    storage: DbStorage,
+pub struct DbReader {
+    pub(crate) storage: DbStorage,
     key: [u8; 32],
     discovery_key: [u8; 32],
     pub(crate) writers: Vec<Writer>,
@@ -262,55 +188,113 @@ pub struct Db {
     pub(crate) batching: Option<Batching>,
     changes: Arc<tokio::sync::Notify>,
     content_enabled: bool,
+    /// Feeds are opened read-only, and none is created.
     read_only: bool,
-    /// The folder's writer lock, held while the database is open for
-    /// writing (none for memory storage and read-only opens).
-    _lock: Option<std::fs::File>,
+    durability: Durability,
+    /// What opening the feeds repaired, by feed folder.
+    recovered: Vec<(String, Recovery)>,
 }
 
-impl std::fmt::Debug for Db {
+impl std::fmt::Debug for DbReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db")
+        f.debug_struct("DbReader")
             .field("key", &hex::encode(self.key))
             .field("storage", &self.storage.describe())
             .field("writers", &self.writers.len())
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
 
-impl Db {
-    /// Creates a database in `dir` (you become its owner), or opens the one
-    /// there.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Db> {
-        Self::open_with(dir, OpenOptions::default())
+/// Read access to one of a database's feeds ([`DbReader::feed`]): a
+/// database's feeds are appended to only through its write path.
+#[derive(Debug)]
+pub struct FeedReader<'a>(&'a mut Feed);
+
+impl FeedReader<'_> {
+    /// The feed's key.
+    pub fn key(&self) -> &[u8; 32] {
+        self.0.key()
     }
 
-    /// Opens the database in `dir`, with options: `key` to make or open a
-    /// replica of an existing database, `create: false` to fail when there
-    /// is none.
-    pub fn open_with(dir: impl AsRef<Path>, options: OpenOptions) -> Result<Db> {
-        Self::open_storage(DbStorage::Dir(dir.as_ref().to_path_buf()), options)
+    /// Number of blocks (the first is the writer's header).
+    pub fn len(&self) -> u64 {
+        self.0.len()
     }
 
-    /// Opens a database in any [`DbStorage`].
-    pub fn open_storage(storage: DbStorage, options: OpenOptions) -> Result<Db> {
-        if (!options.create || options.read_only) && !storage.has_feed("source") {
-            return Err(Error::NotFound(storage.describe()));
-        }
-        let lock = match (&storage, options.read_only) {
-            (DbStorage::Dir(root), false) => lock_folder(root)?,
-            _ => None,
+    /// Whether the feed has no blocks.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Total bytes of all blocks.
+    pub fn byte_len(&self) -> u64 {
+        self.0.byte_len()
+    }
+
+    /// Whether block `index` is stored here.
+    pub fn has(&self, index: u64) -> bool {
+        self.0.has(index)
+    }
+
+    /// Whether every block is stored here.
+    pub fn has_all(&self) -> bool {
+        self.0.has_all()
+    }
+
+    /// Number of blocks in `start..end` stored here.
+    pub fn downloaded(&mut self, start: u64, end: u64) -> u64 {
+        self.0.downloaded(start, end)
+    }
+
+    /// Block `index`, checked against its hash.
+    pub fn get(&mut self, index: u64) -> hypercore_feed::Result<Vec<u8>> {
+        self.0.get(index)
+    }
+
+    /// The signature covering block `index`: the first stored at or after
+    /// it, with the index it is stored at.
+    pub fn signature(&mut self, index: u64) -> hypercore_feed::Result<(u64, [u8; 64])> {
+        self.0.signature(index)
+    }
+
+    /// What opening the feed repaired, if anything.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.0.recovery()
+    }
+
+    /// The digest to send when asking a peer for block `index`.
+    pub fn digest(&self, index: u64) -> u64 {
+        self.0.digest(index)
+    }
+
+    /// The proof a peer needs for block `index` (see [`Feed::proof`]).
+    pub fn proof(
+        &mut self,
+        index: u64,
+        digest: u64,
+        include_hash: bool,
+        remote: &mut hypercore_feed::SparseBits,
+    ) -> hypercore_feed::Result<hypercore_feed::Proof> {
+        self.0.proof(index, digest, include_hash, remote)
+    }
+}
+
+impl DbReader {
+    /// Opens the feeds of the database in `storage`: the source, this
+    /// replica's writer, and every writer they lead to. Creates nothing;
+    /// the caller has created what was missing.
+    pub(crate) fn load(storage: DbStorage, options: &OpenOptions, read_only: bool) -> Result<Self> {
+        let feed_options = FeedOptions {
+            key: options.key,
+            secret_key: options.secret_key,
+            create_if_missing: false,
+            read_only,
+            durability: options.durability,
+            ..Default::default()
         };
         let source = storage
-            .open_feed(
-                "source",
-                FeedOptions {
-                    key: options.key,
-                    secret_key: options.secret_key,
-                    create_if_missing: true,
-                    store_secret_key: true,
-                },
-            )
+            .open_feed("source", feed_options.clone())
             .map_err(|e| match e {
                 hypercore_feed::Error::KeyMismatch {
                     found, expected, ..
@@ -321,10 +305,9 @@ impl Db {
                 },
                 e => Error::Feed(e),
             })?;
-        let key = *source.key();
-        let mut db = Db {
+        let mut db = DbReader {
             discovery_key: *source.discovery_key(),
-            key,
+            key: *source.key(),
             writers: Vec::new(),
             by_key: KeyMap::default(),
             local: 0,
@@ -334,39 +317,55 @@ impl Db {
             batching: None,
             changes: Arc::new(tokio::sync::Notify::new()),
             content_enabled: options.content_feed,
-            read_only: options.read_only,
-            _lock: lock,
+            read_only,
+            durability: options.durability,
+            recovered: Vec::new(),
         };
-        let source_writable = source.is_writable();
-        db.push_writer(source);
-        if !source_writable {
-            let local = db.storage.open_feed("local", FeedOptions::default())?;
-            db.local = db.push_writer(local);
+        let owner = source.secret_key().is_some();
+        db.push_writer("source", source);
+        if !owner {
+            if !db.storage.has_feed("local") {
+                return Err(Error::NotFound(format!(
+                    "{}: this replica has no local writer yet (open it for writing once to make one)",
+                    db.storage.describe()
+                )));
+            }
+            let options = FeedOptions {
+                create_if_missing: false,
+                read_only,
+                durability: db.durability,
+                ..Default::default()
+            };
+            let local = db.storage.open_feed("local", options)?;
+            db.local = db.push_writer("local", local);
         }
         db.authorize_writer(0);
         if db.content_enabled {
             db.open_local_content()?;
         }
-        db.writer_head(db.local)?;
-        if db.writers[db.local].feed.is_empty() && !db.read_only {
-            let header = Header::hyperdb().encode_to_vec();
-            db.writers[db.local].feed.append(&header)?;
-        }
-        db.discover()?;
         Ok(db)
     }
 
-    /// Whether the database was opened read-only ([`OpenOptions::read_only`]).
+    /// What opening the feeds repaired after a crash or damage, by feed
+    /// folder (`source`, `local`, `peers/<discovery key>` ...). Empty when
+    /// every feed was as it was left.
+    pub fn recovered(&self) -> &[(String, Recovery)] {
+        &self.recovered
+    }
+
+    /// Whether this is a [`ReadOnlyDb`](crate::ReadOnlyDb)'s state.
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
 
-    /// An [`Error::ReadOnly`] when the database was opened read-only.
-    pub(crate) fn writable(&self) -> Result<()> {
-        if self.read_only {
-            return Err(Error::ReadOnly(self.storage.describe()));
+    /// Options for a feed this database opens or creates.
+    fn feed_options(&self, key: Option<[u8; 32]>) -> FeedOptions {
+        FeedOptions {
+            key,
+            read_only: self.read_only,
+            durability: self.durability,
+            ..Default::default()
         }
-        Ok(())
     }
 
     /// The database key: the source feed's key. Share it to let others
@@ -423,18 +422,16 @@ impl Db {
             .collect()
     }
 
-    /// This replica's content feed, when the database has content feeds.
-    pub fn local_content(&mut self) -> Option<&mut Feed> {
-        self.writers[self.local].content.as_mut()
-    }
-
     /// The content feed of writer `index`, once known.
-    pub fn content_feed(&mut self, index: usize) -> Option<&mut Feed> {
-        self.writers.get_mut(index).and_then(|w| w.content.as_mut())
+    pub fn content_feed(&mut self, index: usize) -> Option<FeedReader<'_>> {
+        self.writers
+            .get_mut(index)
+            .and_then(|w| w.content.as_mut())
+            .map(FeedReader)
     }
 
     /// Any feed of the database by its key: a writer's or a content feed.
-    pub fn feed_by_key(&mut self, key: &[u8; 32]) -> Option<&mut Feed> {
+    pub(crate) fn feed_by_key(&mut self, key: &[u8; 32]) -> Option<&mut Feed> {
         if let Some(&i) = self.by_key.get(key) {
             return Some(&mut self.writers[i].feed);
         }
@@ -446,7 +443,7 @@ impl Db {
 
     /// Derives this replica's content feed from its writer's secret key, as
     /// hyperdb 3.5.0 does, and opens it.
-    fn open_local_content(&mut self) -> Result<()> {
+    pub(crate) fn open_local_content(&mut self) -> Result<()> {
         let local = self.local;
         let Some(secret) = self.writers[local].feed.secret_key() else {
             return Ok(());
@@ -461,12 +458,12 @@ impl Db {
         let feed = self.storage.open_feed(
             &dir,
             FeedOptions {
-                key: Some(pair.public_key),
                 secret_key: Some(pair.secret_key),
-                create_if_missing: true,
                 store_secret_key: false,
+                ..self.feed_options(Some(pair.public_key))
             },
         )?;
+        self.note_recovery(&dir, &feed);
         self.writers[local].content_feed = Some(pair.public_key.to_vec());
         self.writers[local].content = Some(feed);
         Ok(())
@@ -486,20 +483,21 @@ impl Db {
             return Ok(());
         };
         let dir = format!("content/{}", hex::encode(w.feed.discovery_key()));
-        let feed = self.storage.open_feed(
-            &dir,
-            FeedOptions {
-                key: Some(key),
-                ..Default::default()
-            },
-        )?;
+        let feed = self.storage.open_feed(&dir, self.feed_options(Some(key)))?;
+        self.note_recovery(&dir, &feed);
         self.writers[id].content = Some(feed);
         Ok(())
     }
 
-    /// The feed of writer `index`.
-    pub fn feed(&mut self, index: usize) -> Option<&mut Feed> {
-        self.writers.get_mut(index).map(|w| &mut w.feed)
+    /// The feed of writer `index`, to read.
+    pub fn feed(&mut self, index: usize) -> Option<FeedReader<'_>> {
+        self.writers.get_mut(index).map(|w| FeedReader(&mut w.feed))
+    }
+
+    fn note_recovery(&mut self, dir: &str, feed: &Feed) {
+        if let Some(recovery) = feed.recovery() {
+            self.recovered.push((dir.to_string(), recovery.clone()));
+        }
     }
 
     /// Index of the writer with this feed key.
@@ -513,7 +511,8 @@ impl Db {
         index == self.local || self.writers[index].authorized
     }
 
-    fn push_writer(&mut self, feed: Feed) -> usize {
+    fn push_writer(&mut self, dir: &str, feed: Feed) -> usize {
+        self.note_recovery(dir, &feed);
         let id = self.writers.len();
         self.by_key.insert(*feed.key(), id);
         self.writers.push(Writer::new(feed, self.cache_size));
@@ -526,17 +525,14 @@ impl Db {
             return Ok(id);
         }
         let dk = hypercore_feed::crypto::discovery_key(key);
-        let feed = self.storage.open_feed(
-            &format!("peers/{}", hex::encode(dk)),
-            FeedOptions {
-                key: Some(*key),
-                ..Default::default()
-            },
-        )?;
-        Ok(self.push_writer(feed))
+        let dir = format!("peers/{}", hex::encode(dk));
+        let feed = self
+            .storage
+            .open_feed(&dir, self.feed_options(Some(*key)))?;
+        Ok(self.push_writer(&dir, feed))
     }
 
-    fn authorize_writer(&mut self, id: usize) {
+    pub(crate) fn authorize_writer(&mut self, id: usize) {
         if self.writers[id].authorized {
             return;
         }
@@ -549,7 +545,7 @@ impl Db {
 
     /// Rebuilds writer `id`'s feed numbering from its latest feed list, and
     /// authorizes what an authorized writer lists.
-    fn update_feeds(&mut self, id: usize) {
+    pub(crate) fn update_feeds(&mut self, id: usize) {
         let list = self.writers[id].feeds_message.clone().unwrap_or_default();
         let mut newly = Vec::new();
         for (i, key) in list.iter().enumerate() {
@@ -748,7 +744,7 @@ impl Db {
             })
     }
 
-    fn cache(&mut self, feed: usize, node: Arc<Node>) {
+    pub(crate) fn cache(&mut self, feed: usize, node: Arc<Node>) {
         self.writers[feed].cache.insert(node.seq, node);
     }
 
@@ -774,7 +770,7 @@ impl Db {
     }
 
     /// The clock a new local write starts from: every writer's length.
-    fn clock(&self) -> Vec<u64> {
+    pub(crate) fn clock(&self) -> Vec<u64> {
         self.writers
             .iter()
             .enumerate()
@@ -862,172 +858,6 @@ impl Db {
         Ok(get::latest(candidates, options.deletes))
     }
 
-    /// Applies many operations in batches of `batch_size` (one append and
-    /// one signature each), streaming them from any iterator: the
-    /// reference's write stream. Returns how many were written.
-    pub fn write_all(
-        &mut self,
-        ops: impl IntoIterator<Item = Op>,
-        batch_size: usize,
-    ) -> Result<usize> {
-        let batch_size = batch_size.max(1);
-        let mut pending = Vec::with_capacity(batch_size);
-        let mut written = 0;
-        for op in ops {
-            pending.push(op);
-            if pending.len() == batch_size {
-                written += self.batch(&pending)?.len();
-                pending.clear();
-            }
-        }
-        if !pending.is_empty() {
-            written += self.batch(&pending)?.len();
-        }
-        Ok(written)
-    }
-
-    /// Stores `value` at `key`.
-    pub fn put(&mut self, key: &str, value: &[u8]) -> Result<Arc<Node>> {
-        self.write_one(key, Some(value.to_vec()), false)
-    }
-
-    /// Deletes `key`.
-    pub fn del(&mut self, key: &str) -> Result<Arc<Node>> {
-        self.write_one(key, None, true)
-    }
-
-    fn write_one(&mut self, key: &str, value: Option<Vec<u8>>, deleted: bool) -> Result<Arc<Node>> {
-        self.writable()?;
-        let heads = self.heads()?;
-        let clock = self.clock();
-        let node = put::put(self, clock, &heads, hash::normalize(key), value, deleted)?;
-        let (bytes, node) = self.encode_local(node);
-        self.writers[self.local].feed.append(&bytes)?;
-        self.cache(self.local, node.clone());
-        self.changed();
-        Ok(node)
-    }
-
-    /// Applies several puts and deletes atomically: one append, one signature.
-    pub fn batch(&mut self, ops: &[Op]) -> Result<Vec<Arc<Node>>> {
-        self.writable()?;
-        let mut heads = self.heads()?;
-        let clock = self.clock();
-        self.batching = Some(Batching {
-            blocks: Vec::new(),
-            nodes: Vec::new(),
-        });
-        let result = (|| {
-            for op in ops {
-                let (key, value, deleted) = match op {
-                    Op::Put { key, value } => (key.as_str(), Some(value.clone()), false),
-                    Op::Del { key } => (key.as_str(), None, true),
-                };
-                let node = put::put(
-                    self,
-                    clock.clone(),
-                    &heads,
-                    hash::normalize(key),
-                    value,
-                    deleted,
-                )?;
-                let (bytes, node) = self.encode_local(node);
-                let batch = self.batching.as_mut().expect("batching");
-                batch.blocks.push(bytes);
-                batch.nodes.push(node.clone());
-                heads = vec![node];
-            }
-            Ok(())
-        })();
-        let batch = self.batching.take().expect("batching");
-        if let Err(e) = result {
-            // Nothing was appended: roll the writer's counter back.
-            self.writers[self.local].clock -= batch.nodes.len() as u64;
-            return Err(e);
-        }
-        self.writers[self.local].feed.append_batch(&batch.blocks)?;
-        for node in &batch.nodes {
-            self.cache(self.local, node.clone());
-        }
-        self.changed();
-        Ok(batch.nodes)
-    }
-
-    /// Encodes a new local entry, inflating it when the writer's published
-    /// feed list is out of date.
-    fn encode_local(&mut self, mut node: Node) -> (Vec<u8>, Arc<Node>) {
-        let local = self.local;
-        let n_feeds = self.writers.len();
-        let w = &mut self.writers[local];
-        if w.clock == 0 {
-            w.clock = w.feed.len();
-        }
-        let seq = w.clock;
-        w.clock += 1;
-        if node.clock.len() <= local {
-            node.clock.resize(local + 1, 0);
-        }
-        node.clock[local] = w.clock;
-        node.seq = seq;
-        node.feed = local;
-
-        let needs_inflate = w.feeds_message.as_ref().is_none_or(|m| m.len() != n_feeds);
-        let mut feeds = Vec::new();
-        if needs_inflate {
-            let keys: Vec<Option<[u8; 32]>> = self.writers.iter().map(|w| Some(w.key)).collect();
-            let w = &mut self.writers[local];
-            let list: Vec<[u8; 32]> = map_list(&keys, &w.encode_map, None)
-                .into_iter()
-                .flatten()
-                .collect();
-            feeds = list.iter().map(|k| FeedKey { key: k.to_vec() }).collect();
-            w.feeds_message = Some(list);
-            w.feeds_loaded = Some(seq);
-            w.feeds_seq = seq;
-            self.update_feeds(local);
-        }
-        let w = &self.writers[local];
-        let clock: Vec<u64> = map_list(&node.clock, &w.encode_map, 0);
-        let msg = InflatedEntry {
-            key: node.key.clone(),
-            value: node.value.clone(),
-            deleted: node.deleted.then_some(true),
-            trie: node.trie.encode(&w.encode_map),
-            clock,
-            inflate: Some(w.feeds_seq),
-            content_feed: if needs_inflate {
-                w.content_feed.clone()
-            } else {
-                None
-            },
-            feeds,
-        };
-        node.inflate = w.feeds_seq;
-        if needs_inflate {
-            node.feeds = w.feeds_message.clone();
-        }
-        (msg.encode_to_vec(), Arc::new(node))
-    }
-
-    /// Lets the writer with feed `key` write to the database. `key` is the
-    /// *local* key of the other replica (`hyperdb info` there shows it), not
-    /// the database key.
-    pub fn authorize(&mut self, key: &[u8]) -> Result<Arc<Node>> {
-        let key: [u8; 32] = key.try_into().map_err(|_| Error::BadKeyLength(key.len()))?;
-        self.writable()?;
-        self.heads()?;
-        if key == self.key {
-            return Err(Error::AuthorizeDbKey(hex::encode(key)));
-        }
-        if self.is_authorized(&key)? {
-            return Err(Error::AlreadyAuthorized(hex::encode(key)));
-        }
-        self.add_writer(&key)?;
-        // The reference records an authorization as a put of the empty key
-        // with no value; the new writer makes this entry an inflated one.
-        self.write_one("", None, false)
-    }
-
     /// Whether the writer with feed `key` may write: the source, and every
     /// feed an authorized writer lists.
     pub fn is_authorized(&mut self, key: &[u8]) -> Result<bool> {
@@ -1038,29 +868,4 @@ impl Db {
             .get(&key)
             .is_some_and(|&id| self.writers[id].authorized))
     }
-}
-
-/// The reference's `_mapList`: moves `list[i]` to position `map[i]`, keeps
-/// unmapped tail entries in place, and fills holes with `default`.
-fn map_list<T: Clone>(list: &[T], map: &[Option<usize>], default: T) -> Vec<T> {
-    let mut mapped: Vec<Option<T>> = Vec::new();
-    let set = |mapped: &mut Vec<Option<T>>, at: usize, value: T| {
-        if mapped.len() <= at {
-            mapped.resize(at + 1, None);
-        }
-        mapped[at] = Some(value);
-    };
-    for (i, target) in map.iter().enumerate() {
-        if let Some(target) = target {
-            let value = list.get(i).cloned().unwrap_or_else(|| default.clone());
-            set(&mut mapped, *target, value);
-        }
-    }
-    for (i, value) in list.iter().enumerate().skip(map.len()) {
-        set(&mut mapped, i, value.clone());
-    }
-    mapped
-        .into_iter()
-        .map(|v| v.unwrap_or_else(|| default.clone()))
-        .collect()
 }

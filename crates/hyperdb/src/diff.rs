@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::db::Db;
+use crate::db::DbReader;
 use crate::error::Result;
 use crate::iter::IterOptions;
 use crate::node::Node;
@@ -85,7 +85,7 @@ pub(crate) fn merge(left: Vec<Entry>, right: Vec<Entry>) -> Vec<Change> {
     }
 }
 
-impl Db {
+impl DbReader {
     /// What changed under `prefix` between the database as it was at
     /// `version` (the right side) and now (the left side).
     pub fn diff(&mut self, version: &[u8], prefix: &str) -> Result<Vec<Change>> {
@@ -110,7 +110,7 @@ impl Db {
     }
 }
 
-/// A watched prefix (see [`Db::watch`]).
+/// A watched prefix (see [`DbReader::watch`]).
 #[derive(Clone, Debug)]
 pub struct Watch {
     prefix: String,
@@ -126,7 +126,7 @@ impl Watch {
     /// Whether something under the prefix changed (a local write, or one
     /// that arrived by replication) since the watch started or since the
     /// last call that returned true.
-    pub fn changed(&mut self, db: &mut Db) -> Result<bool> {
+    pub fn changed(&mut self, db: &mut DbReader) -> Result<bool> {
         let nodes = db.prefix_nodes(&self.prefix)?;
         if nodes == self.nodes {
             return Ok(false);

@@ -13,26 +13,30 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::db::Db;
+use crate::db::DbReader;
 use crate::error::Result;
 use crate::hash::path;
 use crate::node::Node;
 use crate::trie::Ptr;
 
 /// The current values of `key` seen from `heads`.
-pub(crate) fn get(db: &mut Db, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
+pub(crate) fn get(db: &mut DbReader, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
     let candidates = candidates(db, heads, key)?;
     Ok(latest(candidates, false))
 }
 
 /// Every node for `key` reachable from `heads`, without filtering.
-pub(crate) fn candidates(db: &mut Db, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
+pub(crate) fn candidates(
+    db: &mut DbReader,
+    heads: &[Arc<Node>],
+    key: &str,
+) -> Result<Vec<Arc<Node>>> {
     candidates_with(db, heads, key, &mut |_| {})
 }
 
 /// [`candidates`], telling `on_lookup` every entry it reads (heads first).
 pub(crate) fn candidates_with(
-    db: &mut Db,
+    db: &mut DbReader,
     heads: &[Arc<Node>],
     key: &str,
     on_lookup: &mut dyn FnMut(Ptr),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use hypercore_feed::varint;
 
-use crate::db::Db;
+use crate::db::DbReader;
 use crate::error::{Error, Result};
 use crate::node::Node;
 
@@ -12,7 +12,7 @@ use crate::node::Node;
 /// from that version's heads instead of the current ones.
 #[derive(Debug)]
 pub struct Checkout<'a> {
-    db: &'a mut Db,
+    db: &'a mut DbReader,
     heads: Vec<Arc<Node>>,
 }
 
@@ -54,7 +54,7 @@ impl Checkout<'_> {
     }
 }
 
-fn encode_version(db: &Db, heads: &[Arc<Node>]) -> Vec<u8> {
+fn encode_version(db: &DbReader, heads: &[Arc<Node>]) -> Vec<u8> {
     let writers = db.writers();
     let mut out = Vec::new();
     for head in heads {
@@ -64,7 +64,7 @@ fn encode_version(db: &Db, heads: &[Arc<Node>]) -> Vec<u8> {
     out
 }
 
-impl Db {
+impl DbReader {
     /// The version identifier: for each head, its writer's key and varint
     /// seq, the same bytes as hyperdb 3.5.0's `version()`.
     pub fn version(&mut self) -> Result<Vec<u8>> {
@@ -72,7 +72,7 @@ impl Db {
         Ok(encode_version(self, &heads))
     }
 
-    /// A read-only view of the database at `version` (from [`Db::version`],
+    /// A read-only view of the database at `version` (from [`DbReader::version`],
     /// here or on any replica that holds the same feeds). An empty version
     /// is the empty database.
     pub fn checkout(&mut self, version: &[u8]) -> Result<Checkout<'_>> {
@@ -129,7 +129,7 @@ impl Db {
 /// Iterator over the writes of a database in the reference's history order.
 #[derive(Debug)]
 pub struct History<'a> {
-    db: &'a mut Db,
+    db: &'a mut DbReader,
     reverse: bool,
     end: Vec<u64>,
     nodes: Vec<Option<Arc<Node>>>,
@@ -137,7 +137,7 @@ pub struct History<'a> {
 }
 
 impl<'a> History<'a> {
-    fn new(db: &'a mut Db, heads: &[Arc<Node>], reverse: bool) -> Self {
+    fn new(db: &'a mut DbReader, heads: &[Arc<Node>], reverse: bool) -> Self {
         let writers = db.writers().len();
         let end = (0..writers)
             .map(|i| {
@@ -221,13 +221,13 @@ impl Iterator for History<'_> {
 /// writes that were current together (several for a conflict).
 #[derive(Debug)]
 pub struct KeyHistory<'a> {
-    db: &'a mut Db,
+    db: &'a mut DbReader,
     heads: Vec<Arc<Node>>,
     key: String,
 }
 
 impl<'a> KeyHistory<'a> {
-    fn new(db: &'a mut Db, heads: Vec<Arc<Node>>, key: &str) -> Self {
+    fn new(db: &'a mut DbReader, heads: Vec<Arc<Node>>, key: &str) -> Self {
         KeyHistory {
             db,
             heads,

@@ -8,12 +8,12 @@
 //! are skipped at once. The terminator (4) is visited first, then digits 0
 //! to 3, as hyperdb 3.5.0's iterator does, so keys come out in its order;
 //! at a terminator the candidates for each key are filtered by the causal
-//! rule, as [`Db::get`] does. Memory is bounded by the depth of the walk.
+//! rule, as [`DbReader::get`] does. Memory is bounded by the depth of the walk.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::db::Db;
+use crate::db::DbReader;
 use crate::error::Result;
 use crate::hash::{DIGITS_PER_COMPONENT, TERMINATOR};
 use crate::node::Node;
@@ -24,7 +24,7 @@ use crate::trie::Ptr;
 const ORDER: [u8; 5] = [TERMINATOR, 0, 1, 2, 3];
 const REVERSE_ORDER: [u8; 5] = [3, 2, 1, 0, TERMINATOR];
 
-/// Options of [`Db::iter`].
+/// Options of [`DbReader::iter`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IterOptions {
     /// Only one entry for each component directly under the prefix.
@@ -44,7 +44,7 @@ enum Item {
 
 /// A lazy iterator over `(key, current values)` pairs under a prefix.
 pub struct Iter<'a> {
-    db: &'a mut Db,
+    db: &'a mut DbReader,
     stack: Vec<Item>,
     start: usize,
     options: IterOptions,
@@ -62,7 +62,7 @@ impl std::fmt::Debug for Iter<'_> {
 
 impl<'a> Iter<'a> {
     pub(crate) fn new(
-        db: &'a mut Db,
+        db: &'a mut DbReader,
         heads: &[Arc<Node>],
         prefix: &str,
         options: IterOptions,
@@ -179,7 +179,7 @@ impl Iterator for Iter<'_> {
 /// The nodes a lookup of `prefix` (without terminator) ends at from
 /// `heads`: the closest nodes under the prefix, one per fork.
 pub(crate) fn prefix_nodes(
-    db: &mut Db,
+    db: &mut DbReader,
     heads: &[Arc<Node>],
     prefix: &str,
 ) -> Result<Vec<Arc<Node>>> {
@@ -202,7 +202,12 @@ fn dedupe(mut nodes: Vec<Arc<Node>>) -> Vec<Arc<Node>> {
 
 /// The nodes below `pos` for `digit`: those whose path has it, and those the
 /// others' tries point to for it.
-fn descend(db: &mut Db, nodes: &[Arc<Node>], pos: usize, digit: u8) -> Result<Vec<Arc<Node>>> {
+fn descend(
+    db: &mut DbReader,
+    nodes: &[Arc<Node>],
+    pos: usize,
+    digit: u8,
+) -> Result<Vec<Arc<Node>>> {
     let mut next = Vec::new();
     for node in nodes {
         let own = node.path.get(pos).copied();

@@ -5,14 +5,13 @@
 
 use hypercore_feed::SparseBits;
 
-use crate::db::Db;
 use crate::error::Result;
+use crate::write::Db;
 
 /// Copies blocks of writer `key`'s feed from `from` to `to`, up to `up_to`
 /// blocks (or all). Both replicas must know the writer. Returns how many
 /// blocks were copied.
 pub fn copy_feed(from: &mut Db, to: &mut Db, key: &[u8; 32], up_to: Option<u64>) -> Result<u64> {
-    to.writable()?;
     let (Some(src), Some(dst)) = (from.writer_index(key), to.writer_index(key)) else {
         return Ok(0);
     };
@@ -26,13 +25,13 @@ pub fn copy_feed(from: &mut Db, to: &mut Db, key: &[u8; 32], up_to: Option<u64>)
             continue;
         }
         let digest = target.digest(i);
-        let source = from.feed(src).expect("known writer");
+        let mut source = from.feed(src).expect("known writer");
         if !source.has(i) {
             continue;
         }
         let block = source.get(i)?;
         let proof = source.proof(i, digest, false, &mut sent)?;
-        to.feed(dst)
+        to.feed_mut(dst)
             .expect("known writer")
             .put(i, Some(&block), &proof)?;
         copied += 1;

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::db::Db;
+use crate::db::DbReader;
 use crate::error::{Error, Result};
 use crate::hash::TERMINATOR;
 use crate::node::Node;
@@ -35,7 +35,7 @@ enum Task {
 }
 
 struct PutRequest<'a> {
-    db: &'a mut Db,
+    db: &'a mut DbReader,
     key: &'a str,
     path: Vec<u8>,
     trie: Trie,
@@ -46,7 +46,7 @@ struct PutRequest<'a> {
 
 /// Computes the node a put of `key` writes, from the current `heads`.
 pub(crate) fn put(
-    db: &mut Db,
+    db: &mut DbReader,
     clock: Vec<u64>,
     heads: &[Arc<Node>],
     key: &str,

@@ -21,9 +21,9 @@ use hypercore_wire::messages::{Data, DataNode, Have, Info, Request, Want};
 use hypercore_wire::{Event, Message, Protocol, ProtocolOptions, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::messages::InflatedEntry;
+use crate::write::Db;
 
 /// Blocks requested at once per feed. Hypercore 6 keeps 16 in flight; more
 /// keeps a fast link busy (the peer answers them in order either way).
@@ -172,7 +172,6 @@ impl Session {
     /// database's own feed first. A database opened read-only cannot
     /// replicate: it would store what arrives.
     pub fn new(db: &mut Db, options: ReplicateOptions) -> Result<Session> {
-        db.writable()?;
         let protocol = Protocol::new(ProtocolOptions {
             live: options.live,
             ..Default::default()

@@ -1,0 +1,182 @@
+//! Damaged entries get an error or are skipped: never a panic or a hang.
+
+use hyperdb::messages::{Header, InflatedEntry};
+use hyperdb::trie::{Ptr, Trie};
+use hyperdb::{Db, DbStorage, Error, OpenOptions};
+use proptest::prelude::*;
+use prost::Message;
+
+fn memory() -> (DbStorage, Db) {
+    let storage = DbStorage::memory();
+    let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+    (storage, db)
+}
+
+fn entry(key: &str, _seq: u64, inflate: u64, trie: Vec<u8>, clock: Vec<u64>) -> InflatedEntry {
+    InflatedEntry {
+        key: key.into(),
+        value: Some(b"v".to_vec()),
+        deleted: None,
+        trie,
+        clock,
+        inflate: Some(inflate),
+        feeds: vec![],
+        content_feed: None,
+    }
+}
+
+fn append_raw(db: &mut Db, bytes: &[u8]) {
+    db.feed_mut(0).unwrap().append(bytes).unwrap();
+}
+
+#[test]
+fn an_entry_that_does_not_decode_is_an_error_that_names_it() {
+    let (_, mut db) = memory();
+    db.put("a", b"1").unwrap();
+    append_raw(&mut db, &[0xff, 0xff, 0xff]);
+    let err = db.get("a").unwrap_err();
+    assert!(matches!(err, Error::BadEntry { seq: 2, .. }), "{err}");
+    assert!(err.to_string().contains("entry 2"), "{err}");
+}
+
+#[test]
+fn a_trie_pointing_at_a_missing_seq_is_skipped() {
+    let (_, mut db) = memory();
+    db.put("a", b"1").unwrap();
+    // Entry 2 for key "b" with a trie pointer to (feed 0, seq 99) where
+    // "a" would be.
+    let path_a = hyperdb::hash::path("a", true);
+    let path_b = hyperdb::hash::path("b", true);
+    let i = path_a
+        .iter()
+        .zip(&path_b)
+        .position(|(x, y)| x != y)
+        .unwrap();
+    let mut trie = Trie::new();
+    trie.push(i, path_a[i], Ptr { feed: 0, seq: 99 });
+    append_raw(
+        &mut db,
+        &entry("b", 2, 1, trie.encode(&[Some(0)]), vec![3]).encode_to_vec(),
+    );
+    assert!(
+        db.get("a").unwrap().is_empty(),
+        "the dangling pointer leads nowhere"
+    );
+    assert_eq!(db.get("b").unwrap()[0].value.as_deref(), Some(&b"v"[..]));
+    // Writing on top of it still works.
+    db.put("c", b"3").unwrap();
+    assert_eq!(db.get("c").unwrap().len(), 1);
+}
+
+#[test]
+fn a_trie_pointing_at_an_unknown_feed_is_an_error() {
+    let (_, mut db) = memory();
+    db.put("a", b"1").unwrap();
+    let mut trie = Trie::new();
+    trie.push(0, 1, Ptr { feed: 7, seq: 1 });
+    // Feed 7 in the writer's numbering: it listed one feed.
+    append_raw(
+        &mut db,
+        &entry("b", 2, 1, trie.encode(&[]), vec![3]).encode_to_vec(),
+    );
+    let err = db.get("b").unwrap_err();
+    assert!(err.to_string().contains("feed 7"), "{err}");
+}
+
+#[test]
+fn inflate_pointers_that_loop_or_point_forward_do_not_hang() {
+    let (_, mut db) = memory();
+    db.put("a", b"1").unwrap();
+    // Entry 2 says its inflated entry is 3, which says 2.
+    append_raw(&mut db, &entry("b", 2, 3, vec![], vec![3]).encode_to_vec());
+    append_raw(&mut db, &entry("c", 3, 2, vec![], vec![4]).encode_to_vec());
+    // Entry 3's inflated entry is read once, not followed further.
+    let values = db.get("c").unwrap();
+    assert_eq!(values.len(), 1);
+    let err = db.node(0, 2).unwrap_err();
+    assert!(err.to_string().contains("points forward"), "{err}");
+}
+
+#[test]
+fn a_header_with_another_protocol_is_refused() {
+    let storage = DbStorage::memory();
+    {
+        let mut db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        db.put("a", b"1").unwrap();
+    }
+    // Rewrite the source feed with a foreign header.
+    let source = storage.memory_feed("source").unwrap();
+    let secret: [u8; 64] = source.contents("secret_key").try_into().unwrap();
+    let other = DbStorage::memory();
+    {
+        let mem = hypercore_feed::MemoryStorage::new();
+        let mut feed = hypercore_feed::Feed::open(
+            mem.clone(),
+            hypercore_feed::FeedOptions {
+                secret_key: Some(secret),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        feed.append(
+            &Header {
+                protocol: "hyperdrive".into(),
+            }
+            .encode_to_vec(),
+        )
+        .unwrap();
+        feed.append(b"x").unwrap();
+        other.set_memory_feed("source", mem);
+    }
+    let err = Db::open_storage(other, OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::BadHeader { .. }), "{err}");
+    assert!(err.to_string().contains("hyperdrive"), "{err}");
+}
+
+#[test]
+fn opening_a_missing_database_without_create_says_how_to_make_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = Db::open_with(
+        tmp.path(),
+        OpenOptions {
+            create: false,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("hyperdb init"), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any bytes appended as an entry: reads answer or error, never panic.
+    #[test]
+    fn garbage_entries_never_panic(garbage in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let (_, mut db) = memory();
+        db.put("a", b"1").unwrap();
+        db.put("b/c", b"2").unwrap();
+        append_raw(&mut db, &garbage);
+        for key in ["a", "b/c", "zzz", ""] {
+            let _ = db.get(key);
+        }
+        let _ = db.heads();
+        let _ = db.put("d", b"4");
+    }
+
+    /// Structurally valid entries with random tries and clocks.
+    #[test]
+    fn random_tries_and_clocks_never_panic(
+        trie in proptest::collection::vec(any::<u8>(), 0..60),
+        clock in proptest::collection::vec(0u64..10, 0..4),
+        inflate in 0u64..5,
+    ) {
+        let (_, mut db) = memory();
+        db.put("a", b"1").unwrap();
+        append_raw(&mut db, &entry("x", 2, inflate, trie, clock).encode_to_vec());
+        for key in ["a", "x", "y/z"] {
+            let _ = db.get(key);
+        }
+        let _ = db.put("d", b"4");
+    }
+}

@@ -1,0 +1,146 @@
+//! Helpers shared by the integration tests that check answers: the causal
+//! rule computed by reading every entry, and the JS reference's dumps.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use hyperdb::{Db, Node};
+use serde_json::Value;
+
+/// The causal rule, computed from every entry the replica holds: the writes
+/// to `key` that no other write to it has seen, deletes left out.
+pub fn causal_writes(db: &mut Db, key: &str) -> Vec<Arc<Node>> {
+    let writers = db.writers();
+    let mut writes = Vec::new();
+    for (i, w) in writers.iter().enumerate() {
+        if !(w.authorized || w.local) {
+            continue;
+        }
+        let mut seq = 1;
+        while let Some(node) = db.node(i, seq).unwrap() {
+            if node.key == key {
+                writes.push(node);
+            }
+            seq += 1;
+        }
+    }
+    writes
+        .iter()
+        .filter(|n| {
+            !writes
+                .iter()
+                .any(|m| (m.feed, m.seq) != (n.feed, n.seq) && m.has_seen(n))
+        })
+        .filter(|n| !n.deleted)
+        .cloned()
+        .collect()
+}
+
+/// [`causal_writes`] as text values.
+pub fn causal_values(db: &mut Db, key: &str) -> BTreeSet<String> {
+    causal_writes(db, key)
+        .iter()
+        .map(|n| n.value_str().unwrap())
+        .collect()
+}
+
+/// Every key of a `db-dump.js` output with its (hex-encoded) values as text;
+/// null values (deleted nodes in a conflict) are left out.
+pub fn js_values(dump: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    dump["keys"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let set = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|x| x.as_str())
+                .map(|x| String::from_utf8(hex::decode(x).unwrap()).unwrap())
+                .collect();
+            (k.clone(), set)
+        })
+        .collect()
+}
+
+/// Whether the reference numbers the writers as we do (`feeds` of
+/// `db-history.js`).
+fn same_numbering(db: &Db, js: &Value) -> bool {
+    js["feeds"].as_array().map(|f| {
+        f.iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    }) == Some(db.writers().iter().map(|w| hex::encode(w.key)).collect())
+}
+
+/// Checks the version bytes against the reference's: identical when both
+/// number the writers alike, else the same heads in another order.
+pub fn check_version(db: &mut Db, js: &Value, what: &str) {
+    let ours = hex::encode(db.version().unwrap());
+    if same_numbering(db, js) {
+        assert_eq!(ours, js["version"], "{what}: version bytes");
+        return;
+    }
+    // Each head is 32 key bytes and a varint seq; the seqs here stay small.
+    let heads = |hex_version: &str| {
+        let bytes = hex::decode(hex_version).unwrap();
+        let mut set = BTreeSet::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let len = 32 + rest[32..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+            set.insert(rest[..len].to_vec());
+            rest = &rest[len..];
+        }
+        set
+    };
+    assert_eq!(
+        heads(&ours),
+        heads(js["version"].as_str().unwrap()),
+        "{what}: version heads"
+    );
+}
+
+/// Checks a history listing from the reference against ours: the same
+/// entries in the same order when both number the writers alike (the order
+/// of concurrent writes follows that numbering, which the reference builds
+/// in the order its feed files finish opening); otherwise the same entries,
+/// each writer's in seq order.
+pub fn check_history(db: &mut Db, js: &Value, reverse: bool, what: &str) {
+    let writers = db.writers();
+    let nodes: Vec<Arc<Node>> = db.history(reverse).unwrap().map(|n| n.unwrap()).collect();
+    let ours: Vec<Value> = nodes
+        .iter()
+        .map(|n| serde_json::json!({"feed": hex::encode(writers[n.feed].key), "seq": n.seq, "key": n.key}))
+        .collect();
+    let field = if reverse { "reverse" } else { "history" };
+    if same_numbering(db, js) {
+        assert_eq!(Value::Array(ours), js[field], "{what}: {field}");
+        return;
+    }
+    let mut a: Vec<String> = ours.iter().map(Value::to_string).collect();
+    let mut b: Vec<String> = js[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "{what}: {field} entries");
+    // The reference's merge is not a strict causal order (it compares with
+    // a writer's *next* entry), but each writer's entries come in seq order.
+    for (i, earlier) in nodes.iter().enumerate() {
+        for later in nodes[i + 1..].iter().filter(|n| n.feed == earlier.feed) {
+            let ordered = if reverse {
+                later.seq < earlier.seq
+            } else {
+                later.seq > earlier.seq
+            };
+            assert!(
+                ordered,
+                "{what}: {field} lists a writer's entries out of order"
+            );
+        }
+    }
+}
