@@ -369,14 +369,14 @@ impl Feed {
             (_, None) if !has_content && stored_pair.is_some() => {
                 stored_pair.as_ref().expect("checked").public_key
             }
-            (_, None) if no_key && !has_content => {
-                if !options.create_if_missing || read_only {
-                    return Err(Error::NotFound(key_file.name.clone()));
-                }
+            (_, None) if no_key && !has_content && options.create_if_missing && !read_only => {
                 let pair = KeyPair::generate();
                 let key = pair.public_key;
                 generated = Some(pair);
                 key
+            }
+            (Stored::Absent, None) if !has_content => {
+                return Err(Error::NotFound(key_file.name.clone()))
             }
             (Stored::Absent, None) => {
                 return Err(key_file.corrupt(

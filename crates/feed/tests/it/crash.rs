@@ -326,6 +326,14 @@ fn download_at_every_point(n: u64, every: u64, crash: Crash, durability: Durabil
             report.invalid, 0,
             "{context}: a stored block does not verify"
         );
+        if let Some(last) = feed.len().checked_sub(1) {
+            // The length it claims is one it can prove to a peer.
+            let (at, signature) = feed
+                .signature(last)
+                .unwrap_or_else(|e| panic!("{context}: {e}"));
+            assert_eq!(at, last, "{context}");
+            assert!(feed.verify(last, &signature).unwrap(), "{context}");
+        }
         download(&mut feed, &mut source).unwrap_or_else(|e| panic!("{context}: {e}"));
         assert_eq!(feed.len(), n, "{context}");
         assert!(feed.has_all(), "{context}");
@@ -346,4 +354,10 @@ fn downloads_crashed_at_every_write_resume() {
         download_at_every_point(300, 64, crash, Durability::Buffered);
     }
     download_at_every_point(300, 64, Crash::PowerCut, Durability::Fsync);
+}
+
+#[test]
+fn downloads_across_bitfield_pages_crashed_at_every_write_resume() {
+    // Flushes that mark blocks in two bitfield pages (8,192 blocks each).
+    download_at_every_point(8_300, 3_000, Crash::Kill, Durability::Buffered);
 }

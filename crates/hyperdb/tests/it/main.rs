@@ -5,6 +5,7 @@
 mod bad_input;
 mod causal;
 mod content_feeds;
+mod crash;
 mod diff_interop;
 mod differential;
 mod folder_lock;

@@ -3,24 +3,9 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn hyperdb(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hyperdb"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use crate::support::{hyperdb, ok};
 
 /// One entry of the printout: its header line and its fields.
 #[derive(Debug)]
