@@ -323,3 +323,99 @@ fn a_database_written_by_rust_opens_in_js_and_back() {
     assert!(db.get("batch/2").unwrap().is_empty());
     assert_eq!(db.get("batch/1").unwrap()[0].value_str().unwrap(), "uno");
 }
+
+/// A database of 8,150 entries whose next batch of 100 was killed after its
+/// signature, between its two bitfield pages, in `dir`.
+fn crashed_mid_batch(dir: &Path) -> KeyPair {
+    use hyperdb::fault::{Crash, Faults};
+    use hyperdb::DbStorage;
+    let pair = KeyPair::from_seed(&[5; 32]);
+    let options = OpenOptions {
+        secret_key: Some(pair.secret_key),
+        ..Default::default()
+    };
+    let entries = |range: std::ops::Range<usize>| -> Vec<Op> {
+        range
+            .map(|i| Op::Put {
+                key: format!("k{i}"),
+                value: format!("v{i}").into_bytes(),
+            })
+            .collect()
+    };
+    // The same writes in memory first, to count the batch's write points.
+    let faults = Faults::new();
+    let mut db = Db::open_storage(
+        DbStorage::memory().with_faults(faults.clone()),
+        options.clone(),
+    )
+    .unwrap();
+    db.write_all(entries(0..8_150), 1_000).unwrap();
+    let before = faults.points();
+    db.batch(&entries(8_150..8_250)).unwrap();
+    let points = faults.points() - before;
+
+    let faults = Faults::new();
+    let mut db =
+        Db::open_storage(DbStorage::dir(dir).with_faults(faults.clone()), options).unwrap();
+    db.write_all(entries(0..8_150), 1_000).unwrap();
+    faults.crash_at(faults.points() + points, Crash::Kill);
+    assert!(db.batch(&entries(8_150..8_250)).is_err());
+    pair
+}
+
+#[test]
+fn a_folder_repaired_after_a_crash_opens_in_the_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    crashed_mid_batch(&dir);
+    let mut db = open_existing(&dir);
+    assert!(!db.recovered().is_empty(), "opening repaired the folder");
+    let keys: Vec<String> = (0..8_250).map(|i| format!("k{i}")).collect();
+    let ours = rust_values(&mut db, &keys);
+    assert_eq!(ours.len(), 8_250, "the batch was signed: it is recovered");
+    drop(db);
+
+    let js = dump(&dir);
+    assert_eq!(
+        js_values(&js),
+        ours,
+        "the reference reads the repaired folder alike"
+    );
+    // And writes to it.
+    js_ops(
+        &dir,
+        &[],
+        &json!([{"type": "put", "key": "from", "value": "js"}]),
+    );
+    let mut db = open_existing(&dir);
+    assert_eq!(
+        db.get("from").unwrap()[0].value.as_deref(),
+        Some(&b"js"[..])
+    );
+    assert!(db.recovered().is_empty());
+}
+
+#[test]
+fn a_rebuilt_bitfield_opens_in_the_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let mut db = Db::open(&dir).unwrap();
+    for i in 0..50 {
+        db.put(&format!("k{i}"), format!("v{i}").as_bytes())
+            .unwrap();
+    }
+    drop(db);
+    let bitfield = dir.join("source/bitfield");
+    let original = std::fs::read(&bitfield).unwrap();
+    std::fs::write(&bitfield, b"").unwrap();
+    let mut db = open_existing(&dir);
+    assert_eq!(db.get("k49").unwrap().len(), 1);
+    drop(db);
+    assert_eq!(
+        std::fs::read(&bitfield).unwrap(),
+        original,
+        "rebuilt byte for byte"
+    );
+    let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
+    assert_eq!(js_values(&dump(&dir)).len(), keys.len());
+}
