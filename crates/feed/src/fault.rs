@@ -42,6 +42,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::feed::Feed;
 use crate::storage::{RandomAccess, Storage};
 
 /// What happens at the chosen write point.
@@ -319,4 +320,30 @@ impl RandomAccess for FaultFile {
         }
         Ok(())
     }
+}
+
+/// The lengths whose signature in `signatures` (a feed's `signatures` file,
+/// as a crash left it) verifies against the tree of `reference` (the same
+/// feed as an uninterrupted run leaves it): every length the writer signed
+/// before the crash, since its signatures are deterministic. A feed that
+/// reopens shorter than one of these would sign that length again over
+/// other blocks: a fork.
+pub fn signed_lengths(signatures: &[u8], reference: &mut Feed) -> crate::Result<Vec<u64>> {
+    let mut lengths = Vec::new();
+    let slots = signatures.get(32..).unwrap_or(&[]).chunks(64);
+    for (slot, signature) in slots.enumerate() {
+        let length = slot as u64 + 1;
+        let Ok(signature) = <[u8; 64]>::try_from(signature) else {
+            continue;
+        };
+        if signature == [0; 64] || length > reference.len() {
+            continue;
+        }
+        let roots = reference.roots_at(length)?;
+        let tree = crate::crypto::tree_hash(&roots);
+        if crate::crypto::verify(reference.key(), &tree, &signature) {
+            lengths.push(length);
+        }
+    }
+    Ok(lengths)
 }

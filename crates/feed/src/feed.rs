@@ -280,8 +280,10 @@ pub struct Feed {
     /// Set when a write failed: the files may no longer match what is in
     /// memory, so no more writes are made until the feed is reopened.
     pub(crate) poisoned: bool,
-    /// Blocks were committed since the last sync.
+    /// Blocks were committed since the last flush.
     pub(crate) unsynced: bool,
+    /// Blocks were flushed without the sync their durability asks for.
+    pub(crate) needs_sync: bool,
     /// What opening repaired, if anything.
     pub(crate) recovery: Option<Recovery>,
 }
@@ -461,6 +463,7 @@ impl Feed {
             durability: options.durability,
             poisoned: false,
             unsynced: false,
+            needs_sync: false,
             recovery: None,
         };
         feed.recover()?;
@@ -1068,6 +1071,40 @@ impl Feed {
     /// them present (with [`Durability::Fsync`], syncing each step before
     /// the next).
     pub fn flush(&mut self) -> Result<()> {
+        self.write_out(self.durability == Durability::Fsync)
+    }
+
+    /// Writes what [`Feed::commit_unflushed`] held back, in the same order
+    /// as [`Feed::flush`] but without syncing, whatever the durability:
+    /// [`Feed::sync_pending`] syncs it later. Replication stores blocks this
+    /// way and syncs once a session ends (and every few seconds in live
+    /// mode) rather than after every batch: blocks a power cut loses are
+    /// fetched again, and no signature of this feed's writer is at stake.
+    pub fn flush_unsynced(&mut self) -> Result<()> {
+        let was = self.unsynced;
+        self.write_out(false)?;
+        self.needs_sync |= was;
+        Ok(())
+    }
+
+    /// With [`Durability::Fsync`], syncs what [`Feed::flush_unsynced`]
+    /// wrote; nothing otherwise.
+    pub fn sync_pending(&mut self) -> Result<()> {
+        if self.durability != Durability::Fsync || !self.needs_sync {
+            return Ok(());
+        }
+        self.check_writes()?;
+        self.guard(|feed| {
+            feed.data.sync_all()?;
+            feed.tree.sync_all()?;
+            feed.signatures.sync_all()?;
+            feed.bitfield_file.sync_all()
+        })?;
+        self.needs_sync = false;
+        Ok(())
+    }
+
+    fn write_out(&mut self, sync: bool) -> Result<()> {
         if self.read_only {
             // Bits changed in memory (by an audit) are not written.
             self.bitfield.take_dirty_pages();
@@ -1080,7 +1117,7 @@ impl Feed {
         self.guard(|feed| {
             feed.data.flush()?;
             feed.tree.flush()?;
-            let sync = feed.durability == Durability::Fsync && feed.unsynced;
+            let sync = sync && feed.unsynced;
             if sync {
                 feed.data.sync_all()?;
                 feed.tree.sync_all()?;
@@ -1117,6 +1154,7 @@ impl Feed {
         ] {
             file.sync_all()?;
         }
+        self.needs_sync = false;
         Ok(())
     }
 }

@@ -16,6 +16,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// The files of a feed, as hypercore 6 names them.
+pub const FEED_FILES: [&str; 6] = [
+    "key",
+    "secret_key",
+    "tree",
+    "data",
+    "bitfield",
+    "signatures",
+];
+
 /// A file that can be read and written at any offset.
 pub trait RandomAccess: Send {
     /// Reads exactly `buf.len()` bytes at `offset`; an error of kind

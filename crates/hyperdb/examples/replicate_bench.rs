@@ -3,12 +3,13 @@
 //! `interop/bench-replicate.js` measures the reference. Prints one JSON
 //! object.
 //!
-//! `cargo run --release -p hyperdb --example replicate_bench -- 100000`
+//! `cargo run --release -p hyperdb --example replicate_bench -- 100000 [fsync]`
+//! (with `fsync`, the replica syncs every batch of blocks it stores).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use hyperdb::{replicate, Db, Op, OpenOptions, ReplicateOptions};
+use hyperdb::{replicate, Db, Durability, Op, OpenOptions, ReplicateOptions};
 
 #[tokio::main]
 async fn main() {
@@ -16,6 +17,10 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
+    let durability = match std::env::args().nth(2).as_deref() {
+        Some("fsync") => Durability::Fsync,
+        _ => Durability::Buffered,
+    };
     let tmp = std::env::temp_dir().join(format!("hyperdb-replicate-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let mut owner = Db::open(tmp.join("owner")).unwrap();
@@ -33,6 +38,7 @@ async fn main() {
         tmp.join("replica"),
         OpenOptions {
             key: Some(key),
+            durability,
             ..Default::default()
         },
     )

@@ -62,7 +62,7 @@ impl Default for OpenOptions {
     }
 }
 
-/// One operation of a [`Db::batch`].
+/// One operation of a [`Db::batch`](crate::Db::batch).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// Store a value.
@@ -396,7 +396,7 @@ impl DbReader {
         self.changes.clone()
     }
 
-    /// Signals a change to [`Db::changes`] waiters.
+    /// Signals a change to [`DbReader::changes`] waiters.
     pub fn changed(&self) {
         self.changes.notify_waiters();
     }
@@ -828,7 +828,7 @@ impl DbReader {
             .collect())
     }
 
-    /// [`Db::get`] with options: keep deletes among the answers, and see
+    /// [`DbReader::get`] with options: keep deletes among the answers, and see
     /// every entry the lookup reads (hyperdb 3.5.0's `onlookup` hook). The
     /// reference's `map`, `reduce` and `firstNode` options are ordinary
     /// iterator calls on the answer:

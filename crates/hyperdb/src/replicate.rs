@@ -309,6 +309,7 @@ impl Session {
     /// Counts a quarter of the timeout: keep-alives, stalled requests.
     pub fn tick(&mut self, db: &mut Db) -> Result<()> {
         self.protocol.tick().map_err(wire)?;
+        db.sync_pending()?;
         let remote_live = self
             .protocol
             .remote_handshake()
@@ -399,7 +400,7 @@ impl Session {
         if stored {
             for key in feed_keys(db, false) {
                 if let Some(feed) = db.feed_by_key(&key) {
-                    feed.flush()?;
+                    feed.flush_unsynced()?;
                 }
             }
             db.discover()?;
@@ -838,6 +839,8 @@ where
         }
     }
     let summary = session.summary();
+    // What arrived is durable before the session says it arrived.
+    db.lock().expect("db lock").sync_pending()?;
     let _ = writer.shutdown().await;
     if !remote_closed {
         // Give the peer a moment to finish and close its side.

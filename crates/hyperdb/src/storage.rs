@@ -13,20 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use hypercore_feed::fault::{FaultStorage, Faults};
+use hypercore_feed::storage::FEED_FILES;
 use hypercore_feed::{Durability, Feed, FeedOptions, FileStorage, MemoryStorage, Storage};
 
 use crate::error::{Error, Result};
 use crate::lock::FolderLock;
 
-/// The files a feed folder may hold.
-const FEED_FILES: [&str; 6] = [
-    "key",
-    "secret_key",
-    "tree",
-    "data",
-    "bitfield",
-    "signatures",
-];
 /// Staging folders start with this (then the feed's folder name).
 const STAGING: &str = ".new-";
 

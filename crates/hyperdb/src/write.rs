@@ -147,14 +147,29 @@ impl Db {
         self.writers.get_mut(index).map(|w| &mut w.feed)
     }
 
+    /// With [`Durability::Fsync`](hypercore_feed::Durability), syncs the
+    /// blocks replication stored since the last sync (replication does this
+    /// itself when a session ends and every few seconds in live mode).
+    pub fn sync_pending(&mut self) -> Result<()> {
+        self.each_feed(Feed::sync_pending)
+    }
+
     /// Makes every write so far durable (syncs every feed), whatever the
     /// [`Durability`](hypercore_feed::Durability) the database was opened
     /// with.
     pub fn sync(&mut self) -> Result<()> {
+        self.each_feed(Feed::sync_all)
+    }
+
+    /// Runs `f` on every writer's feed and content feed.
+    fn each_feed(
+        &mut self,
+        mut f: impl FnMut(&mut Feed) -> hypercore_feed::Result<()>,
+    ) -> Result<()> {
         for w in &mut self.writers {
-            w.feed.sync_all()?;
+            f(&mut w.feed)?;
             if let Some(content) = &mut w.content {
-                content.sync_all()?;
+                f(content)?;
             }
         }
         Ok(())

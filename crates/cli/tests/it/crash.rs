@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::{hyperdb, hyperdb_stdin, ok, p};
+use crate::support::{hyperdb, hyperdb_stdin, ok, output_with_stdin, p};
 
 /// The system calls that change files.
 const CALLS: [&str; 6] = [
@@ -27,25 +27,12 @@ fn killed_at(call: &str, n: usize, args: &[&str], stdin: Option<&str>) -> Output
         .arg(format!("inject={call}:signal=KILL:when={n}"))
         .arg(env!("CARGO_BIN_EXE_hyperdb"))
         .args(args);
-    let Some(input) = stdin else {
-        return command
+    match stdin {
+        Some(input) => output_with_stdin(command, input),
+        None => command
             .output()
-            .expect("strace runs (the crash tests need it: apt-get install strace)");
-    };
-    use std::io::Write;
-    let mut child = command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("strace runs (the crash tests need it: apt-get install strace)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+            .expect("strace runs (the crash tests need it: apt-get install strace)"),
+    }
 }
 
 fn was_killed(out: &Output) -> bool {

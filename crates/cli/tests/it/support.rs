@@ -16,8 +16,14 @@ pub fn hyperdb(args: &[&str]) -> Output {
 
 /// Runs `hyperdb` with `args`, `input` on its stdin.
 pub fn hyperdb_stdin(args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hyperdb"));
+    command.args(args);
+    output_with_stdin(command, input)
+}
+
+/// Runs `command` with `input` on its stdin.
+pub fn output_with_stdin(mut command: Command, input: &str) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

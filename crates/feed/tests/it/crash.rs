@@ -7,17 +7,9 @@
 //! writer never signs two different trees of one length, the files are
 //! exactly those of an uninterrupted run, and later writes work.
 
-use hypercore_feed::fault::{Crash, FaultStorage, Faults};
-use hypercore_feed::{crypto, Durability, Feed, FeedOptions, KeyPair, MemoryStorage, SparseBits};
-
-const FILES: [&str; 6] = [
-    "key",
-    "secret_key",
-    "tree",
-    "data",
-    "bitfield",
-    "signatures",
-];
+use hypercore_feed::fault::{signed_lengths, Crash, FaultStorage, Faults};
+use hypercore_feed::storage::FEED_FILES;
+use hypercore_feed::{Durability, Feed, FeedOptions, KeyPair, MemoryStorage, SparseBits};
 
 fn pair() -> KeyPair {
     KeyPair::from_seed(&[7; 32])
@@ -47,26 +39,7 @@ fn prepared(n: u64) -> MemoryStorage {
 }
 
 fn files(storage: &MemoryStorage) -> Vec<Vec<u8>> {
-    FILES.iter().map(|f| storage.contents(f)).collect()
-}
-
-/// The lengths whose signature, as left on disk, verifies against the tree
-/// of `reference` (the feed as an uninterrupted run leaves it).
-fn signed_lengths(storage: &MemoryStorage, reference: &mut Feed) -> Vec<u64> {
-    let sigs = storage.contents("signatures");
-    let mut lengths = Vec::new();
-    for (slot, sig) in sigs.get(32..).unwrap_or(&[]).chunks(64).enumerate() {
-        let length = slot as u64 + 1;
-        if sig.len() < 64 || sig.iter().all(|&b| b == 0) || length > reference.len() {
-            continue;
-        }
-        let roots = reference.roots_at(length).unwrap();
-        let sig: [u8; 64] = sig.try_into().unwrap();
-        if crypto::verify(reference.key(), &crypto::tree_hash(&roots), &sig) {
-            lengths.push(length);
-        }
-    }
-    lengths
+    FEED_FILES.iter().map(|f| storage.contents(f)).collect()
 }
 
 /// Appends `batch` blocks (one append of them all) to a writer of `n`
@@ -115,7 +88,7 @@ fn append_at_every_point(n: u64, batch: u64, crash: Crash, durability: Durabilit
         }
         drop(feed);
         faults.restart();
-        let signed = signed_lengths(&disk, &mut reference);
+        let signed = signed_lengths(&disk.contents("signatures"), &mut reference).unwrap();
 
         let context = format!("{crash:?} at point {point} of {points} ({durability:?})");
         let mut feed = Feed::open(storage.clone(), writer_options(durability))
@@ -140,7 +113,7 @@ fn append_at_every_point(n: u64, batch: u64, crash: Crash, durability: Durabilit
         } else {
             files(&done)
         };
-        for (name, (got, want)) in FILES.iter().zip(files(&disk).iter().zip(&expected)) {
+        for (name, (got, want)) in FEED_FILES.iter().zip(files(&disk).iter().zip(&expected)) {
             assert!(
                 got == want,
                 "{context}: {name} differs from an uninterrupted run"

@@ -8,14 +8,7 @@ use hypercore_feed::{Feed, FeedOptions, FileStorage, KeyPair, Node, Proof, Spars
 use serde_json::{json, Value};
 use testkit::node;
 
-const FILES: [&str; 6] = [
-    "key",
-    "secret_key",
-    "tree",
-    "data",
-    "bitfield",
-    "signatures",
-];
+use hypercore_feed::storage::FEED_FILES as FILES;
 
 /// A list of append calls: each inner list is one batch.
 fn scenario() -> Vec<Vec<Vec<u8>>> {

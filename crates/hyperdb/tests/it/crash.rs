@@ -9,8 +9,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use hypercore_feed::{crypto, Feed, FeedOptions, KeyPair, MemoryStorage};
-use hyperdb::fault::{Crash, Faults};
+use hypercore_feed::{Feed, FeedOptions, KeyPair};
+use hyperdb::fault::{signed_lengths, Crash, Faults};
 use hyperdb::{
     replicate, Db, DbStorage, Durability, Error, Op, OpenOptions, ReadOnlyDb, ReplicateOptions,
 };
@@ -41,26 +41,6 @@ fn prepared(entries: usize) -> DbStorage {
     });
     db.write_all(ops, 1000).unwrap();
     storage
-}
-
-/// The lengths of the feed in `files` whose signature, as left on disk,
-/// verifies against the tree of `reference` (the feed an uninterrupted run
-/// leaves).
-fn signed_lengths(files: &MemoryStorage, reference: &mut Feed) -> Vec<u64> {
-    let sigs = files.contents("signatures");
-    let mut lengths = Vec::new();
-    for (slot, sig) in sigs.get(32..).unwrap_or(&[]).chunks(64).enumerate() {
-        let length = slot as u64 + 1;
-        if sig.len() < 64 || sig.iter().all(|&b| b == 0) || length > reference.len() {
-            continue;
-        }
-        let roots = reference.roots_at(length).unwrap();
-        let sig: [u8; 64] = sig.try_into().unwrap();
-        if crypto::verify(reference.key(), &crypto::tree_hash(&roots), &sig) {
-            lengths.push(length);
-        }
-    }
-    lengths
 }
 
 fn get(db: &mut Db, key: &str) -> Vec<Vec<u8>> {
@@ -118,7 +98,8 @@ fn at_every_point(
         drop(db);
         faults.restart();
         let context = format!("{crash:?} at point {point} of {points} ({durability:?})");
-        let signed = signed_lengths(&disk.memory_feed("source").unwrap(), &mut reference);
+        let source = disk.memory_feed("source").unwrap();
+        let signed = signed_lengths(&source.contents("signatures"), &mut reference).unwrap();
 
         let mut db = Db::open_storage(storage.clone(), options(durability))
             .unwrap_or_else(|e| panic!("{context}: the database does not open: {e}"));
@@ -248,7 +229,8 @@ fn an_authorization_crashed_at_every_write() {
             drop(db);
             faults.restart();
             let context = format!("{crash:?} at point {point} of {points}");
-            let signed = signed_lengths(&storage.memory_feed("source").unwrap(), &mut reference);
+            let source = storage.memory_feed("source").unwrap();
+            let signed = signed_lengths(&source.contents("signatures"), &mut reference).unwrap();
             let mut db = Db::open_storage(storage, options(durability))
                 .unwrap_or_else(|e| panic!("{context}: {e}"));
             let length = db.feed(0).unwrap().len();

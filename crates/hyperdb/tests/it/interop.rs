@@ -261,14 +261,7 @@ fn same_operations_give_byte_identical_feeds() {
         hex::encode(hypercore_feed::crypto::discovery_key(&writer.public_key))
     );
     for feed in ["source", writer_dir.as_str()] {
-        for file in [
-            "key",
-            "secret_key",
-            "tree",
-            "data",
-            "bitfield",
-            "signatures",
-        ] {
+        for file in hypercore_feed::storage::FEED_FILES {
             let js = std::fs::read(js_dir.join(feed).join(file)).ok();
             let rust = std::fs::read(rust_dir.join(feed).join(file)).ok();
             assert_eq!(
