@@ -37,9 +37,6 @@ pub enum Error {
          reading commands still work"
     )]
     Locked(String),
-    /// A write to a database opened read-only.
-    #[error("{0} was opened read-only: writes are refused")]
-    ReadOnly(String),
     /// A writer's key is not 32 bytes.
     #[error("a writer key is 32 bytes (64 hex characters); got {0} bytes")]
     BadKeyLength(usize),

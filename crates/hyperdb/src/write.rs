@@ -108,12 +108,9 @@ impl Db {
                 storage.create_feed("source", source, header)?;
             }
         }
-        let owner = options.secret_key.is_some() || options.key.is_none();
-        if !owner && !storage.has_feed("local") {
-            storage.create_feed("local", FeedOptions::default(), header)?;
-        }
         let mut reader = match DbReader::load(storage.clone(), &options, false) {
-            // A replica of a database made before its local writer.
+            // A replica without its own writer yet (made by hyperdb 3.5.0,
+            // which creates it lazily, or damaged).
             Err(Error::NotFound(_)) if storage.has_feed("source") && !storage.has_feed("local") => {
                 storage.create_feed("local", FeedOptions::default(), header)?;
                 DbReader::load(storage, &options, false)?

@@ -125,6 +125,21 @@ fn at_every_point(
             "{context}: half an operation: {there:?}"
         );
         outcomes[usize::from(all)] += 1;
+        // A peer that knows only the key takes the last block with its
+        // proof: the recovered feed is one a sync can copy.
+        let last = db.feed(0).unwrap().len() - 1;
+        let (block, proof) = {
+            let mut feed = db.feed(0).unwrap();
+            let proof = feed.proof(last, 0, false, &mut hypercore_feed::SparseBits::new());
+            (feed.get(last).unwrap(), proof.unwrap())
+        };
+        let peer_options = FeedOptions {
+            key: Some(*db.key()),
+            ..Default::default()
+        };
+        let mut peer = Feed::open(hypercore_feed::MemoryStorage::new(), peer_options).unwrap();
+        peer.put(last, Some(&block), &proof)
+            .unwrap_or_else(|e| panic!("{context}: a peer refuses the last block: {e}"));
         db.put("after", b"the crash").unwrap();
         drop(db);
         let mut db = Db::open_storage(storage, options(durability)).unwrap();
@@ -189,6 +204,16 @@ fn a_batch_across_bitfield_pages_crashed_at_every_write() {
         &new,
         Crash::PowerCut,
         Durability::Fsync,
+        batch,
+    );
+    // Across block 16,383 (the root of 16,384 blocks is in the first page).
+    let start = prepared(16_330);
+    at_every_point(
+        &start,
+        16_330,
+        &new,
+        Crash::Kill,
+        Durability::Buffered,
         batch,
     );
 }
