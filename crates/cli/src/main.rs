@@ -276,6 +276,9 @@ enum Command {
         /// Keep every connection open and exchange new writes as they happen
         #[arg(long)]
         live: bool,
+        /// At most this many connections at once; more wait to be accepted
+        #[arg(long, value_name = "N", default_value_t = 256)]
+        max_connections: usize,
     },
     /// Connect to a peer at ADDR and replicate with it
     ///
@@ -750,7 +753,12 @@ fn run(command: Command) -> CliResult {
             }
         }
         Command::Watch { dir, prefix, live } => return watch(&dir, &prefix, live),
-        Command::Serve { dir, listen, live } => return serve(&dir, &listen, live),
+        Command::Serve {
+            dir,
+            listen,
+            live,
+            max_connections,
+        } => return serve(&dir, &listen, live, max_connections.max(1)),
         Command::Demo { dir } => return demo(dir),
         Command::Feeds { dir } => {
             let mut db = open_read(&dir)?;
@@ -880,7 +888,7 @@ fn print_summary(out: &mut impl Write, db: &DbReader, summary: &Summary) -> io::
     Ok(())
 }
 
-fn serve(dir: &Path, listen: &str, live: bool) -> CliResult {
+fn serve(dir: &Path, listen: &str, live: bool, max_connections: usize) -> CliResult {
     let db = Arc::new(Mutex::new(open(dir)?));
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -895,10 +903,26 @@ fn serve(dir: &Path, listen: &str, live: bool) -> CliResult {
         writeln!(out, "listening on {addr}")?;
         out.flush()?;
         let terminal = io::stderr().is_terminal();
+        let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+        let mut backoff = Backoff::default();
         loop {
-            let (socket, peer) = listener.accept().await?;
+            // A connection over the limit waits in the listen backlog.
+            let slot = slots.clone().acquire_owned().await.expect("never closed");
+            let (socket, peer) = match listener.accept().await {
+                Ok(accepted) => {
+                    backoff.reset();
+                    accepted
+                }
+                Err(e) => {
+                    // Out of file descriptors or memory, or a connection
+                    // that died before it was accepted: the server stays.
+                    backoff.failed(&e).await?;
+                    continue;
+                }
+            };
             let db = db.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let options = ReplicateOptions {
                     live,
                     ..Default::default()
@@ -917,6 +941,60 @@ fn serve(dir: &Path, listen: &str, live: bool) -> CliResult {
             });
         }
     })
+}
+
+/// How the accept loop waits after a failed accept: longer each time the
+/// system is out of a resource (up to a second), saying so once per spell.
+#[derive(Default)]
+struct Backoff {
+    delay: std::time::Duration,
+    told: bool,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        if self.told {
+            eprintln!("accepting connections again");
+        }
+        *self = Backoff::default();
+    }
+
+    /// Waits before the next accept; an error that no wait can cure ends
+    /// the server.
+    async fn failed(&mut self, e: &io::Error) -> Result<(), Failure> {
+        use io::ErrorKind::*;
+        let exhausted = matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)); // ENFILE, EMFILE, ENOBUFS, ENOMEM
+        let transient = matches!(
+            e.kind(),
+            ConnectionAborted
+                | ConnectionReset
+                | ConnectionRefused
+                | Interrupted
+                | WouldBlock
+                | TimedOut
+        );
+        if !exhausted && !transient {
+            return Err(Failure {
+                code: 3,
+                message: format!("cannot accept connections: {e}"),
+                hint: None,
+            });
+        }
+        if exhausted {
+            if !self.told {
+                eprintln!(
+                    "cannot accept more connections for now ({e}); serving the open ones and retrying"
+                );
+                self.told = true;
+            }
+            self.delay = (self.delay * 2).clamp(
+                std::time::Duration::from_millis(10),
+                std::time::Duration::from_secs(1),
+            );
+            tokio::time::sleep(self.delay).await;
+        }
+        Ok(())
+    }
 }
 
 fn sync(dir: &Path, addr: &str, live: bool) -> CliResult {

@@ -97,6 +97,12 @@ impl DbReader {
                     hex::encode(key)
                 ))
             })?;
+            if !self.included(writer) {
+                return Err(Error::Invalid(format!(
+                    "writer {} is not authorized here (sync first, so this replica learns the authorization)",
+                    hex::encode(key)
+                )));
+            }
             let node = self.node(writer, seq)?.ok_or_else(|| {
                 Error::Invalid(format!(
                     "this replica does not hold entry {seq} of writer {} (sync first)",
@@ -159,7 +165,8 @@ impl<'a> History<'a> {
 
     fn start(&mut self) -> Result<()> {
         for i in 0..self.nodes.len() {
-            if self.end[i] > 1 {
+            // Writes count only from the writers `get` counts.
+            if self.end[i] > 1 && self.db.included(i) {
                 let seq = if self.reverse { self.end[i] - 1 } else { 1 };
                 self.nodes[i] = self.db.node(i, seq)?;
             }
@@ -249,7 +256,7 @@ impl<'a> KeyHistory<'a> {
         for node in &nodes {
             for (writer, &seen) in node.clock.iter().enumerate() {
                 let seq = if writer == node.feed { node.seq } else { seen };
-                if seq > 1 {
+                if seq > 1 && self.db.included(writer) {
                     if let Some(head) = self.db.node(writer, seq - 1)? {
                         next.push(head);
                     }

@@ -13,12 +13,11 @@
 //! feed's public key and that side's nonce. Both sides must open the same
 //! feed first, so only peers that know the key can read the stream.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use crate::messages::{Feed, Handshake, Message};
 use crate::xsalsa::XSalsa20;
 use bytes::{Bytes, BytesMut};
-use hypercore_feed::cache::KeyMap;
 use hypercore_feed::varint;
 use prost::Message as _;
 
@@ -137,7 +136,10 @@ pub struct Protocol {
     remote_nonce: Option<[u8; 24]>,
     remote_discovery_key: Option<[u8; 32]>,
     remote_handshake: Option<Handshake>,
-    channels: KeyMap<Channel>,
+    /// Channels by discovery key. The remote chooses keys, so the map uses
+    /// std's keyed (randomly seeded) hash, and holds at most one
+    /// remote-only channel per remote channel id.
+    channels: HashMap<[u8; 32], Channel>,
     local_channels: Vec<Option<[u8; 32]>>,
     remote_channels: Vec<Option<[u8; 32]>>,
     /// Received bytes not parsed yet (decrypted, except while waiting for
@@ -179,7 +181,7 @@ impl Protocol {
             remote_nonce: None,
             remote_discovery_key: None,
             remote_handshake: None,
-            channels: KeyMap::default(),
+            channels: HashMap::new(),
             local_channels: Vec::new(),
             remote_channels: Vec::new(),
             input: BytesMut::new(),
@@ -216,6 +218,16 @@ impl Protocol {
         self.channels
             .get(discovery_key)
             .is_some_and(|c| c.remote_opened)
+    }
+
+    /// Number of feeds the peer opened that we have not: each holds up to
+    /// 16 of its messages until we do. There is at most one for each
+    /// channel id the peer may use, however often it reuses them.
+    pub fn remote_only_channels(&self) -> usize {
+        self.channels
+            .values()
+            .filter(|c| c.remote_opened && c.local_id.is_none())
+            .count()
     }
 
     /// Number of channels we have open.
@@ -579,7 +591,17 @@ impl Protocol {
         if self.remote_channels.len() <= index {
             self.remote_channels.resize(index + 1, None);
         }
-        self.remote_channels[index] = Some(dk);
+        if let Some(old) = self.remote_channels[index].replace(dk) {
+            // The id now names another feed: what the old one buffered for
+            // a feed we never opened goes with it.
+            let unopened = self
+                .channels
+                .get(&old)
+                .is_some_and(|c| c.local_id.is_none());
+            if old != dk && unopened {
+                self.channels.remove(&old);
+            }
+        }
         self.channels.entry(dk).or_default().remote_opened = true;
         self.events.push_back(Event::RemoteOpened(dk));
         Ok(())

@@ -293,6 +293,32 @@ fn too_many_channels_are_refused() {
     ));
 }
 
+#[test]
+fn a_peer_reusing_a_channel_id_for_new_feeds_leaves_nothing_behind() {
+    let (mut a, mut b) = pair();
+    let shared = [30u8; 32];
+    a.open(&shared).unwrap();
+    b.open(&shared).unwrap();
+    let have = Message::Have(Have {
+        start: 0,
+        length: Some(1),
+        bitfield: None,
+        ack: None,
+    });
+    for i in 0..1_000u32 {
+        let mut key = [31u8; 32];
+        key[..4].copy_from_slice(&i.to_le_bytes());
+        let dk = a.open(&key).unwrap();
+        for _ in 0..16 {
+            a.send(&dk, &have);
+        }
+        a.close(&dk);
+        shuttle(&mut a, &mut b).unwrap();
+        while b.next_event().is_some() {}
+    }
+    assert_eq!(b.remote_only_channels(), 1, "only the feed the id names now");
+}
+
 proptest! {
     /// Garbage after a valid opening never panics.
     #[test]

@@ -12,9 +12,16 @@ struct Server(Child, String, std::sync::mpsc::Receiver<String>);
 
 impl Server {
     fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hyperdb"));
+        command
             .args(["serve", p(dir), "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(extra);
+        Server::spawn(command)
+    }
+
+    /// Runs `command`, a `hyperdb serve` on port 0.
+    fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -210,4 +217,37 @@ fn a_served_folder_refuses_a_second_writer_but_not_readers() {
     drop(server);
     ok(&hyperdb(&["put", p(&dir), "a", "2"]));
     assert_eq!(ok(&hyperdb(&["get", p(&dir), "a"])).trim(), "2");
+}
+
+/// With its file descriptors exhausted by idle connections, `serve` says so
+/// once, keeps serving, and accepts again once they close.
+#[test]
+fn serve_survives_running_out_of_file_descriptors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db1, db2) = (tmp.path().join("db1"), tmp.path().join("db2"));
+    ok(&hyperdb(&["init", p(&db1)]));
+    ok(&hyperdb(&["put", p(&db1), "a", "1"]));
+    let (key, _) = key_of(&db1);
+    ok(&hyperdb(&["init", p(&db2), "--key", &key]));
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        &format!(
+            "ulimit -n 64 && exec {} serve {} --listen 127.0.0.1:0",
+            env!("CARGO_BIN_EXE_hyperdb"),
+            p(&db1)
+        ),
+    ]);
+    let mut server = Server::spawn(command);
+    let idle: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(&server.1).unwrap())
+        .collect();
+    let line = server.stderr_line().expect("a word about the limit");
+    assert!(line.contains("Too many open files"), "{line}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(server.0.try_wait().unwrap().is_none(), "serve exited");
+    drop(idle);
+    let out = hyperdb(&["sync", p(&db2), &server.1]);
+    ok(&out);
+    assert_eq!(ok(&hyperdb(&["get", p(&db2), "a"])).trim(), "1");
 }

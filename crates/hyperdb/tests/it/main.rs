@@ -35,3 +35,4 @@ mod replicate;
 mod replicate_bad_input;
 mod replicate_interop;
 mod support;
+mod unauthorized;
