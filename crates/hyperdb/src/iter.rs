@@ -38,13 +38,23 @@ pub struct IterOptions {
 }
 
 enum Item {
-    Frame { pos: usize, nodes: Vec<Arc<Node>> },
-    Leaf(Vec<Arc<Node>>),
+    Frame {
+        pos: usize,
+        nodes: Vec<Arc<Node>>,
+    },
+    /// Nodes of one key; `lookup` when they are only some of its candidates
+    /// (a shallow listing stops above the end of the key's path), so its
+    /// values come from a lookup of the key, as `get` gives them.
+    Leaf {
+        nodes: Vec<Arc<Node>>,
+        lookup: bool,
+    },
 }
 
 /// A lazy iterator over `(key, current values)` pairs under a prefix.
 pub struct Iter<'a> {
     db: &'a mut DbReader,
+    heads: Vec<Arc<Node>>,
     stack: Vec<Item>,
     start: usize,
     options: IterOptions,
@@ -79,6 +89,7 @@ impl<'a> Iter<'a> {
         }
         Ok(Iter {
             db,
+            heads: heads.to_vec(),
             stack,
             start: path.len(),
             options,
@@ -89,8 +100,8 @@ impl<'a> Iter<'a> {
     fn advance(&mut self) -> Result<Option<(String, Vec<Arc<Node>>)>> {
         while let Some(item) = self.stack.pop() {
             let (pos, nodes) = match item {
-                Item::Leaf(nodes) => {
-                    if let Some(found) = self.leaf(nodes) {
+                Item::Leaf { nodes, lookup } => {
+                    if let Some(found) = self.leaf(nodes, lookup)? {
                         return Ok(Some(found));
                     }
                     continue;
@@ -105,7 +116,7 @@ impl<'a> Iter<'a> {
             let pos = next_branch(&nodes, pos).min(limit);
             if pos >= limit {
                 // Shallow: everything under this component counts as one.
-                self.push_leaves(nodes);
+                self.push_leaves(nodes, true);
                 continue;
             }
             let order = if self.options.reverse {
@@ -126,7 +137,7 @@ impl<'a> Iter<'a> {
                     continue;
                 }
                 if digit == TERMINATOR {
-                    self.push_leaves(next);
+                    self.push_leaves(next, false);
                 } else {
                     self.stack.push(Item::Frame {
                         pos: pos + 1,
@@ -140,31 +151,47 @@ impl<'a> Iter<'a> {
 
     /// Candidates with the same path, grouped by key (colliding keys in
     /// ascending order), pushed so they pop in order.
-    fn push_leaves(&mut self, nodes: Vec<Arc<Node>>) {
+    fn push_leaves(&mut self, nodes: Vec<Arc<Node>>, lookup: bool) {
         let mut groups: BTreeMap<String, Vec<Arc<Node>>> = BTreeMap::new();
         for node in nodes {
             groups.entry(node.key.clone()).or_default().push(node);
         }
-        for (_, group) in groups.into_iter().rev() {
-            self.stack.push(Item::Leaf(group));
+        for (_, nodes) in groups.into_iter().rev() {
+            self.stack.push(Item::Leaf { nodes, lookup });
         }
     }
 
-    fn leaf(&self, candidates: Vec<Arc<Node>>) -> Option<(String, Vec<Arc<Node>>)> {
-        let key = candidates.first()?.key.clone();
+    fn leaf(
+        &mut self,
+        candidates: Vec<Arc<Node>>,
+        lookup: bool,
+    ) -> Result<Option<(String, Vec<Arc<Node>>)>> {
+        let Some(key) = candidates.first().map(|n| n.key.clone()) else {
+            return Ok(None);
+        };
         if !key.starts_with(&self.prefix) || key.is_empty() {
-            return None;
+            return Ok(None);
         }
+        let candidates = if lookup {
+            // As the reference does, a key whose nodes here are all deletes
+            // is not listed; one that is, has the values `get` gives.
+            if !self.options.deletes && candidates.iter().all(|n| n.deleted) {
+                return Ok(None);
+            }
+            crate::get::candidates(self.db, &self.heads, &key)?
+        } else {
+            candidates
+        };
         let values = crate::get::latest(candidates, true);
         if !self.options.deletes && values.iter().all(|n| n.deleted) {
-            return None;
+            return Ok(None);
         }
         let values = if self.options.deletes {
             values
         } else {
             values.into_iter().filter(|n| !n.deleted).collect()
         };
-        Some((key, values))
+        Ok(Some((key, values)))
     }
 }
 

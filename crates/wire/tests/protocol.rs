@@ -316,7 +316,11 @@ fn a_peer_reusing_a_channel_id_for_new_feeds_leaves_nothing_behind() {
         shuttle(&mut a, &mut b).unwrap();
         while b.next_event().is_some() {}
     }
-    assert_eq!(b.remote_only_channels(), 1, "only the feed the id names now");
+    assert_eq!(
+        b.remote_only_channels(),
+        1,
+        "only the feed the id names now"
+    );
 }
 
 proptest! {

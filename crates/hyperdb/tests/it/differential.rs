@@ -155,6 +155,41 @@ fn compare(dir: &Path, versions: &[String]) {
             );
         }
     }
+    // Non-recursive listings: the reference's entries (less those it shows
+    // only because of stale values), each with exactly the values `get`
+    // gives.
+    for prefix in ["", "p1"] {
+        let shallow = IterOptions {
+            shallow: true,
+            ..Default::default()
+        };
+        let ours: Vec<(String, BTreeSet<String>)> = db
+            .iter(prefix, shallow)
+            .unwrap()
+            .map(|e| e.map(|(k, n)| (k, values(&n))).unwrap())
+            .collect();
+        let theirs: Vec<(String, BTreeSet<String>)> =
+            node("db-list.js", &[d, "--prefix", prefix, "--shallow"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["key"].as_str().unwrap().to_string(), js_set(&e["values"])))
+                .collect();
+        let what = format!("{d} {prefix:?} shallow");
+        let kept: Vec<&String> = theirs
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !db.get(k).unwrap().is_empty())
+            .collect();
+        assert_eq!(
+            ours.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            kept,
+            "{what}"
+        );
+        for (key, ours) in &ours {
+            assert_eq!(*ours, values(&db.get(key).unwrap()), "{what}: {key}");
+        }
+    }
     // Every diff against an earlier version of this replica: the same
     // pairs in the same order (keys the reference reports only because of
     // stale values left out), each side's values within the reference's.
