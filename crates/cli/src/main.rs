@@ -279,6 +279,11 @@ enum Command {
         /// At most this many connections at once; more wait to be accepted
         #[arg(long, value_name = "N", default_value_t = 256)]
         max_connections: usize,
+        /// Memory all connections together may hold for their peers (unparsed
+        /// input, unsent answers), in MiB; past it, the connections holding
+        /// more than their share are dropped
+        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        memory_budget: usize,
     },
     /// Connect to a peer at ADDR and replicate with it
     ///
@@ -758,7 +763,14 @@ fn run(command: Command) -> CliResult {
             listen,
             live,
             max_connections,
-        } => return serve(&dir, &listen, live, max_connections.max(1)),
+            memory_budget,
+        } => {
+            let limits = Limits {
+                connections: max_connections.max(1),
+                budget: hyperdb::replicate::MemoryBudget::new(memory_budget.max(1) << 20),
+            };
+            return serve(&dir, &listen, live, limits);
+        }
         Command::Demo { dir } => return demo(dir),
         Command::Feeds { dir } => {
             let mut db = open_read(&dir)?;
@@ -888,7 +900,13 @@ fn print_summary(out: &mut impl Write, db: &DbReader, summary: &Summary) -> io::
     Ok(())
 }
 
-fn serve(dir: &Path, listen: &str, live: bool, max_connections: usize) -> CliResult {
+/// What `serve` allows all its connections together.
+struct Limits {
+    connections: usize,
+    budget: hyperdb::replicate::MemoryBudget,
+}
+
+fn serve(dir: &Path, listen: &str, live: bool, limits: Limits) -> CliResult {
     let db = Arc::new(Mutex::new(open(dir)?));
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -903,7 +921,7 @@ fn serve(dir: &Path, listen: &str, live: bool, max_connections: usize) -> CliRes
         writeln!(out, "listening on {addr}")?;
         out.flush()?;
         let terminal = io::stderr().is_terminal();
-        let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+        let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections));
         let mut backoff = Backoff::default();
         loop {
             // A connection over the limit waits in the listen backlog.
@@ -921,10 +939,12 @@ fn serve(dir: &Path, listen: &str, live: bool, max_connections: usize) -> CliRes
                 }
             };
             let db = db.clone();
+            let budget = limits.budget.clone();
             tokio::spawn(async move {
                 let _slot = slot;
                 let options = ReplicateOptions {
                     live,
+                    budget: Some(budget),
                     ..Default::default()
                 };
                 // A connection's error is always reported; what a good

@@ -12,6 +12,7 @@
 //! peer wants nothing more from it; a live one keeps exchanging new blocks
 //! until the stream closes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,6 +64,103 @@ pub type OnWrite = Arc<dyn Fn(&IncomingEntry) -> std::result::Result<(), String>
 /// A progress callback: (writer key, blocks received for it, its length).
 pub type OnProgress = Arc<dyn Fn(&[u8; 32], u64, u64) + Send + Sync>;
 
+/// Memory shared by replication sessions for what their peers make them
+/// hold: bytes received and not yet parsed (a frame may announce 8 MiB and
+/// then trickle in), answers waiting for a peer to read them, requests
+/// waiting to be answered. While the sessions together hold more than the
+/// limit, a session that holds more than its share (the limit divided
+/// among the sessions) ends with an error, so no peer, and no crowd of
+/// peers, can make a server hold more than about the limit.
+///
+/// ```
+/// use hyperdb::replicate::MemoryBudget;
+/// let budget = MemoryBudget::new(64 << 20); // shared by every connection of a server
+/// assert_eq!(budget.used(), 0);
+/// ```
+#[derive(Clone, Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: Arc<AtomicUsize>,
+    sessions: Arc<AtomicUsize>,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        MemoryBudget {
+            limit,
+            used: Arc::default(),
+            sessions: Arc::default(),
+        }
+    }
+
+    /// Bytes the sessions hold now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl Default for MemoryBudget {
+    /// 64 MiB.
+    fn default() -> Self {
+        MemoryBudget::new(64 << 20)
+    }
+}
+
+/// One session's part of a [`MemoryBudget`], given back when dropped.
+struct Share {
+    budget: MemoryBudget,
+    held: usize,
+}
+
+impl Share {
+    fn new(budget: MemoryBudget) -> Self {
+        budget.sessions.fetch_add(1, Ordering::Relaxed);
+        Share { budget, held: 0 }
+    }
+
+    /// This session's fair share of the budget.
+    fn fair(&self) -> usize {
+        self.budget.limit / self.budget.sessions.load(Ordering::Relaxed).max(1)
+    }
+
+    /// Records what the session holds: `for_peer` bytes the peer made it
+    /// hold, `unsent` bytes of its own answers (which the session keeps
+    /// under its share by deferring requests). An error when the budget is
+    /// spent and the peer holds more than this session's share.
+    fn hold(&mut self, for_peer: usize, unsent: usize) -> Result<()> {
+        let budget = &self.budget;
+        let held = for_peer + unsent;
+        if held >= self.held {
+            budget.used.fetch_add(held - self.held, Ordering::Relaxed);
+        } else {
+            budget.used.fetch_sub(self.held - held, Ordering::Relaxed);
+        }
+        self.held = held;
+        let share = self.fair();
+        if budget.used() > budget.limit && for_peer > share {
+            return Err(Error::Replication(format!(
+                "the peer made this session hold {for_peer} bytes, more than its share ({share}) \
+                 of the {}-byte memory budget of all sessions",
+                budget.limit
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
+        self.budget.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// How to replicate.
 #[derive(Clone)]
 pub struct ReplicateOptions {
@@ -75,6 +173,10 @@ pub struct ReplicateOptions {
     /// Called after every stored block with (writer key, blocks received for
     /// it so far, its length), for progress displays.
     pub on_progress: Option<OnProgress>,
+    /// The memory budget this session shares with others (a server gives
+    /// every connection the same one); `None` for a budget of its own of
+    /// the default size.
+    pub budget: Option<MemoryBudget>,
 }
 
 impl Default for ReplicateOptions {
@@ -84,6 +186,7 @@ impl Default for ReplicateOptions {
             timeout: Duration::from_secs(5),
             on_write: None,
             on_progress: None,
+            budget: None,
         }
     }
 }
@@ -150,8 +253,11 @@ pub struct Session {
     handshake: bool,
     error: Option<Error>,
     /// Requests not answered yet because the answers already waiting for
-    /// the peer reached [`MAX_BACKLOG`].
+    /// the peer reached the backlog limit.
     deferred: std::collections::VecDeque<([u8; 32], Request)>,
+    /// Answers waiting for the peer, in bytes, past which requests are
+    /// deferred: [`MAX_BACKLOG`], or less when a memory budget is tight.
+    backlog_limit: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -184,6 +290,7 @@ impl Session {
             handshake: false,
             error: None,
             deferred: Default::default(),
+            backlog_limit: MAX_BACKLOG,
         };
         db.discover()?;
         session.open_authorized(db)?;
@@ -220,6 +327,25 @@ impl Session {
         self.protocol.has_outgoing()
     }
 
+    /// Bytes the peer made this session hold: its unparsed input (a frame
+    /// still arriving) and its requests waiting to be answered.
+    pub fn held_for_peer(&self) -> usize {
+        let deferred = self.deferred.len() * std::mem::size_of::<([u8; 32], Request)>();
+        self.protocol.input_len() + deferred
+    }
+
+    /// Bytes of answers waiting for the peer to read them (at most about the
+    /// backlog limit).
+    pub fn unsent(&self) -> usize {
+        self.protocol.outgoing_len()
+    }
+
+    /// Answers waiting for the peer past which its further requests wait
+    /// (4 MiB unless lowered).
+    pub fn set_backlog_limit(&mut self, bytes: usize) {
+        self.backlog_limit = bytes;
+    }
+
     /// Whether requests wait for the peer to read what it asked for before.
     pub fn has_deferred(&self) -> bool {
         !self.deferred.is_empty()
@@ -228,7 +354,7 @@ impl Session {
     /// Answers requests held back while the peer was not reading, as far
     /// as the backlog allows.
     pub fn answer_deferred(&mut self, db: &mut Db) -> Result<()> {
-        while self.protocol.outgoing_len() < MAX_BACKLOG {
+        while self.protocol.outgoing_len() < self.backlog_limit {
             let Some((dk, request)) = self.deferred.pop_front() else {
                 break;
             };
@@ -506,7 +632,7 @@ impl Session {
                         "the peer asked for a byte offset, which hyperdb never does".into(),
                     ));
                 }
-                if self.deferred.is_empty() && self.protocol.outgoing_len() < MAX_BACKLOG {
+                if self.deferred.is_empty() && self.protocol.outgoing_len() < self.backlog_limit {
                     self.answer(db, dk, request)?;
                 } else if self.deferred.len() < MAX_DEFERRED {
                     self.deferred.push_back((*dk, request));
@@ -782,6 +908,7 @@ where
     let changes = db.lock().expect("db lock").changes();
     let live = options.live;
     let tick_every = options.timeout / 4;
+    let mut share = Share::new(options.budget.clone().unwrap_or_default());
     let mut session = Session::new(&mut db.lock().expect("db lock"), options)?;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
@@ -792,6 +919,9 @@ where
     let mut stalled_ticks = 0;
     let mut remote_closed = false;
     loop {
+        share.hold(session.held_for_peer(), session.unsent())?;
+        // Answers wait for the peer within this session's share.
+        session.set_backlog_limit(share.fair().clamp(64 << 10, MAX_BACKLOG));
         if remote_closed || (session.is_done() && !session.has_outgoing()) {
             break;
         }

@@ -388,6 +388,18 @@ impl Protocol {
         self.outgoing.len() - self.written
     }
 
+    /// How many bytes of the peer's this stream holds: what arrived and is
+    /// not parsed yet (a frame still arriving, up to 8 MiB), and the
+    /// messages buffered for feeds we have not opened, roughly.
+    pub fn input_len(&self) -> usize {
+        let buffered: usize = self
+            .channels
+            .values()
+            .map(|c| c.buffered.len() * std::mem::size_of::<Message>())
+            .sum();
+        self.input.len() + buffered
+    }
+
     /// The next thing the peer did.
     pub fn next_event(&mut self) -> Option<Event> {
         self.events.pop_front()

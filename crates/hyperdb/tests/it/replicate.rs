@@ -203,3 +203,48 @@ async fn two_writers_uploading_to_each_other_at_once_both_finish() {
         assert_eq!(values(db, "other/5999"), ["v".repeat(300)]);
     }
 }
+
+/// Fifty replicas syncing at once from one database, sharing one memory
+/// budget as a server's connections do, all converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_syncs_converge() {
+    let owner = memory(None);
+    {
+        let mut db = owner.lock().unwrap();
+        let ops = (0..1_000).map(|i| hyperdb::Op::Put {
+            key: format!("k{i}"),
+            value: format!("v{i}").into_bytes(),
+        });
+        db.write_all(ops, 100).unwrap();
+    }
+    let key = *owner.lock().unwrap().key();
+    let budget = hyperdb::replicate::MemoryBudget::new(8 << 20);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let replica = memory(Some(key));
+        let owner = owner.clone();
+        let budget = budget.clone();
+        tasks.push(tokio::spawn(async move {
+            let (a, b) = tokio::io::duplex(1 << 16);
+            let options = || ReplicateOptions {
+                budget: Some(budget.clone()),
+                ..Default::default()
+            };
+            let (served, synced) = tokio::join!(
+                replicate(owner, a, options()),
+                replicate(replica.clone(), b, options())
+            );
+            served.unwrap();
+            assert_eq!(synced.unwrap().total_received(), 1_001);
+            values(&replica, "k999")
+        }));
+    }
+    for task in tasks {
+        let got = tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("the syncs finish")
+            .unwrap();
+        assert_eq!(got, ["v999"]);
+    }
+    assert_eq!(budget.used(), 0);
+}

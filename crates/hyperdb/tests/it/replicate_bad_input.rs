@@ -399,3 +399,64 @@ async fn a_peer_that_asks_but_never_reads_is_given_up() {
     pinger.abort();
     assert_eq!(values(&owner, "k4"), ["v4"], "the database is intact");
 }
+
+/// Peers that each announce a large frame and send most of it, then trickle
+/// (a byte now and then, so they never time out), share one memory budget:
+/// the sessions over their share end with an error once the budget is
+/// spent, and what they hold together stays about the budget.
+#[tokio::test]
+async fn trickled_frames_stay_within_the_memory_budget() {
+    use hyperdb::replicate::MemoryBudget;
+    let owner = owner_with_entries();
+    let budget = MemoryBudget::new(4 << 20);
+    let frame = 2 << 20;
+    let mut sessions = Vec::new();
+    let mut peers = Vec::new();
+    for _ in 0..8 {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let options = ReplicateOptions {
+            budget: Some(budget.clone()),
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        };
+        sessions.push(tokio::spawn(replicate(owner.clone(), ours, options)));
+        peers.push(tokio::spawn(async move {
+            // A 2 MiB frame, all but its last byte.
+            let mut header = Vec::new();
+            hypercore_feed::varint::encode(frame as u64, &mut header);
+            theirs.write_all(&header).await?;
+            theirs.write_all(&vec![7u8; frame - 1]).await?;
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Nothing more of the frame; keep reading what we are sent.
+                let mut buf = [0u8; 4096];
+                if let Ok(Ok(0)) =
+                    tokio::time::timeout(Duration::from_millis(1), theirs.read(&mut buf)).await
+                {
+                    return Ok::<_, std::io::Error>(true);
+                }
+            }
+            Ok(false)
+        }));
+    }
+    let mut peak = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peak = peak.max(budget.used());
+    }
+    let mut ended = 0;
+    for session in sessions {
+        // The others end when their peers hang up.
+        let result = tokio::time::timeout(Duration::from_secs(10), session).await;
+        if let Ok(Ok(Err(e))) = result {
+            ended += usize::from(e.to_string().contains("memory budget"));
+        }
+    }
+    for peer in peers {
+        let _ = peer.await;
+    }
+    // Two frames of 2 MiB fit in 4 MiB: the others were turned away.
+    assert!(ended >= 5, "{ended} sessions ended");
+    assert!(peak <= (4 << 20) + frame + (1 << 16), "peak {peak}");
+    assert_eq!(budget.used(), 0, "every session gave its share back");
+}
