@@ -369,7 +369,10 @@ impl From<hyperdb::Error> for Failure {
             hyperdb::Error::AuthorizeDbKey(_) => {
                 Some("run `hyperdb info` on the other replica and authorize its local key".into())
             }
-            hyperdb::Error::Replication(m) if m.contains("another database") => Some(
+            hyperdb::Error::Replication(hyperdb::ReplicationError::Wire(
+                hyperdb::WireError::DifferentFeed(_),
+            ))
+            | hyperdb::Error::Replication(hyperdb::ReplicationError::NoHandshake) => Some(
                 "check the address: the peer there replicates a different db key (see `hyperdb info`)".into(),
             ),
             hyperdb::Error::Locked(_) => Some(

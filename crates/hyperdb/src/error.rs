@@ -70,10 +70,85 @@ pub enum Error {
     /// Replication with a peer failed; the database keeps what was verified
     /// and stored before the failure.
     #[error("replication failed: {0}")]
-    Replication(String),
+    Replication(#[from] ReplicationError),
     /// An argument is invalid.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Why a replication session ended with an error. In every case the
+/// database keeps what was verified and stored before, and a later sync
+/// continues from there.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// The stream broke the wire protocol, timed out, or serves another
+    /// database ([`WireError::DifferentFeed`](hypercore_wire::WireError)).
+    #[error(transparent)]
+    Wire(#[from] hypercore_wire::WireError),
+    /// Reading or writing the connection failed.
+    #[error("connection failed: {0}")]
+    Connection(#[source] io::Error),
+    /// The peer closed the connection before its handshake.
+    #[error(
+        "the peer closed the connection before its handshake: it does not serve this database"
+    )]
+    NoHandshake,
+    /// A block did not verify against its proof; nothing was stored.
+    #[error("the peer sent data that does not verify: {0}")]
+    Unverified(#[source] hypercore_feed::Error),
+    /// A message that hyperdb never sends, or that does not make sense.
+    #[error("the peer sent {0}")]
+    BadMessage(String),
+    /// An entry that does not decode, shown to the `on_write` hook.
+    #[error("entry {seq} of feed {feed} does not decode: {reason}")]
+    BadEntry {
+        /// Feed key, hex.
+        feed: String,
+        /// The entry.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The `on_write` hook refused an entry.
+    #[error("entry {seq} of feed {feed} was refused: {reason}")]
+    Refused {
+        /// Feed key, hex.
+        feed: String,
+        /// The entry.
+        seq: u64,
+        /// The hook's reason.
+        reason: String,
+    },
+    /// The peer did not answer a request in time.
+    #[error("the peer did not answer a request for block {index} of feed {feed}")]
+    Unanswered {
+        /// Feed key, hex.
+        feed: String,
+        /// The block.
+        index: u64,
+    },
+    /// The peer stopped reading what it is sent.
+    #[error("the peer stopped reading: {unsent} bytes could not be sent for {waited:?}")]
+    NotReading {
+        /// Bytes waiting.
+        unsent: usize,
+        /// For how long.
+        waited: std::time::Duration,
+    },
+    /// The peer asked for more than it reads.
+    #[error("the peer asked for more than {0} blocks without reading the answers")]
+    TooManyRequests(usize),
+    /// The peer made the session hold more than its share of the memory
+    /// budget of all sessions.
+    #[error("the peer made this session hold {held} bytes, more than its share ({share}) of the {limit}-byte memory budget of all sessions")]
+    OverBudget {
+        /// Bytes held for the peer.
+        held: usize,
+        /// This session's share.
+        share: usize,
+        /// The budget.
+        limit: usize,
+    },
 }
 
 /// Result of database operations.

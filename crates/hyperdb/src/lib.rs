@@ -44,10 +44,11 @@ mod write;
 
 pub use db::{DbReader, FeedReader, GetOptions, Op, OpenOptions, WriterInfo};
 pub use diff::{Change, Watch};
-pub use error::{Error, Result};
+pub use error::{Error, ReplicationError, Result};
 pub use history::{Checkout, History, KeyHistory};
 pub use hypercore_feed::fault;
 pub use hypercore_feed::{Durability, Recovery};
+pub use hypercore_wire::WireError;
 pub use iter::{Iter, IterOptions};
 pub use lock::LOCK_FILE;
 pub use node::Node;

@@ -22,7 +22,7 @@ use hypercore_wire::messages::{Data, DataNode, Have, Info, Request, Want};
 use hypercore_wire::{Event, Message, Protocol, ProtocolOptions, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ReplicationError, Result};
 use crate::messages::InflatedEntry;
 use crate::write::Db;
 
@@ -144,11 +144,12 @@ impl Share {
         self.held = held;
         let share = self.fair();
         if budget.used() > budget.limit && for_peer > share {
-            return Err(Error::Replication(format!(
-                "the peer made this session hold {for_peer} bytes, more than its share ({share}) \
-                 of the {}-byte memory budget of all sessions",
-                budget.limit
-            )));
+            return Err(ReplicationError::OverBudget {
+                held: for_peer,
+                share,
+                limit: budget.limit,
+            }
+            .into());
         }
         Ok(())
     }
@@ -270,7 +271,7 @@ impl std::fmt::Debug for Session {
 }
 
 fn wire(e: WireError) -> Error {
-    Error::Replication(e.to_string())
+    ReplicationError::Wire(e).into()
 }
 
 impl Session {
@@ -459,11 +460,11 @@ impl Session {
             if let Some(first) = peer.inflight.front_mut() {
                 first.1 += 1;
                 if first.1 > REQUEST_TICKS {
-                    return Err(Error::Replication(format!(
-                        "the peer did not answer a request for block {} of feed {}",
-                        first.0,
-                        hex::encode(peer.key)
-                    )));
+                    return Err(ReplicationError::Unanswered {
+                        feed: hex::encode(peer.key),
+                        index: first.0,
+                    }
+                    .into());
                 }
             }
         }
@@ -589,7 +590,7 @@ impl Session {
                     let limit =
                         (have.length.unwrap_or(WANT_LENGTH).min(WANT_LENGTH * 64) / 8) as usize;
                     let bytes = hypercore_feed::rle::decode(&bits, limit.max(1)).map_err(|e| {
-                        Error::Replication(format!("the peer sent a bad Have bitfield: {e}"))
+                        ReplicationError::BadMessage(format!("a bad Have bitfield: {e}"))
                     })?;
                     for (i, byte) in bytes.iter().enumerate() {
                         for bit in 0..8 {
@@ -628,18 +629,17 @@ impl Session {
             Message::Request(request) => {
                 peer.idle_ticks = 0;
                 if request.bytes.unwrap_or(0) != 0 {
-                    return Err(Error::Replication(
-                        "the peer asked for a byte offset, which hyperdb never does".into(),
-                    ));
+                    return Err(ReplicationError::BadMessage(
+                        "a request for a byte offset, which hyperdb never makes".into(),
+                    )
+                    .into());
                 }
                 if self.deferred.is_empty() && self.protocol.outgoing_len() < self.backlog_limit {
                     self.answer(db, dk, request)?;
                 } else if self.deferred.len() < MAX_DEFERRED {
                     self.deferred.push_back((*dk, request));
                 } else {
-                    return Err(Error::Replication(format!(
-                        "the peer asked for more than {MAX_DEFERRED} blocks without reading the answers"
-                    )));
+                    return Err(ReplicationError::TooManyRequests(MAX_DEFERRED).into());
                 }
             }
             Message::Data(data) => {
@@ -657,25 +657,25 @@ impl Session {
                 let Some(value) = data.value else {
                     return Ok(false);
                 };
-                let proof = proof_from(&data.nodes, data.signature.as_deref())
-                    .map_err(|reason| Error::Replication(format!("bad Data message: {reason}")))?;
+                let proof =
+                    proof_from(&data.nodes, data.signature.as_deref()).map_err(|reason| {
+                        ReplicationError::BadMessage(format!("a bad Data message: {reason}"))
+                    })?;
                 let feed = db.feed_by_key(&key).expect("known feed");
                 if feed.has(data.index) {
                     return Ok(false);
                 }
                 let write = feed
                     .verify_block(data.index, Some(&value), &proof)
-                    .map_err(|e| {
-                        Error::Replication(format!("the peer sent data that does not verify: {e}"))
-                    })?;
+                    .map_err(ReplicationError::Unverified)?;
                 let is_writer = db.writer_index(&key).is_some();
                 if let (Some(hook), true) = (&self.options.on_write, data.index > 0 && is_writer) {
                     let entry = crate::messages::decode_entry(&value).map_err(|e| {
-                        Error::Replication(format!(
-                            "entry {} of feed {} does not decode: {e}",
-                            data.index,
-                            hex::encode(key)
-                        ))
+                        ReplicationError::BadEntry {
+                            feed: hex::encode(key),
+                            seq: data.index,
+                            reason: e.to_string(),
+                        }
                     })?;
                     let incoming = IncomingEntry {
                         feed: key,
@@ -683,12 +683,10 @@ impl Session {
                         entry,
                         peer: self.protocol.remote_handshake().and_then(|h| h.id.clone()),
                     };
-                    hook(&incoming).map_err(|reason| {
-                        Error::Replication(format!(
-                            "entry {} of feed {} was refused: {reason}",
-                            data.index,
-                            hex::encode(key)
-                        ))
+                    hook(&incoming).map_err(|reason| ReplicationError::Refused {
+                        feed: hex::encode(key),
+                        seq: data.index,
+                        reason,
                     })?;
                 }
                 let feed = db.feed_by_key(&key).expect("known feed");
@@ -935,11 +933,11 @@ where
                 if pending {
                     stalled_ticks += 1;
                     if stalled_ticks > 4 {
-                        return Err(Error::Replication(format!(
-                            "the peer stopped reading: {} bytes could not be sent for {:?}",
-                            session.outgoing().len(),
-                            tick_every * 4
-                        )));
+                        return Err(ReplicationError::NotReading {
+                            unsent: session.outgoing().len(),
+                            waited: tick_every * 4,
+                        }
+                        .into());
                     }
                 }
                 let mut db = db.lock().expect("db lock");
@@ -985,10 +983,7 @@ where
         .await;
     }
     if !summary.connected {
-        return Err(Error::Replication(
-            "the peer closed the connection before its handshake: it does not serve this database"
-                .into(),
-        ));
+        return Err(ReplicationError::NoHandshake.into());
     }
     Ok(summary)
 }
@@ -1007,5 +1002,5 @@ async fn write_some<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std:
 }
 
 fn io_error(e: std::io::Error) -> Error {
-    Error::Replication(format!("connection failed: {e}"))
+    ReplicationError::Connection(e).into()
 }
