@@ -743,7 +743,7 @@ impl Session {
             &Message::Data(Data {
                 index: request.index,
                 value,
-                nodes: proof.nodes.into_iter().map(DataNode::from).collect(),
+                nodes: proof.nodes.into_iter().map(data_node).collect(),
                 signature: proof.signature.map(|s| bytes::Bytes::copy_from_slice(&s)),
             }),
         );
@@ -880,8 +880,24 @@ fn feed_keys(db: &Db, authorized_only: bool) -> Vec<[u8; 32]> {
         .collect()
 }
 
+/// A tree node as a Data message carries it.
+fn data_node(node: TreeNode) -> DataNode {
+    DataNode {
+        index: node.index,
+        hash: node.hash,
+        size: node.size,
+    }
+}
+
 fn proof_from(nodes: &[DataNode], signature: Option<&[u8]>) -> std::result::Result<Proof, String> {
-    let nodes = nodes.iter().map(|&n| TreeNode::from(n)).collect();
+    let nodes = nodes
+        .iter()
+        .map(|n| TreeNode {
+            index: n.index,
+            hash: n.hash,
+            size: n.size,
+        })
+        .collect();
     let signature = match signature {
         None => None,
         Some(s) => Some(

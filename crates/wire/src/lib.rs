@@ -20,10 +20,13 @@
 //! assert!(saw_want);
 //! ```
 
+mod discovery;
 pub mod messages;
 mod protocol;
+pub mod varint;
 mod xsalsa;
 
+pub use discovery::discovery_key;
 pub use messages::Message;
 pub use protocol::{Event, Protocol, ProtocolOptions, WireError, MAX_FRAME};
 pub use xsalsa::XSalsa20;

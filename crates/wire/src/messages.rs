@@ -145,26 +145,6 @@ pub struct DataNode {
     pub size: u64,
 }
 
-impl From<hypercore_feed::Node> for DataNode {
-    fn from(node: hypercore_feed::Node) -> Self {
-        DataNode {
-            index: node.index,
-            hash: node.hash,
-            size: node.size,
-        }
-    }
-}
-
-impl From<DataNode> for hypercore_feed::Node {
-    fn from(node: DataNode) -> Self {
-        hypercore_feed::Node {
-            index: node.index,
-            hash: node.hash,
-            size: node.size,
-        }
-    }
-}
-
 impl prost::Message for DataNode {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         encoding::uint64::encode(1, &self.index, buf);
@@ -346,7 +326,7 @@ impl Message {
             Message::Cancel(m) => m.encoded_len(),
             Message::Data(m) => m.encoded_len(),
             Message::Extension { id, payload } => {
-                hypercore_feed::varint::encoding_length(*id) + payload.len()
+                crate::varint::encoding_length(*id) + payload.len()
             }
         }
     }
@@ -364,7 +344,7 @@ impl Message {
             Message::Cancel(m) => m.encode(out),
             Message::Data(m) => m.encode(out),
             Message::Extension { id, payload } => {
-                hypercore_feed::varint::encode(*id, out);
+                crate::varint::encode(*id, out);
                 out.extend_from_slice(payload);
                 Ok(())
             }
@@ -385,7 +365,7 @@ impl Message {
             7 => Request::decode(body).map(Message::Request),
             8 => Cancel::decode(body).map(Message::Cancel),
             9 => Data::decode(body).map(Message::Data),
-            15 => match hypercore_feed::varint::decode(&body) {
+            15 => match crate::varint::decode(&body) {
                 Some((id, used)) => Ok(Message::Extension {
                     id,
                     payload: body[used..].to_vec(),

@@ -16,9 +16,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::messages::{Feed, Handshake, Message};
+use crate::varint;
 use crate::xsalsa::XSalsa20;
 use bytes::{Bytes, BytesMut};
-use hypercore_feed::varint;
 use prost::Message as _;
 
 /// Largest frame accepted, as hypercore-protocol 6 (8 MiB).
@@ -239,7 +239,7 @@ impl Protocol {
     /// opened keys the stream's encryption and sends the handshake.
     pub fn open(&mut self, key: &[u8; 32]) -> Result<[u8; 32], WireError> {
         self.check()?;
-        let dk = hypercore_feed::crypto::discovery_key(key);
+        let dk = crate::discovery_key(key);
         if self.is_open(&dk) {
             return Ok(dk);
         }

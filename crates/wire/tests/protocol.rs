@@ -46,7 +46,7 @@ fn handshake_channels_and_messages_flow_both_ways() {
         .iter()
         .any(|e| matches!(e, Event::Handshake(h) if h.live == Some(false))));
     assert!(got.contains(&Event::RemoteOpened(dk)));
-    assert!(b.remote_opened(&hypercore_feed::crypto::discovery_key(&other)));
+    assert!(b.remote_opened(&hypercore_wire::discovery_key(&other)));
     assert!(a.remote_handshake().is_some());
 
     let data = Message::Data(Data {
@@ -85,7 +85,7 @@ fn everything_after_the_first_feed_message_is_encrypted() {
     let (mut a, _) = pair();
     a.open(&[3u8; 32]).unwrap();
     a.send(
-        &hypercore_feed::crypto::discovery_key(&[3u8; 32]),
+        &hypercore_wire::discovery_key(&[3u8; 32]),
         &Message::Request(Request {
             index: 0,
             bytes: None,
@@ -94,7 +94,7 @@ fn everything_after_the_first_feed_message_is_encrypted() {
         }),
     );
     let bytes = a.take_outgoing();
-    let dk = hypercore_feed::crypto::discovery_key(&[3u8; 32]);
+    let dk = hypercore_wire::discovery_key(&[3u8; 32]);
     // The discovery key is in the clear (first message) ...
     assert!(bytes.windows(32).any(|w| w == dk));
     // ... the handshake's id is not.
@@ -223,7 +223,7 @@ fn an_oversized_frame_is_refused() {
     let (_, mut b) = pair();
     b.open(&[9u8; 32]).unwrap();
     let mut bytes = vec![];
-    hypercore_feed::varint::encode(9 * 1024 * 1024, &mut bytes);
+    hypercore_wire::varint::encode(9 * 1024 * 1024, &mut bytes);
     assert!(matches!(
         b.receive(&bytes),
         Err(WireError::FrameTooLarge(_))

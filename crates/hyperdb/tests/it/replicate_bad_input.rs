@@ -135,7 +135,15 @@ fn proof_data(owner: &Arc<Mutex<Db>>, index: u64) -> Data {
     Data {
         index,
         value: Some(feed.get(index).unwrap().into()),
-        nodes: proof.nodes.into_iter().map(DataNode::from).collect(),
+        nodes: proof
+            .nodes
+            .into_iter()
+            .map(|n| DataNode {
+                index: n.index,
+                hash: n.hash,
+                size: n.size,
+            })
+            .collect(),
         signature: proof.signature.map(|s| s.to_vec().into()),
     }
 }
