@@ -56,12 +56,48 @@ impl Checkout<'_> {
 
 fn encode_version(db: &DbReader, heads: &[Arc<Node>]) -> Vec<u8> {
     let writers = db.writers();
-    let mut out = Vec::new();
-    for head in heads {
-        out.extend_from_slice(&writers[head.feed].key);
-        varint::encode(head.seq, &mut out);
+    let heads: Vec<([u8; 32], u64)> = heads.iter().map(|h| (writers[h.feed].key, h.seq)).collect();
+    version_bytes(&heads)
+}
+
+/// A version's bytes: for each head, its writer's key and its seq as a
+/// varint, as hyperdb 3.5.0 encodes them.
+///
+/// ```
+/// let heads = [([1; 32], 5), ([2; 32], 300)];
+/// let bytes = hyperdb::version_bytes(&heads);
+/// assert_eq!(bytes.len(), 32 + 1 + 32 + 2);
+/// assert_eq!(hyperdb::parse_version(&bytes).unwrap(), heads);
+/// ```
+pub fn version_bytes(heads: &[([u8; 32], u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(heads.len() * 34);
+    for (key, seq) in heads {
+        out.extend_from_slice(key);
+        varint::encode(*seq, &mut out);
     }
     out
+}
+
+/// The heads a version names, as (writer key, seq): the inverse of
+/// [`version_bytes`]. An error for bytes that are not a version.
+pub fn parse_version(version: &[u8]) -> Result<Vec<([u8; 32], u64)>> {
+    let bad = || {
+        Error::Invalid(
+            "invalid version: expected 32-byte keys each followed by a varint seq".into(),
+        )
+    };
+    let mut heads = Vec::new();
+    let mut rest = version;
+    while !rest.is_empty() {
+        if rest.len() < 33 {
+            return Err(bad());
+        }
+        let key: [u8; 32] = rest[..32].try_into().expect("32 bytes");
+        let (seq, used) = varint::decode(&rest[32..]).ok_or_else(bad)?;
+        rest = &rest[32 + used..];
+        heads.push((key, seq));
+    }
+    Ok(heads)
 }
 
 impl DbReader {
@@ -78,19 +114,7 @@ impl DbReader {
     pub fn checkout(&mut self, version: &[u8]) -> Result<Checkout<'_>> {
         self.discover()?;
         let mut heads = Vec::new();
-        let mut rest = version;
-        while !rest.is_empty() {
-            let bad = || {
-                Error::Invalid(
-                    "invalid version: expected 32-byte keys each followed by a varint seq".into(),
-                )
-            };
-            if rest.len() < 33 {
-                return Err(bad());
-            }
-            let key: [u8; 32] = rest[..32].try_into().expect("32 bytes");
-            let (seq, used) = varint::decode(&rest[32..]).ok_or_else(bad)?;
-            rest = &rest[32 + used..];
+        for (key, seq) in parse_version(version)? {
             let writer = self.writer_index(&key).ok_or_else(|| {
                 Error::Invalid(format!(
                     "invalid version: no writer {} here",

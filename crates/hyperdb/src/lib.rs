@@ -45,7 +45,7 @@ mod write;
 pub use db::{DbReader, FeedReader, GetOptions, Op, OpenOptions, WriterInfo};
 pub use diff::{Change, Watch};
 pub use error::{Error, ReplicationError, Result};
-pub use history::{Checkout, History, KeyHistory};
+pub use history::{parse_version, version_bytes, Checkout, History, KeyHistory};
 pub use hypercore_feed::fault;
 pub use hypercore_feed::{Durability, Recovery};
 pub use hypercore_wire::WireError;

@@ -150,6 +150,18 @@ fn opening_a_missing_database_without_create_says_how_to_make_one() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
+    /// Any bytes as a version: parsed or refused, never a panic; and what
+    /// is encoded parses back.
+    #[test]
+    fn versions_parse_or_are_refused(
+        garbage in proptest::collection::vec(any::<u8>(), 0..200),
+        heads in proptest::collection::vec((any::<[u8; 32]>(), any::<u64>()), 0..5),
+    ) {
+        let _ = hyperdb::parse_version(&garbage);
+        let bytes = hyperdb::version_bytes(&heads);
+        prop_assert_eq!(hyperdb::parse_version(&bytes).unwrap(), heads);
+    }
+
     /// Any bytes appended as an entry: reads answer or error, never panic.
     #[test]
     fn garbage_entries_never_panic(garbage in proptest::collection::vec(any::<u8>(), 0..200)) {
