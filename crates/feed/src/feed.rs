@@ -281,7 +281,7 @@ pub struct Feed {
     /// memory, so no more writes are made until the feed is reopened.
     pub(crate) poisoned: bool,
     /// Blocks were committed since the last flush.
-    pub(crate) unsynced: bool,
+    pub(crate) unflushed: bool,
     /// Blocks were flushed without the sync their durability asks for.
     pub(crate) needs_sync: bool,
     /// What opening repaired, if anything.
@@ -462,7 +462,7 @@ impl Feed {
             read_only,
             durability: options.durability,
             poisoned: false,
-            unsynced: false,
+            unflushed: false,
             needs_sync: false,
             recovery: None,
         };
@@ -943,7 +943,7 @@ impl Feed {
             }
             Ok(())
         })?;
-        self.unsynced = true;
+        self.unflushed = true;
         for node in nodes {
             tree_index::set(&mut self.bitfield, node.index);
         }
@@ -999,27 +999,38 @@ impl Feed {
         if let Some(node) = self.nodes.get_cloned(&index) {
             return Ok(node);
         }
-        let mut buf = [0u8; NODE_SIZE as usize];
-        match self
-            .tree
-            .read_into(HEADER_SIZE + index * NODE_SIZE, &mut buf)
-        {
-            Ok(()) => {}
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(self
-                    .tree
-                    .corrupt(format!("node {index} is missing: the file is truncated")))
-            }
-            Err(e) => return Err(e),
+        let Some(node) = self.stored_node(index)? else {
+            let past_end = index
+                .checked_add(1)
+                .and_then(|n| n.checked_mul(NODE_SIZE))
+                .is_none_or(|end| HEADER_SIZE + end > self.tree.len());
+            let reason = if past_end {
+                format!("node {index} is missing: the file is truncated")
+            } else {
+                format!("node {index} is missing (blank)")
+            };
+            return Err(self.tree.corrupt(reason));
         };
-        let node = decode_node(index, &buf);
-        if node.size == 0 && node.hash == [0; 32] {
-            return Err(self
-                .tree
-                .corrupt(format!("node {index} is missing (blank)")));
-        }
         self.nodes.insert(index, node);
         Ok(node)
+    }
+
+    /// Tree node `index` as the file holds it, whatever the bitfield says:
+    /// `None` when it is past the end of the file or blank.
+    pub(crate) fn stored_node(&mut self, index: u64) -> Result<Option<Node>> {
+        let Some(offset) = index
+            .checked_mul(NODE_SIZE)
+            .and_then(|o| o.checked_add(HEADER_SIZE))
+        else {
+            return Ok(None);
+        };
+        if offset.saturating_add(NODE_SIZE) > self.tree.len() {
+            return Ok(None);
+        }
+        let mut buf = [0u8; NODE_SIZE as usize];
+        self.tree.read_into(offset, &mut buf)?;
+        let node = decode_node(index, &buf);
+        Ok((node.size != 0 || node.hash != [0; 32]).then_some(node))
     }
 
     pub(crate) fn write_node(&mut self, node: &Node) -> Result<()> {
@@ -1081,7 +1092,7 @@ impl Feed {
     /// mode) rather than after every batch: blocks a power cut loses are
     /// fetched again, and no signature of this feed's writer is at stake.
     pub fn flush_unsynced(&mut self) -> Result<()> {
-        let was = self.unsynced;
+        let was = self.unflushed;
         self.write_out(false)?;
         self.needs_sync |= was;
         Ok(())
@@ -1094,14 +1105,17 @@ impl Feed {
             return Ok(());
         }
         self.check_writes()?;
-        self.guard(|feed| {
-            feed.data.sync_all()?;
-            feed.tree.sync_all()?;
-            feed.signatures.sync_all()?;
-            feed.bitfield_file.sync_all()
-        })?;
+        self.guard(Feed::sync_files)?;
         self.needs_sync = false;
         Ok(())
+    }
+
+    /// Syncs the blocks and nodes, then the signatures and the bitfield.
+    fn sync_files(&mut self) -> Result<()> {
+        self.data.sync_all()?;
+        self.tree.sync_all()?;
+        self.signatures.sync_all()?;
+        self.bitfield_file.sync_all()
     }
 
     fn write_out(&mut self, sync: bool) -> Result<()> {
@@ -1110,14 +1124,14 @@ impl Feed {
             self.bitfield.take_dirty_pages();
             return Ok(());
         }
-        if !self.unsynced && !self.bitfield.has_dirty_pages() {
+        if !self.unflushed && !self.bitfield.has_dirty_pages() {
             return Ok(());
         }
         self.check_writes()?;
         self.guard(|feed| {
             feed.data.flush()?;
             feed.tree.flush()?;
-            let sync = sync && feed.unsynced;
+            let sync = sync && feed.unflushed;
             if sync {
                 feed.data.sync_all()?;
                 feed.tree.sync_all()?;
@@ -1126,7 +1140,7 @@ impl Feed {
             if sync {
                 feed.signatures.sync_all()?;
             }
-            feed.unsynced = false;
+            feed.unflushed = false;
             feed.write_bitfield()
         })
     }
@@ -1143,17 +1157,13 @@ impl Feed {
         if self.read_only {
             return Ok(());
         }
-        self.flush()?;
-        for file in [
-            &mut self.key_file,
-            &mut self.secret_file,
-            &mut self.tree,
-            &mut self.data,
-            &mut self.bitfield_file,
-            &mut self.signatures,
-        ] {
-            file.sync_all()?;
-        }
+        self.write_out(false)?;
+        self.check_writes()?;
+        self.guard(|feed| {
+            feed.key_file.sync_all()?;
+            feed.secret_file.sync_all()?;
+            feed.sync_files()
+        })?;
         self.needs_sync = false;
         Ok(())
     }

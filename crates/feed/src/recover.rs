@@ -27,6 +27,8 @@
 //! for writing fails with an error naming the file instead (a read-only
 //! open shows what remains).
 
+use std::collections::BTreeMap;
+
 use crate::bitfield::{Bitfield, Bits};
 use crate::crypto;
 use crate::feed::{Feed, Node, Result};
@@ -131,38 +133,14 @@ impl Feed {
         if length == 0 {
             return Ok(Some(Vec::new()));
         }
-        let Some(signature) = self.read_signature(length - 1)? else {
-            return Ok(None);
+        let mut marked = |feed: &mut Feed, index: u64| match Bits::get(&feed.bitfield, index) {
+            true => feed.stored_node(index),
+            false => Ok(None),
         };
-        let mut roots = Vec::new();
-        for index in flat::full_roots(2 * length) {
-            if !Bits::get(&self.bitfield, index) {
-                return Ok(None);
-            }
-            match self.stored_node(index)? {
-                Some(node) => roots.push(node),
-                None => return Ok(None),
-            }
+        match self.slot(length - 1, &mut marked)? {
+            Slot::Signed(roots) => Ok(Some(roots)),
+            _ => Ok(None),
         }
-        let ok = crypto::verify(&self.key, &crypto::tree_hash(&roots), &signature);
-        Ok(ok.then_some(roots))
-    }
-
-    /// Tree node `index` as the file holds it, whatever the bitfield says:
-    /// `None` when it is past the end of the file or blank.
-    pub(crate) fn stored_node(&mut self, index: u64) -> Result<Option<Node>> {
-        let Some(offset) = index
-            .checked_mul(NODE_SIZE)
-            .and_then(|o| o.checked_add(HEADER_SIZE))
-        else {
-            return Ok(None);
-        };
-        if offset.saturating_add(NODE_SIZE) > self.tree.len() {
-            return Ok(None);
-        }
-        let buf = self.tree.read(offset, NODE_SIZE as usize)?;
-        let node = crate::feed::decode_node(index, &buf);
-        Ok((node.size != 0 || node.hash != [0; 32]).then_some(node))
     }
 
     /// Number of signature slots the file holds (a torn last one included).
@@ -179,23 +157,17 @@ impl Feed {
         nodes.div_ceil(2)
     }
 
+    /// What signature slot `index` holds, checked against the roots of
+    /// `index + 1` blocks that `node` finds.
     fn slot(
         &mut self,
         index: u64,
         node: &mut impl FnMut(&mut Feed, u64) -> Result<Option<Node>>,
     ) -> Result<Slot> {
-        let offset = HEADER_SIZE + index * SIGNATURE_SIZE;
-        let available = self.signatures.len().saturating_sub(offset);
-        if available == 0 {
+        // A slot torn short cannot hold a signature: it reads as empty.
+        let Some(signature) = self.read_signature(index)? else {
             return Ok(Slot::Empty);
-        }
-        let mut signature = [0u8; 64];
-        let n = available.min(SIGNATURE_SIZE) as usize;
-        let bytes = self.signatures.read(offset, n)?;
-        signature[..n].copy_from_slice(&bytes);
-        if signature.iter().all(|&b| b == 0) {
-            return Ok(Slot::Empty);
-        }
+        };
         let mut roots = Vec::new();
         for root in flat::full_roots(2 * (index + 1)) {
             match node(self, root)? {
@@ -203,9 +175,7 @@ impl Feed {
                 None => return Ok(Slot::Unverifiable),
             }
         }
-        if n == SIGNATURE_SIZE as usize
-            && crypto::verify(&self.key, &crypto::tree_hash(&roots), &signature)
-        {
+        if crypto::verify(&self.key, &crypto::tree_hash(&roots), &signature) {
             Ok(Slot::Signed(roots))
         } else {
             Ok(Slot::Torn)
@@ -229,7 +199,7 @@ impl Feed {
 
         // Walk the blocks after `start` while each matches its stored leaf,
         // recomputing the parents; stored parents that differ are rewritten.
-        let mut rewrite: Vec<Node> = Vec::new();
+        let mut rewrite: BTreeMap<u64, Node> = BTreeMap::new();
         let mut offset: u64 = roots.iter().map(|r| r.size).sum();
         let mut whole = start;
         let limit = self.stored_leaves();
@@ -251,7 +221,7 @@ impl Feed {
             crate::feed::push_leaf(&mut roots, leaf, |n| parents.push(*n));
             for parent in parents.into_iter().filter(|p| p.index != leaf.index) {
                 if self.stored_node(parent.index)? != Some(parent) {
-                    rewrite.push(parent);
+                    rewrite.insert(parent.index, parent);
                 }
             }
             whole += 1;
@@ -260,7 +230,7 @@ impl Feed {
 
         // Nodes below `2 * whole` now hold what the blocks say.
         let mut node = |feed: &mut Feed, index: u64| -> Result<Option<Node>> {
-            if let Some(n) = rewrite.iter().find(|n| n.index == index) {
+            if let Some(n) = rewrite.get(&index) {
                 return Ok(Some(*n));
             }
             feed.stored_node(index)
@@ -339,7 +309,7 @@ impl Feed {
             self.bitfield.set(i, true);
             tree_index::set(&mut self.bitfield, 2 * i);
         }
-        for node in rewrite.iter().filter(|n| n.index < 2 * length) {
+        for node in rewrite.values().filter(|n| n.index < 2 * length) {
             if self.read_only {
                 self.nodes.insert(node.index, *node);
             } else {
@@ -518,18 +488,12 @@ impl Feed {
                 parent = flat::parent(parent);
             }
         }
-        let tree_end = HEADER_SIZE + NODE_SIZE * tree_nodes;
         let ends = [
-            (self.byte_length, 0),
-            (tree_end, 1),
-            (HEADER_SIZE + SIGNATURE_SIZE * length, 2),
+            (&mut self.data, self.byte_length),
+            (&mut self.tree, HEADER_SIZE + NODE_SIZE * tree_nodes),
+            (&mut self.signatures, HEADER_SIZE + SIGNATURE_SIZE * length),
         ];
-        for (end, which) in ends {
-            let file = match which {
-                0 => &mut self.data,
-                1 => &mut self.tree,
-                _ => &mut self.signatures,
-            };
+        for (file, end) in ends {
             if file.len() > end {
                 file.truncate(end)?;
                 if !recovery.truncated.contains(&file.name) {

@@ -309,6 +309,14 @@ impl MemoryStorage {
         }
     }
 
+    /// Whether file `name` exists (a file is created by its first write).
+    pub fn exists(&self, name: &str) -> bool {
+        self.files
+            .lock()
+            .expect("memory storage lock")
+            .contains_key(name)
+    }
+
     /// Whether any file exists (a file is created by its first write).
     pub fn is_empty(&self) -> bool {
         self.files.lock().expect("memory storage lock").is_empty()

@@ -160,13 +160,18 @@ impl DbStorage {
     /// Whether folder `dir` holds a feed, whole or damaged: any of a feed's
     /// files exists there.
     pub(crate) fn has_feed(&self, dir: &str) -> bool {
+        FEED_FILES.iter().any(|name| self.has_file(dir, name))
+    }
+
+    /// Whether file `name` of the feed in folder `dir` exists.
+    pub(crate) fn has_file(&self, dir: &str, name: &str) -> bool {
         match &self.place {
-            Place::Dir(root) => FEED_FILES.iter().any(|f| root.join(dir).join(f).exists()),
+            Place::Dir(root) => root.join(dir).join(name).exists(),
             Place::Memory(feeds) => feeds
                 .lock()
                 .expect("memory storage lock")
                 .get(dir)
-                .is_some_and(|s| !s.is_empty()),
+                .is_some_and(|s| s.exists(name)),
         }
     }
 
@@ -203,7 +208,8 @@ impl DbStorage {
             Place::Dir(root) => {
                 let from = root.join(staging);
                 let to = root.join(dir);
-                hypercore_feed::storage::sync_dir(&from).map_err(|e| self.io_error(staging, e))?;
+                // Syncing the feed synced the staging folder's entries (each
+                // file's first sync syncs the folders made for it).
                 std::fs::rename(&from, &to).map_err(|e| {
                     if e.kind() == io::ErrorKind::DirectoryNotEmpty {
                         Error::Io {

@@ -108,15 +108,13 @@ impl Db {
                 storage.create_feed("source", source, header)?;
             }
         }
-        let mut reader = match DbReader::load(storage.clone(), &options, false) {
-            // A replica without its own writer yet (made by hyperdb 3.5.0,
-            // which creates it lazily, or damaged).
-            Err(Error::NotFound(_)) if storage.has_feed("source") && !storage.has_feed("local") => {
-                storage.create_feed("local", FeedOptions::default(), header)?;
-                DbReader::load(storage, &options, false)?
-            }
-            result => result?,
-        };
+        // A replica (its source has no secret key) whose own writer is
+        // missing: made by hyperdb 3.5.0, which creates it lazily, or damaged.
+        let replica = !storage.has_file("source", "secret_key") && options.secret_key.is_none();
+        if replica && !storage.has_feed("local") {
+            storage.create_feed("local", FeedOptions::default(), header)?;
+        }
+        let mut reader = DbReader::load(storage, &options, false)?;
         let local = reader.local;
         reader.writer_head(local)?;
         if reader.writers[local].feed.is_empty() {

@@ -192,3 +192,23 @@ proptest! {
         let _ = db.put("d", b"4");
     }
 }
+
+#[test]
+fn a_replica_without_its_own_writer_gets_one_when_opened_for_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let owner = Db::open(tmp.path().join("owner")).unwrap();
+    let dir = tmp.path().join("replica");
+    let options = OpenOptions {
+        key: Some(*owner.key()),
+        ..Default::default()
+    };
+    drop(Db::open_with(&dir, options).unwrap());
+    std::fs::remove_dir_all(dir.join("local")).unwrap();
+    let err = hyperdb::ReadOnlyDb::open(&dir).unwrap_err();
+    assert!(err.to_string().contains("no local writer"), "{err}");
+    let mut db = Db::open(&dir).unwrap();
+    assert_eq!(db.key(), owner.key());
+    assert!(!db.is_owner());
+    db.put("a", b"1").unwrap();
+    assert_eq!(db.get("a").unwrap().len(), 1);
+}
