@@ -136,6 +136,66 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     }
 }
 
+/// Shards of a [`SharedCache`]: enough that two or three threads rarely
+/// want the same one at once.
+const SHARDS: usize = 8;
+
+/// A [`Cache`] that several threads use through `&self`: the keys are
+/// spread over a few shards, each behind its own lock, so readers on
+/// different threads seldom wait for each other.
+///
+/// ```
+/// let cache = hypercore_feed::cache::SharedCache::new(64);
+/// std::thread::scope(|s| {
+///     s.spawn(|| cache.insert(1u64, "one"));
+///     s.spawn(|| cache.insert(2u64, "two"));
+/// });
+/// assert_eq!(cache.get_cloned(&1), Some("one"));
+/// ```
+#[derive(Debug)]
+pub struct SharedCache<K, V> {
+    shards: [std::sync::Mutex<Cache<K, V>>; SHARDS],
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> SharedCache<K, V> {
+    /// A cache of about `capacity` entries in all.
+    pub fn new(capacity: usize) -> Self {
+        SharedCache {
+            shards: std::array::from_fn(|_| std::sync::Mutex::new(Cache::new(capacity / SHARDS))),
+        }
+    }
+
+    fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, Cache<K, V>> {
+        let mut hasher = IndexHasher::default();
+        key.hash(&mut hasher);
+        let at = (hasher.finish() >> 32) as usize % SHARDS;
+        // A panic while a shard was locked leaves a valid cache behind.
+        self.shards[at].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the entry for `key`, marking it as recently used.
+    pub fn get_cloned(&self, key: &K) -> Option<V> {
+        self.shard(key).get_cloned(key)
+    }
+
+    /// Adds or replaces an entry.
+    pub fn insert(&self, key: K, value: V) {
+        self.shard(&key).insert(key, value);
+    }
+
+    /// Removes an entry.
+    pub fn remove(&self, key: &K) {
+        self.shard(key).remove(key);
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            shard.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Cache;

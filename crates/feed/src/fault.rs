@@ -199,7 +199,7 @@ impl Faults {
         let id = format!("{label}/{name}");
         let mut state = self.lock();
         if !state.files.contains_key(&id) {
-            let mut file = storage.open(name)?;
+            let file = storage.open(name)?;
             let len = file.len()?;
             let durable = file.read_at(0, len as usize)?;
             state.files.insert(
@@ -275,7 +275,7 @@ struct FaultFile {
 }
 
 impl RandomAccess for FaultFile {
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.inner.read_exact_at(offset, buf)
     }
 

@@ -265,7 +265,7 @@ pub struct Feed {
     pub(crate) byte_length: u64,
     pub(crate) roots: Vec<Node>,
     pub(crate) bitfield: Bitfield,
-    pub(crate) nodes: crate::cache::Cache<u64, Node>,
+    pub(crate) nodes: crate::cache::SharedCache<u64, Node>,
     pub(crate) key_file: File,
     pub(crate) secret_file: File,
     pub(crate) tree: File,
@@ -274,7 +274,7 @@ pub struct Feed {
     pub(crate) signatures: File,
     /// A block index and the byte offset it starts at, known from the block
     /// before it, so blocks read or stored in order need no root lookups.
-    pub(crate) next_offset: (u64, u64),
+    pub(crate) next_offset: std::sync::Mutex<(u64, u64)>,
     pub(crate) read_only: bool,
     pub(crate) durability: Durability,
     /// Set when a write failed: the files may no longer match what is in
@@ -451,14 +451,14 @@ impl Feed {
             byte_length: 0,
             roots: Vec::new(),
             bitfield,
-            nodes: crate::cache::Cache::new(NODE_CACHE_LIMIT),
+            nodes: crate::cache::SharedCache::new(NODE_CACHE_LIMIT),
             key_file,
             secret_file,
             tree,
             data,
             bitfield_file,
             signatures,
-            next_offset: (0, 0),
+            next_offset: std::sync::Mutex::new((0, 0)),
             read_only,
             durability: options.durability,
             poisoned: false,
@@ -511,8 +511,8 @@ impl Feed {
     }
 
     /// Number of blocks in `start..end` stored locally.
-    pub fn downloaded(&mut self, start: u64, end: u64) -> u64 {
-        self.bitfield.total(start, end)
+    pub fn downloaded(&self, start: u64, end: u64) -> u64 {
+        self.bitfield.count(start, end)
     }
 
     /// Whether every block of the feed is stored locally.
@@ -643,7 +643,7 @@ impl Feed {
     }
 
     /// Block `index`, checked against its hash in the tree.
-    pub fn get(&mut self, index: u64) -> Result<Vec<u8>> {
+    pub fn get(&self, index: u64) -> Result<Vec<u8>> {
         let (block, node) = self.read_block(index)?;
         if crypto::leaf_hash(&block) != node.hash {
             return Err(Error::BadBlock {
@@ -655,11 +655,11 @@ impl Feed {
     }
 
     /// Block `index` as stored, without checking its hash.
-    pub fn get_unverified(&mut self, index: u64) -> Result<Vec<u8>> {
+    pub fn get_unverified(&self, index: u64) -> Result<Vec<u8>> {
         Ok(self.read_block(index)?.0)
     }
 
-    fn read_block(&mut self, index: u64) -> Result<(Vec<u8>, Node)> {
+    fn read_block(&self, index: u64) -> Result<(Vec<u8>, Node)> {
         if !self.bitfield.get(index) {
             return Err(Error::NotAvailable(index));
         }
@@ -676,7 +676,7 @@ impl Feed {
     }
 
     /// The last block.
-    pub fn head(&mut self) -> Result<Vec<u8>> {
+    pub fn head(&self) -> Result<Vec<u8>> {
         match self.length {
             0 => Err(Error::NotAvailable(0)),
             n => self.get(n - 1),
@@ -718,7 +718,7 @@ impl Feed {
     }
 
     /// The signature stored at or after block `index` (the one that covers it).
-    pub fn signature(&mut self, index: u64) -> Result<(u64, [u8; 64])> {
+    pub fn signature(&self, index: u64) -> Result<(u64, [u8; 64])> {
         if index >= self.length {
             return Err(Error::NotAvailable(index));
         }
@@ -733,7 +733,7 @@ impl Feed {
     }
 
     /// Whether `signature` signs the tree of the first `index + 1` blocks.
-    pub fn verify(&mut self, index: u64, signature: &[u8; 64]) -> Result<bool> {
+    pub fn verify(&self, index: u64, signature: &[u8; 64]) -> Result<bool> {
         let roots = self.roots_at(index + 1)?;
         Ok(crypto::verify(
             &self.key,
@@ -987,7 +987,7 @@ impl Feed {
     }
 
     /// The roots of the tree of the first `length` blocks.
-    pub fn roots_at(&mut self, length: u64) -> Result<Vec<Node>> {
+    pub fn roots_at(&self, length: u64) -> Result<Vec<Node>> {
         flat::full_roots(2 * length)
             .into_iter()
             .map(|i| self.node(i))
@@ -995,7 +995,7 @@ impl Feed {
     }
 
     /// Tree node `index`.
-    pub fn node(&mut self, index: u64) -> Result<Node> {
+    pub fn node(&self, index: u64) -> Result<Node> {
         if let Some(node) = self.nodes.get_cloned(&index) {
             return Ok(node);
         }
@@ -1017,7 +1017,7 @@ impl Feed {
 
     /// Tree node `index` as the file holds it, whatever the bitfield says:
     /// `None` when it is past the end of the file or blank.
-    pub(crate) fn stored_node(&mut self, index: u64) -> Result<Option<Node>> {
+    pub(crate) fn stored_node(&self, index: u64) -> Result<Option<Node>> {
         let Some(offset) = index
             .checked_mul(NODE_SIZE)
             .and_then(|o| o.checked_add(HEADER_SIZE))
@@ -1042,7 +1042,7 @@ impl Feed {
         Ok(())
     }
 
-    pub(crate) fn read_signature(&mut self, index: u64) -> Result<Option<[u8; 64]>> {
+    pub(crate) fn read_signature(&self, index: u64) -> Result<Option<[u8; 64]>> {
         let offset = HEADER_SIZE + index * SIGNATURE_SIZE;
         if self.signatures.len() < offset + SIGNATURE_SIZE {
             return Ok(None);
@@ -1056,23 +1056,24 @@ impl Feed {
     }
 
     /// Byte offset of block `index` in `data`, and its leaf node.
-    fn data_offset(&mut self, index: u64, known: &[Node]) -> Result<(u64, Node)> {
-        let find = |feed: &mut Feed, i: u64| match known.iter().find(|n| n.index == i) {
+    fn data_offset(&self, index: u64, known: &[Node]) -> Result<(u64, Node)> {
+        let find = |i: u64| match known.iter().find(|n| n.index == i) {
             Some(n) => Ok(*n),
-            None => feed.node(i),
+            None => self.node(i),
         };
-        let offset = if self.next_offset.0 == index {
-            self.next_offset.1
+        let next = *self.next_offset.lock().unwrap_or_else(|e| e.into_inner());
+        let offset = if next.0 == index {
+            next.1
         } else {
             let mut offset = 0u64;
             for root in flat::full_roots(2 * index) {
-                offset = offset.saturating_add(find(self, root)?.size);
+                offset = offset.saturating_add(find(root)?.size);
             }
             offset
         };
-        let leaf = find(self, 2 * index)?;
+        let leaf = find(2 * index)?;
         if let Some(end) = offset.checked_add(leaf.size) {
-            self.next_offset = (index + 1, end);
+            *self.next_offset.lock().unwrap_or_else(|e| e.into_inner()) = (index + 1, end);
         }
         Ok((offset, leaf))
     }

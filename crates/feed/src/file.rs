@@ -9,6 +9,7 @@
 //! write sees the writes made before it, buffered or not.
 
 use std::io;
+use std::sync::Mutex;
 
 use crate::feed::Error;
 use crate::storage::{RandomAccess, Storage};
@@ -29,23 +30,58 @@ pub(crate) enum ReadCache {
 }
 
 /// A feed file: its storage handle, its length, a few cached windows of its
-/// bytes and the writes not yet flushed.
+/// bytes and the writes not yet flushed. Reads take `&self` (several
+/// threads may read at once); writes take `&mut self`.
 pub(crate) struct File {
     pub(crate) name: String,
     handle: Box<dyn RandomAccess>,
     /// The file's length, buffered writes included, kept up to date so that
     /// bounds checks on hot paths cost no system call.
     len: u64,
+    /// The length of what storage holds (buffered writes excluded).
+    stored_len: u64,
     policy: ReadCache,
-    /// Cached windows `(offset, bytes)`, most recently used last.
-    windows: Vec<(u64, Vec<u8>)>,
-    /// Where the last read ended.
-    last_read_end: u64,
+    reads: Mutex<Windows>,
     /// Buffered writes `(offset, start in arena, length)`, in the order made.
     pending: Vec<(u64, usize, usize)>,
     arena: Vec<u8>,
     /// The byte range the buffered writes cover.
     pending_span: (u64, u64),
+}
+
+/// Cached windows `(offset, bytes)`, most recently used last, and where the
+/// last read ended.
+#[derive(Default)]
+struct Windows {
+    windows: Vec<(u64, Vec<u8>)>,
+    last_read_end: u64,
+}
+
+impl Windows {
+    /// Fills `buf` from a cached window holding all of it, if one does.
+    fn cached(&mut self, offset: u64, buf: &mut [u8]) -> bool {
+        let end = offset + buf.len() as u64;
+        let Some(at) = self
+            .windows
+            .iter()
+            .rposition(|(start, bytes)| *start <= offset && end <= start + bytes.len() as u64)
+        else {
+            return false;
+        };
+        let (start, bytes) = &self.windows[at];
+        let from = (offset - start) as usize;
+        buf.copy_from_slice(&bytes[from..from + buf.len()]);
+        if at + 1 != self.windows.len() {
+            let window = self.windows.remove(at);
+            self.windows.push(window);
+        }
+        true
+    }
+
+    fn forget(&mut self, range: (u64, u64)) {
+        self.windows
+            .retain(|(start, bytes)| !overlaps(range, (*start, start + bytes.len() as u64)));
+    }
 }
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
@@ -76,9 +112,12 @@ impl File {
             name: describe,
             handle,
             len,
+            stored_len: len,
             policy,
-            windows: Vec::new(),
-            last_read_end: u64::MAX,
+            reads: Mutex::new(Windows {
+                windows: Vec::new(),
+                last_read_end: u64::MAX,
+            }),
             pending: Vec::new(),
             arena: Vec::new(),
             pending_span: (u64::MAX, 0),
@@ -110,24 +149,33 @@ impl File {
     }
 
     /// Reads `len` bytes at `offset`.
-    pub(crate) fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+    pub(crate) fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
         let mut buf = vec![0; len];
         self.read_into(offset, &mut buf)?;
         Ok(buf)
     }
 
+    fn windows(&self) -> std::sync::MutexGuard<'_, Windows> {
+        // A panic while the lock was held leaves valid (if stale-free) windows.
+        self.reads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Fills `buf` with the bytes at `offset`.
-    pub(crate) fn read_into(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+    pub(crate) fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
         let len = buf.len();
         let end = offset.saturating_add(len as u64);
         if overlaps((offset, end), self.pending_span) {
-            self.flush()?;
+            return self.read_pending(offset, buf);
         }
-        let sequential = offset == self.last_read_end;
-        self.last_read_end = end;
-        if self.cached(offset, buf) {
-            return Ok(());
-        }
+        let sequential = {
+            let mut reads = self.windows();
+            let sequential = offset == reads.last_read_end;
+            reads.last_read_end = end;
+            if reads.cached(offset, buf) {
+                return Ok(());
+            }
+            sequential
+        };
         let window = match self.policy {
             ReadCache::Pages { size, .. } if len <= size => {
                 let start = offset - offset % size as u64;
@@ -146,10 +194,11 @@ impl File {
                     ReadCache::Pages { count, .. } | ReadCache::Sequential { count, .. } => count,
                     ReadCache::None => 0,
                 };
-                if self.windows.len() >= count {
-                    self.windows.remove(0);
+                let mut reads = self.windows();
+                if reads.windows.len() >= count {
+                    reads.windows.remove(0);
                 }
-                self.windows.push((start, bytes));
+                reads.windows.push((start, bytes));
                 Ok(())
             }
             _ => {
@@ -159,34 +208,45 @@ impl File {
         }
     }
 
-    /// Fills `buf` from a cached window holding all of it, if one does.
-    fn cached(&mut self, offset: u64, buf: &mut [u8]) -> bool {
+    /// A read that overlaps buffered writes: what storage holds, with the
+    /// buffered writes laid over it in the order they were made.
+    fn read_pending(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
         let end = offset + buf.len() as u64;
-        let Some(at) = self
-            .windows
-            .iter()
-            .rposition(|(start, bytes)| *start <= offset && end <= start + bytes.len() as u64)
-        else {
-            return false;
-        };
-        let (start, bytes) = &self.windows[at];
-        let from = (offset - start) as usize;
-        buf.copy_from_slice(&bytes[from..from + buf.len()]);
-        if at + 1 != self.windows.len() {
-            let window = self.windows.remove(at);
-            self.windows.push(window);
+        if end > self.len {
+            return Err(self.io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end of the file",
+            )));
         }
-        true
+        buf.fill(0);
+        let stored_end = end.min(self.stored_len);
+        if stored_end > offset {
+            let part = &mut buf[..(stored_end - offset) as usize];
+            let result = self.handle.read_exact_at(offset, part);
+            result.map_err(|e| self.io(e))?;
+        }
+        for &(at, from, len) in &self.pending {
+            let (lo, hi) = (at.max(offset), (at + len as u64).min(end));
+            if lo < hi {
+                let src = from + (lo - at) as usize;
+                let dst = (lo - offset) as usize;
+                let n = (hi - lo) as usize;
+                buf[dst..dst + n].copy_from_slice(&self.arena[src..src + n]);
+            }
+        }
+        Ok(())
     }
 
-    fn read_direct(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+    fn read_direct(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
         let result = self.handle.read_at(offset, len);
         result.map_err(|e| self.io(e))
     }
 
     fn forget(&mut self, range: (u64, u64)) {
-        self.windows
-            .retain(|(start, bytes)| !overlaps(range, (*start, start + bytes.len() as u64)));
+        self.reads
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(range);
     }
 
     /// Writes `data` at `offset` now.
@@ -199,6 +259,7 @@ impl File {
         let result = self.handle.write_all_at(offset, data);
         result.map_err(|e| self.io(e))?;
         self.len = self.len.max(range.1);
+        self.stored_len = self.stored_len.max(range.1);
         Ok(())
     }
 
@@ -252,6 +313,7 @@ impl File {
         for (offset, bytes) in runs {
             let result = self.handle.write_all_at(offset, &bytes);
             result.map_err(|e| self.io(e))?;
+            self.stored_len = self.stored_len.max(offset + bytes.len() as u64);
         }
         Ok(())
     }
@@ -273,6 +335,7 @@ impl File {
         let result = self.handle.truncate(len);
         result.map_err(|e| self.io(e))?;
         self.len = len;
+        self.stored_len = len;
         Ok(())
     }
 }
@@ -301,9 +364,19 @@ mod tests {
         );
         // A read of buffered bytes sees them.
         assert_eq!(f.read(8, 6).unwrap(), b"aabbCC");
-        let mut want = b"aaaaaaaaaabbCC".to_vec();
+        assert_eq!(f.read(29, 2).unwrap(), [0, b'z'], "a gap reads as zeros");
+        assert!(f.read(30, 2).is_err(), "past the end");
+        assert!(storage.contents("f").is_empty(), "reads write nothing");
+        f.flush().unwrap();
+        // Buffered writes over stored bytes, and past their end.
+        f.write_buffered(12, b"dd").unwrap();
+        f.write_buffered(30, b"yx").unwrap();
+        assert_eq!(f.read(10, 6).unwrap(), b"bbdd\0\0");
+        assert_eq!(f.read(29, 3).unwrap(), [0, b'y', b'x']);
+        f.flush().unwrap();
+        let mut want = b"aaaaaaaaaabbdd".to_vec();
         want.resize(30, 0);
-        want.push(b'z');
+        want.extend_from_slice(b"yx");
         assert_eq!(storage.contents("f"), want);
     }
 

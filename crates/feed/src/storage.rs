@@ -27,10 +27,11 @@ pub const FEED_FILES: [&str; 6] = [
 ];
 
 /// A file that can be read and written at any offset.
-pub trait RandomAccess: Send {
+pub trait RandomAccess: Send + Sync {
     /// Reads exactly `buf.len()` bytes at `offset`; an error of kind
-    /// `UnexpectedEof` when the file is shorter.
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// `UnexpectedEof` when the file is shorter. Reads take `&self`: a
+    /// positional read, so several threads may read one file at once.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes `data` at `offset`, growing the file (with zeros) as needed.
     fn write_all_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// The current length in bytes.
@@ -50,7 +51,7 @@ pub trait RandomAccess: Send {
     }
 
     /// Reads `len` bytes at `offset` into a new buffer.
-    fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = vec![0; len];
         self.read_exact_at(offset, &mut buf)?;
         Ok(buf)
@@ -81,7 +82,7 @@ fn read_only_error() -> io::Error {
 struct Absent;
 
 impl RandomAccess for Absent {
-    fn read_exact_at(&mut self, _offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_exact_at(&self, _offset: u64, buf: &mut [u8]) -> io::Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
@@ -217,7 +218,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl RandomAccess for DiskFile {
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         match &self.file {
             Some(file) => std::os::unix::fs::FileExt::read_exact_at(file, buf, offset),
             None if buf.is_empty() => Ok(()),
@@ -381,7 +382,7 @@ impl MemoryFile {
 }
 
 impl RandomAccess for MemoryFile {
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let Some(bytes) = self.existing() else {
             return Absent.read_exact_at(offset, buf);
         };

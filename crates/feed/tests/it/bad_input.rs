@@ -80,7 +80,7 @@ fn a_torn_header_is_written_again_and_the_blocks_found_again() {
     drop(feed);
     let bitfield = storage.contents("bitfield");
     storage.set_contents("bitfield", vec![5, 2, 87]);
-    let mut feed = reopen(&storage).unwrap();
+    let feed = reopen(&storage).unwrap();
     assert_eq!(feed.len(), 3);
     assert_eq!(feed.get(2).unwrap(), b"block number 2");
     assert!(feed.recovery().unwrap().rebuilt);

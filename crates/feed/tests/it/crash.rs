@@ -91,7 +91,7 @@ fn append_at_every_point(n: u64, batch: u64, crash: Crash, durability: Durabilit
         let signed = signed_lengths(&disk.contents("signatures"), &mut reference).unwrap();
 
         let context = format!("{crash:?} at point {point} of {points} ({durability:?})");
-        let mut feed = Feed::open(storage.clone(), writer_options(durability))
+        let feed = Feed::open(storage.clone(), writer_options(durability))
             .unwrap_or_else(|e| panic!("{context}: the feed does not open: {e}"));
         let length = feed.len();
         assert!(
@@ -181,7 +181,7 @@ fn a_lost_bitfield_is_found_again_from_the_tree() {
         // The next append goes after the last signed block, never over it.
         assert_eq!(feed.append(b"next").unwrap(), 20_000);
         drop(feed);
-        let mut feed = Feed::open(disk, writer_options(Durability::Buffered)).unwrap();
+        let feed = Feed::open(disk, writer_options(Durability::Buffered)).unwrap();
         assert_eq!(feed.get(19_999).unwrap(), block(19_999));
         assert_eq!(feed.get(20_000).unwrap(), b"next");
     }
@@ -239,7 +239,7 @@ fn a_writer_whose_signed_blocks_are_gone_refuses_to_append() {
         read_only: true,
         ..writer_options(Durability::Buffered)
     };
-    let mut feed = Feed::open(storage, options).unwrap();
+    let feed = Feed::open(storage, options).unwrap();
     assert_eq!(feed.get(8).unwrap(), block(8));
     assert!(feed.get(9).is_err());
 }

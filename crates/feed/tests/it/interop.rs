@@ -183,7 +183,7 @@ fn a_feed_written_by_rust_opens_in_js() {
     // JS keeps writing; Rust reads it back.
     let more = vec![vec![b"written by js".to_vec()]];
     js_append(tmp.path(), &pair, &more);
-    let mut feed = Feed::open(FileStorage::new(tmp.path()), FeedOptions::default()).unwrap();
+    let feed = Feed::open(FileStorage::new(tmp.path()), FeedOptions::default()).unwrap();
     assert_eq!(feed.get(blocks.len() as u64).unwrap(), b"written by js");
 }
 
