@@ -35,7 +35,7 @@ pub enum Step {
 
 impl Explorer {
     /// An explorer over every live key of `db`.
-    pub fn new(db: &mut DbReader) -> Result<Self, hyperdb::Error> {
+    pub fn new(db: &DbReader) -> Result<Self, hyperdb::Error> {
         Ok(Explorer {
             rows: db.list("")?,
             writers: db.writers(),
@@ -180,8 +180,8 @@ impl Explorer {
 }
 
 /// Runs the explorer on the terminal until the user quits.
-pub fn run(mut db: ReadOnlyDb) -> io::Result<()> {
-    let mut explorer = Explorer::new(&mut db).map_err(io::Error::other)?;
+pub fn run(db: ReadOnlyDb) -> io::Result<()> {
+    let mut explorer = Explorer::new(&db).map_err(io::Error::other)?;
     let mut terminal = setup()?;
     let result = (|| loop {
         terminal.draw(|frame| explorer.draw(frame))?;

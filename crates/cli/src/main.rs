@@ -6,7 +6,7 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -551,7 +551,7 @@ fn run(command: Command) -> CliResult {
             }
         }
         Command::Info { dir, json } => {
-            let mut db = open_read(&dir)?;
+            let db = open_read(&dir)?;
             let local = *db.local_key();
             let authorized = db.is_authorized(&local)?;
             let writers = db.writers();
@@ -626,7 +626,7 @@ fn run(command: Command) -> CliResult {
             open(&dir)?.batch(&ops)?;
         }
         Command::Get { dir, key, json, at } => {
-            let mut db = open_read(&dir)?;
+            let db = open_read(&dir)?;
             let values = match at {
                 Some(v) => db.checkout(&parse_version(&v)?)?.get(&key)?,
                 None => db.get(&key)?,
@@ -653,7 +653,7 @@ fn run(command: Command) -> CliResult {
             json,
             at,
         } => {
-            let mut db = open_read(&dir)?;
+            let db = open_read(&dir)?;
             let options = hyperdb::IterOptions {
                 shallow: no_recursive,
                 reverse,
@@ -689,7 +689,7 @@ fn run(command: Command) -> CliResult {
             )?;
         }
         Command::Version { dir } => {
-            let mut db = open_read(&dir)?;
+            let db = open_read(&dir)?;
             writeln!(out, "{}", hex::encode(db.version()?))?;
         }
         Command::History {
@@ -699,7 +699,7 @@ fn run(command: Command) -> CliResult {
             json,
             at,
         } => {
-            let mut db = open_read(&dir)?;
+            let db = open_read(&dir)?;
             let writers = db.writers();
             let version = at.map(|v| parse_version(&v)).transpose()?;
             let mut print = |node: &Node, step: Option<usize>| -> io::Result<()> {
@@ -755,7 +755,7 @@ fn run(command: Command) -> CliResult {
             prefix,
             json,
         } => {
-            let mut db = open_read(&dir)?;
+            let db = open_read(&dir)?;
             for change in db.diff(&parse_version(&from)?, &prefix)? {
                 print_change(&mut out, &change, json)?;
             }
@@ -776,10 +776,10 @@ fn run(command: Command) -> CliResult {
         }
         Command::Demo { dir } => return demo(dir),
         Command::Feeds { dir } => {
-            let mut db = open_read(&dir)?;
+            let db = open_read(&dir)?;
             let style = show::Style::new(io::stdout().is_terminal());
-            show::print_feeds(&mut out, &mut db, &dir.display().to_string(), style)?;
-            show::print_table(&mut out, &mut db, style)?;
+            show::print_feeds(&mut out, &db, &dir.display().to_string(), style)?;
+            show::print_table(&mut out, &db, style)?;
         }
         Command::Explore { dir } => {
             let db = open_read(&dir)?;
@@ -801,13 +801,15 @@ fn run(command: Command) -> CliResult {
 }
 
 fn repair(out: &mut impl Write, dir: &Path) -> CliResult {
-    let mut db = open(dir)?;
+    let db = open(dir)?;
     db.sync()?;
     let writers = db.writers();
     let mut own_damage = 0;
     for (i, writer) in writers.iter().enumerate() {
-        let feed = db.feed_mut(i).expect("a writer");
-        let report = feed.audit().map_err(hyperdb::Error::from)?;
+        let report = db
+            .with_feed_mut(i, |feed| feed.audit())
+            .expect("a writer")
+            .map_err(hyperdb::Error::from)?;
         let name = if writer.local { " (local)" } else { "" };
         write!(
             out,
@@ -910,7 +912,7 @@ struct Limits {
 }
 
 fn serve(dir: &Path, listen: &str, live: bool, limits: Limits) -> CliResult {
-    let db = Arc::new(Mutex::new(open(dir)?));
+    let db = open(dir)?;
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -1021,7 +1023,7 @@ impl Backoff {
 }
 
 fn sync(dir: &Path, addr: &str, live: bool) -> CliResult {
-    let db = Arc::new(Mutex::new(open(dir)?));
+    let db = open(dir)?;
     let (options, bar) = progress_options(live);
     let summary = runtime()?.block_on(async {
         let socket = tokio::net::TcpStream::connect(addr)
@@ -1037,7 +1039,7 @@ fn sync(dir: &Path, addr: &str, live: bool) -> CliResult {
         bar.finish_and_clear();
     }
     let summary = summary?;
-    let db = db.lock().expect("db lock");
+    let db = db;
     print_summary(&mut io::stdout(), &db, &summary)?;
     Ok(())
 }
@@ -1077,7 +1079,7 @@ fn watch(dir: &Path, prefix: &str, live: Option<String>) -> CliResult {
     match live {
         // Watching a peer stores what arrives.
         Some(addr) => {
-            let db = Arc::new(Mutex::new(open(dir)?));
+            let db = open(dir)?;
             runtime()?.block_on(async {
                 let socket = tokio::net::TcpStream::connect(&addr)
                     .await
@@ -1101,7 +1103,7 @@ fn watch(dir: &Path, prefix: &str, live: Option<String>) -> CliResult {
         }
         // Watching the folder reads it again as other processes write it.
         None => {
-            let db = Arc::new(Mutex::new(open_read(dir)?));
+            let db = open_read(dir)?;
             runtime()?.block_on(watch_changes(dir, prefix, db, Some(|| open_read(dir))))
         }
     }
@@ -1110,17 +1112,14 @@ fn watch(dir: &Path, prefix: &str, live: Option<String>) -> CliResult {
 /// Prints every change under `prefix` as it happens, reopening the database
 /// with `reopen` every half second when given (to see other processes'
 /// writes).
-async fn watch_changes<D: std::ops::DerefMut<Target = DbReader>>(
+async fn watch_changes<D: std::ops::Deref<Target = DbReader>>(
     dir: &Path,
     prefix: &str,
-    db: Arc<Mutex<D>>,
+    mut db: D,
     reopen: Option<impl Fn() -> Result<D, Failure>>,
 ) -> CliResult {
-    let changes = db.lock().expect("db lock").changes();
-    let (mut watch, mut version) = {
-        let mut db = db.lock().expect("db lock");
-        (db.watch(prefix)?, db.version()?)
-    };
+    let changes = db.changes();
+    let (mut watch, mut version) = (db.watch(prefix)?, db.version()?);
     let mut out = io::stdout();
     writeln!(
         out,
@@ -1134,12 +1133,11 @@ async fn watch_changes<D: std::ops::DerefMut<Target = DbReader>>(
             _ = changes.notified() => {}
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
                 if let Some(reopen) = &reopen {
-                    *db.lock().expect("db lock") = reopen()?;
+                    db = reopen()?;
                 }
             }
         }
-        let mut db = db.lock().expect("db lock");
-        if watch.changed(&mut db)? {
+        if watch.changed(&db)? {
             for change in db.diff(&version, prefix)? {
                 print_change(&mut out, &change, false)?;
             }
@@ -1170,7 +1168,7 @@ fn demo(dir: Option<PathBuf>) -> CliResult {
     let style = show::Style::new(stdout.is_terminal());
     writeln!(out, "The seed's example, in {}\n", dir.display())?;
 
-    let mut db1 = Db::open(&path1)?;
+    let db1 = Db::open(&path1)?;
     db1.put("example/first", b"db1 was here")?;
     db1.put("example/second", b"db1 was here")?;
     writeln!(
@@ -1178,7 +1176,7 @@ fn demo(dir: Option<PathBuf>) -> CliResult {
         "db1 created (db key {}), wrote example/first and example/second",
         hex::encode(db1.key())
     )?;
-    let mut db2 = Db::open_with(
+    let db2 = Db::open_with(
         &path2,
         OpenOptions {
             key: Some(*db1.key()),
@@ -1195,7 +1193,7 @@ fn demo(dir: Option<PathBuf>) -> CliResult {
     db1.authorize(db2.local_key())?;
     writeln!(out, "db1 authorized db2's local key (not the db key!)")?;
 
-    let (db1, db2) = (Arc::new(Mutex::new(db1)), Arc::new(Mutex::new(db2)));
+    let (db1, db2) = (db1, db2);
     let (s1, s2) = runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -1219,11 +1217,9 @@ fn demo(dir: Option<PathBuf>) -> CliResult {
         s1.total_received(),
         s2.total_received()
     )?;
-    let mut db1 = db1.lock().expect("db lock");
-    let mut db2 = db2.lock().expect("db lock");
-    show::print_feeds(&mut out, &mut db1, "db 1", style)?;
-    show::print_feeds(&mut out, &mut db2, "db 2", style)?;
-    show::print_table(&mut out, &mut db2, style)?;
+    show::print_feeds(&mut out, &db1, "db 1", style)?;
+    show::print_feeds(&mut out, &db2, "db 2", style)?;
+    show::print_table(&mut out, &db2, style)?;
     writeln!(out)?;
     writeln!(
         out,

@@ -46,7 +46,7 @@ impl Style {
 /// Prints every feed of `db` under the heading `name`.
 pub fn print_feeds(
     out: &mut impl Write,
-    db: &mut DbReader,
+    db: &DbReader,
     name: &str,
     style: Style,
 ) -> Result<(), hyperdb::Error> {
@@ -116,7 +116,7 @@ pub fn print_feeds(
 /// Prints the keys and their current values; conflicts are marked.
 pub fn print_table(
     out: &mut impl Write,
-    db: &mut DbReader,
+    db: &DbReader,
     style: Style,
 ) -> Result<(), hyperdb::Error> {
     let rows = db.list("")?;

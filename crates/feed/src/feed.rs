@@ -687,7 +687,7 @@ impl Feed {
     /// and the nodes this side already sent it (`remote`, updated). With
     /// `include_hash` the block's own node comes first.
     pub fn proof(
-        &mut self,
+        &self,
         index: u64,
         digest: u64,
         include_hash: bool,
@@ -755,7 +755,7 @@ impl Feed {
     /// proof without storing anything; [`Feed::commit`] stores the result.
     /// Between the two the caller may inspect the verified block and refuse it.
     pub fn verify_block(
-        &mut self,
+        &self,
         index: u64,
         block: Option<&[u8]>,
         proof: &Proof,
@@ -851,7 +851,7 @@ impl Feed {
     }
 
     fn verify_roots(
-        &mut self,
+        &self,
         index: u64,
         block: Option<&[u8]>,
         top: Node,

@@ -107,7 +107,10 @@ impl Feed {
         } else {
             self.recover_replica(claimed, base)?
         };
-        *self.next_offset.get_mut().unwrap_or_else(|e| e.into_inner()) = (0, 0);
+        *self
+            .next_offset
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner()) = (0, 0);
         let length = recovery.length;
         self.roots = self.roots_at(length)?;
         self.byte_length = self.roots.iter().map(|r| r.size).sum();

@@ -12,7 +12,7 @@ fn key(i: usize) -> String {
 }
 
 fn filled(dir: &std::path::Path) -> Db {
-    let mut db = Db::open(dir).unwrap();
+    let db = Db::open(dir).unwrap();
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(10_000) {
         let ops: Vec<Op> = chunk
             .iter()
@@ -28,7 +28,7 @@ fn filled(dir: &std::path::Path) -> Db {
 
 fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut db = filled(&tmp.path().join("db"));
+    let db = filled(&tmp.path().join("db"));
     let mut group = c.benchmark_group("db of 100,000 keys");
 
     let mut n = KEYS;

@@ -16,14 +16,14 @@ fn main() {
     let _ = std::fs::remove_dir_all(&tmp);
     let key = |i: usize| format!("key/{}/{i}", i % 100);
 
-    let mut db = Db::open(tmp.join("put")).unwrap();
+    let db = Db::open(tmp.join("put")).unwrap();
     let start = Instant::now();
     for i in 0..n {
         db.put(&key(i), format!("value {i}").as_bytes()).unwrap();
     }
     let put = n as f64 / start.elapsed().as_secs_f64();
 
-    let mut batched = Db::open(tmp.join("batch")).unwrap();
+    let batched = Db::open(tmp.join("batch")).unwrap();
     let start = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let ops: Vec<Op> = chunk
@@ -39,7 +39,7 @@ fn main() {
 
     // Gets on a freshly opened database, so nothing is cached yet.
     drop(db);
-    let mut db = Db::open(tmp.join("put")).unwrap();
+    let db = Db::open(tmp.join("put")).unwrap();
     let start = Instant::now();
     let mut x = 12345usize;
     for _ in 0..n {

@@ -30,7 +30,7 @@ fn main() {
                 durability,
                 ..Default::default()
             };
-            let mut db = Db::open_with(tmp.join("put"), options.clone()).unwrap();
+            let db = Db::open_with(tmp.join("put"), options.clone()).unwrap();
             let start = Instant::now();
             for i in 0..n {
                 db.put(&format!("key/{i}"), b"a value of some length")
@@ -38,7 +38,7 @@ fn main() {
             }
             puts[m].push(n as f64 / start.elapsed().as_secs_f64());
 
-            let mut db = Db::open_with(tmp.join("batch"), options).unwrap();
+            let db = Db::open_with(tmp.join("batch"), options).unwrap();
             let start = Instant::now();
             for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
                 let ops: Vec<Op> = chunk

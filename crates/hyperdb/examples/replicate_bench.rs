@@ -6,7 +6,6 @@
 //! `cargo run --release -p hyperdb --example replicate_bench -- 100000 [fsync]`
 //! (with `fsync`, the replica syncs every batch of blocks it stores).
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hyperdb::{replicate, Db, Durability, Op, OpenOptions, ReplicateOptions};
@@ -23,7 +22,7 @@ async fn main() {
     };
     let tmp = std::env::temp_dir().join(format!("hyperdb-replicate-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let mut owner = Db::open(tmp.join("owner")).unwrap();
+    let owner = Db::open(tmp.join("owner")).unwrap();
     for start in (0..n).step_by(1000) {
         let ops: Vec<Op> = (start..n.min(start + 1000))
             .map(|i| Op::Put {
@@ -43,7 +42,7 @@ async fn main() {
         },
     )
     .unwrap();
-    let (owner, replica) = (Arc::new(Mutex::new(owner)), Arc::new(Mutex::new(replica)));
+    let (owner, replica) = (owner, replica);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -68,8 +67,6 @@ async fn main() {
     drop(owner);
     assert_eq!(summary.total_received() as usize, n + 1);
     let got = replica
-        .lock()
-        .unwrap()
         .get(&format!("key/{}/{}", (n - 1) % 100, n - 1))
         .unwrap()
         .len();

@@ -4,9 +4,9 @@
 //! [`ReadOnlyDb`](crate::ReadOnlyDb) (which cannot) both dereference to it,
 //! so every read works on either.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use hypercore_feed::cache::{Cache, KeyMap};
+use hypercore_feed::cache::{KeyMap, SharedCache};
 use hypercore_feed::{Durability, Feed, FeedOptions, Recovery};
 use prost::Message;
 
@@ -129,7 +129,8 @@ pub(crate) struct Writer {
     pub(crate) clock: u64,
     pub(crate) authorized: bool,
     pub(crate) header_checked: bool,
-    pub(crate) cache: Cache<u64, Arc<Node>>,
+    /// Decoded entries by seq; readers on several threads share it.
+    pub(crate) cache: SharedCache<u64, Arc<Node>>,
     pub(crate) content: Option<Feed>,
 }
 
@@ -147,7 +148,7 @@ impl Writer {
             clock: 0,
             authorized: false,
             header_checked: false,
-            cache: Cache::new(cache_size),
+            cache: SharedCache::new(cache_size),
             content: None,
         }
     }
@@ -160,278 +161,44 @@ impl Writer {
     }
 }
 
+/// The entries of a batch being written, which its later operations see.
 pub(crate) struct Batching {
     pub(crate) blocks: Vec<Vec<u8>>,
     pub(crate) nodes: Vec<Arc<Node>>,
 }
 
-/// An open database's state, and every read: what [`Db`](crate::Db) and
-/// [`ReadOnlyDb`](crate::ReadOnlyDb) have in common (both dereference to
-/// it).
-///
-/// ```
-/// use hyperdb::{Db, DbStorage, OpenOptions};
-/// let mut db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
-/// db.put("hello", b"world").unwrap();
-/// let values = db.get("hello").unwrap();
-/// assert_eq!(values[0].value.as_deref(), Some(&b"world"[..]));
-/// ```
-pub struct DbReader {
-    pub(crate) storage: DbStorage,
-    key: [u8; 32],
-    discovery_key: [u8; 32],
+/// What changes while a database is open: the writers (a registry that
+/// only grows, so a writer's id never changes), their feeds, numbering and
+/// authorization. Readers share it; an append or a newly found writer takes
+/// it alone, briefly.
+pub(crate) struct State {
     pub(crate) writers: Vec<Writer>,
     by_key: KeyMap<usize>,
-    pub(crate) local: usize,
+    local: usize,
     authorized_order: Vec<usize>,
-    cache_size: usize,
-    pub(crate) batching: Option<Batching>,
-    changes: Arc<tokio::sync::Notify>,
-    content_enabled: bool,
-    /// Feeds are opened read-only, and none is created.
-    read_only: bool,
-    durability: Durability,
     /// What opening the feeds repaired, by feed folder.
     recovered: Vec<(String, Recovery)>,
 }
 
-impl std::fmt::Debug for DbReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbReader")
-            .field("key", &hex::encode(self.key))
-            .field("storage", &self.storage.describe())
-            .field("writers", &self.writers.len())
-            .field("read_only", &self.read_only)
-            .finish()
-    }
-}
-
-/// Read access to one of a database's feeds ([`DbReader::feed`]): a
-/// database's feeds are appended to only through its write path.
-#[derive(Debug)]
-pub struct FeedReader<'a>(&'a mut Feed);
-
-impl FeedReader<'_> {
-    /// The feed's key.
-    pub fn key(&self) -> &[u8; 32] {
-        self.0.key()
-    }
-
-    /// Number of blocks (the first is the writer's header).
-    pub fn len(&self) -> u64 {
-        self.0.len()
-    }
-
-    /// Whether the feed has no blocks.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Total bytes of all blocks.
-    pub fn byte_len(&self) -> u64 {
-        self.0.byte_len()
-    }
-
-    /// Whether block `index` is stored here.
-    pub fn has(&self, index: u64) -> bool {
-        self.0.has(index)
-    }
-
-    /// Whether every block is stored here.
-    pub fn has_all(&self) -> bool {
-        self.0.has_all()
-    }
-
-    /// Number of blocks in `start..end` stored here.
-    pub fn downloaded(&mut self, start: u64, end: u64) -> u64 {
-        self.0.downloaded(start, end)
-    }
-
-    /// Block `index`, checked against its hash.
-    pub fn get(&mut self, index: u64) -> hypercore_feed::Result<Vec<u8>> {
-        self.0.get(index)
-    }
-
-    /// The signature covering block `index`: the first stored at or after
-    /// it, with the index it is stored at.
-    pub fn signature(&mut self, index: u64) -> hypercore_feed::Result<(u64, [u8; 64])> {
-        self.0.signature(index)
-    }
-
-    /// What opening the feed repaired, if anything.
-    pub fn recovery(&self) -> Option<&Recovery> {
-        self.0.recovery()
-    }
-
-    /// The digest to send when asking a peer for block `index`.
-    pub fn digest(&self, index: u64) -> u64 {
-        self.0.digest(index)
-    }
-
-    /// The proof a peer needs for block `index` (see [`Feed::proof`]).
-    pub fn proof(
-        &mut self,
-        index: u64,
-        digest: u64,
-        include_hash: bool,
-        remote: &mut hypercore_feed::SparseBits,
-    ) -> hypercore_feed::Result<hypercore_feed::Proof> {
-        self.0.proof(index, digest, include_hash, remote)
-    }
-}
-
-impl DbReader {
-    /// Opens the feeds of the database in `storage`: the source, this
-    /// replica's writer, and every writer they lead to. Creates nothing;
-    /// the caller has created what was missing.
-    pub(crate) fn load(storage: DbStorage, options: &OpenOptions, read_only: bool) -> Result<Self> {
-        let feed_options = FeedOptions {
-            key: options.key,
-            secret_key: options.secret_key,
-            create_if_missing: false,
-            read_only,
-            durability: options.durability,
-            ..Default::default()
-        };
-        let source = storage
-            .open_feed("source", feed_options.clone())
-            .map_err(|e| match e {
-                hypercore_feed::Error::KeyMismatch {
-                    found, expected, ..
-                } => Error::WrongDatabase {
-                    dir: storage.describe(),
-                    found,
-                    expected,
-                },
-                e => Error::Feed(e),
-            })?;
-        let mut db = DbReader {
-            discovery_key: *source.discovery_key(),
-            key: *source.key(),
-            writers: Vec::new(),
-            by_key: KeyMap::default(),
-            local: 0,
-            authorized_order: Vec::new(),
-            cache_size: options.cache_size.max(16),
-            storage,
-            batching: None,
-            changes: Arc::new(tokio::sync::Notify::new()),
-            content_enabled: options.content_feed,
-            read_only,
-            durability: options.durability,
-            recovered: Vec::new(),
-        };
-        let owner = source.secret_key().is_some();
-        db.push_writer("source", source);
-        if !owner {
-            if !db.storage.has_feed("local") {
-                return Err(Error::NotFound(format!(
-                    "{}: this replica has no local writer yet (open it for writing once to make one)",
-                    db.storage.describe()
-                )));
-            }
-            let options = FeedOptions {
-                create_if_missing: false,
-                read_only,
-                durability: db.durability,
-                ..Default::default()
-            };
-            let local = db.storage.open_feed("local", options)?;
-            db.local = db.push_writer("local", local);
-        }
-        db.authorize_writer(0);
-        if db.content_enabled {
-            db.open_local_content()?;
-        }
-        Ok(db)
-    }
-
-    /// What opening the feeds repaired after a crash or damage, by feed
-    /// folder (`source`, `local`, `peers/<discovery key>` ...). Empty when
-    /// every feed was as it was left.
-    pub fn recovered(&self) -> &[(String, Recovery)] {
-        &self.recovered
-    }
-
-    /// Whether this is a [`ReadOnlyDb`](crate::ReadOnlyDb)'s state.
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-
-    /// Options for a feed this database opens or creates.
-    fn feed_options(&self, key: Option<[u8; 32]>) -> FeedOptions {
-        FeedOptions {
-            key,
-            read_only: self.read_only,
-            durability: self.durability,
-            ..Default::default()
-        }
-    }
-
-    /// The database key: the source feed's key. Share it to let others
-    /// replicate.
-    pub fn key(&self) -> &[u8; 32] {
-        &self.key
-    }
-
-    /// The discovery key: a hash of the db key, safe to announce.
-    pub fn discovery_key(&self) -> &[u8; 32] {
-        &self.discovery_key
-    }
-
-    /// This replica's writer key: what another writer must `authorize` for
-    /// this replica's writes to count.
-    pub fn local_key(&self) -> &[u8; 32] {
-        &self.writers[self.local].key
-    }
-
-    /// Where the database lives.
-    pub fn storage(&self) -> &DbStorage {
-        &self.storage
-    }
-
-    /// Wakes whoever waits for a change (a local write or a replicated
-    /// block), such as a live replication that announces new blocks.
-    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
-        self.changes.clone()
-    }
-
-    /// Signals a change to [`DbReader::changes`] waiters.
-    pub fn changed(&self) {
-        self.changes.notify_waiters();
-    }
-
-    /// Whether this replica owns the database (its writer is the source).
-    pub fn is_owner(&self) -> bool {
-        self.local == 0
-    }
-
-    /// Every known writer, in the database's order.
-    pub fn writers(&self) -> Vec<WriterInfo> {
-        self.writers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| WriterInfo {
-                key: w.key,
-                length: w.feed.len(),
-                authorized: w.authorized,
-                source: i == 0,
-                local: i == self.local,
-                content_key: w.content.as_ref().map(|f| *f.key()),
-            })
-            .collect()
-    }
-
-    /// The content feed of writer `index`, once known.
-    pub fn content_feed(&mut self, index: usize) -> Option<FeedReader<'_>> {
-        self.writers
-            .get_mut(index)
-            .and_then(|w| w.content.as_mut())
-            .map(FeedReader)
+impl State {
+    /// Whether writer `index`'s entries count in answers: authorized writers
+    /// and this replica's own.
+    pub(crate) fn included(&self, index: usize) -> bool {
+        index == self.local || self.writers.get(index).is_some_and(|w| w.authorized)
     }
 
     /// Any feed of the database by its key: a writer's or a content feed.
-    pub(crate) fn feed_by_key(&mut self, key: &[u8; 32]) -> Option<&mut Feed> {
+    pub(crate) fn feed_by_key(&self, key: &[u8; 32]) -> Option<&Feed> {
+        if let Some(&i) = self.by_key.get(key) {
+            return Some(&self.writers[i].feed);
+        }
+        self.writers
+            .iter()
+            .filter_map(|w| w.content.as_ref())
+            .find(|f| f.key() == key)
+    }
+
+    fn feed_by_key_mut(&mut self, key: &[u8; 32]) -> Option<&mut Feed> {
         if let Some(&i) = self.by_key.get(key) {
             return Some(&mut self.writers[i].feed);
         }
@@ -441,95 +208,13 @@ impl DbReader {
             .find(|f| f.key() == key)
     }
 
-    /// Derives this replica's content feed from its writer's secret key, as
-    /// hyperdb 3.5.0 does, and opens it.
-    pub(crate) fn open_local_content(&mut self) -> Result<()> {
-        let local = self.local;
-        let Some(secret) = self.writers[local].feed.secret_key() else {
-            return Ok(());
-        };
-        let master: [u8; 32] = secret[..32].try_into().expect("64-byte secret key");
-        let seed = hypercore_feed::crypto::derive_subkey(&master, 1, b"hyperdb1");
-        let pair = hypercore_feed::KeyPair::from_seed(&seed);
-        let dir = format!(
-            "content/{}",
-            hex::encode(self.writers[local].feed.discovery_key())
-        );
-        let feed = self.storage.open_feed(
-            &dir,
-            FeedOptions {
-                secret_key: Some(pair.secret_key),
-                store_secret_key: false,
-                ..self.feed_options(Some(pair.public_key))
-            },
-        )?;
-        self.note_recovery(&dir, &feed);
-        self.writers[local].content_feed = Some(pair.public_key.to_vec());
-        self.writers[local].content = Some(feed);
-        Ok(())
-    }
-
-    /// Opens writer `id`'s content feed once its inflated entry names it.
-    fn open_content(&mut self, id: usize) -> Result<()> {
-        let w = &self.writers[id];
-        if !self.content_enabled || w.content.is_some() {
-            return Ok(());
+    fn feed(&self, id: usize, content: bool) -> Option<&Feed> {
+        let w = self.writers.get(id)?;
+        if content {
+            w.content.as_ref()
+        } else {
+            Some(&w.feed)
         }
-        let Some(key) = w
-            .content_feed
-            .as_deref()
-            .and_then(|k| <[u8; 32]>::try_from(k).ok())
-        else {
-            return Ok(());
-        };
-        let dir = format!("content/{}", hex::encode(w.feed.discovery_key()));
-        let feed = self.storage.open_feed(&dir, self.feed_options(Some(key)))?;
-        self.note_recovery(&dir, &feed);
-        self.writers[id].content = Some(feed);
-        Ok(())
-    }
-
-    /// The feed of writer `index`, to read.
-    pub fn feed(&mut self, index: usize) -> Option<FeedReader<'_>> {
-        self.writers.get_mut(index).map(|w| FeedReader(&mut w.feed))
-    }
-
-    fn note_recovery(&mut self, dir: &str, feed: &Feed) {
-        if let Some(recovery) = feed.recovery() {
-            self.recovered.push((dir.to_string(), recovery.clone()));
-        }
-    }
-
-    /// Index of the writer with this feed key.
-    pub fn writer_index(&self, key: &[u8; 32]) -> Option<usize> {
-        self.by_key.get(key).copied()
-    }
-
-    /// Whether writer `index`'s entries count in answers: authorized writers
-    /// and this replica's own.
-    pub(crate) fn included(&self, index: usize) -> bool {
-        index == self.local || self.writers[index].authorized
-    }
-
-    fn push_writer(&mut self, dir: &str, feed: Feed) -> usize {
-        self.note_recovery(dir, &feed);
-        let id = self.writers.len();
-        self.by_key.insert(*feed.key(), id);
-        self.writers.push(Writer::new(feed, self.cache_size));
-        id
-    }
-
-    /// Adds the writer with `key`, opening its feed under `peers/`.
-    pub(crate) fn add_writer(&mut self, key: &[u8; 32]) -> Result<usize> {
-        if let Some(&id) = self.by_key.get(key) {
-            return Ok(id);
-        }
-        let dk = hypercore_feed::crypto::discovery_key(key);
-        let dir = format!("peers/{}", hex::encode(dk));
-        let feed = self
-            .storage
-            .open_feed(&dir, self.feed_options(Some(*key)))?;
-        Ok(self.push_writer(&dir, feed))
     }
 
     pub(crate) fn authorize_writer(&mut self, id: usize) {
@@ -570,10 +255,430 @@ impl DbReader {
         }
     }
 
+    fn note_recovery(&mut self, dir: &str, feed: &Feed) {
+        if let Some(recovery) = feed.recovery() {
+            self.recovered.push((dir.to_string(), recovery.clone()));
+        }
+    }
+
+    fn push_writer(&mut self, dir: &str, feed: Feed, cache_size: usize) -> usize {
+        self.note_recovery(dir, &feed);
+        let id = self.writers.len();
+        self.by_key.insert(*feed.key(), id);
+        self.writers.push(Writer::new(feed, cache_size));
+        id
+    }
+}
+
+/// An open database's state, and every read: what [`Db`](crate::Db) and
+/// [`ReadOnlyDb`](crate::ReadOnlyDb) have in common (both dereference to
+/// it). Every read takes `&self`, and threads read at once: a `Db` is a
+/// cheap handle to clone into each of them.
+///
+/// ```
+/// use hyperdb::{Db, DbStorage, OpenOptions};
+/// let db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+/// db.put("hello", b"world").unwrap();
+/// let values = db.get("hello").unwrap();
+/// assert_eq!(values[0].value.as_deref(), Some(&b"world"[..]));
+/// ```
+pub struct DbReader {
+    pub(crate) storage: DbStorage,
+    key: [u8; 32],
+    discovery_key: [u8; 32],
+    pub(crate) local: usize,
+    local_key: [u8; 32],
+    state: RwLock<State>,
+    cache_size: usize,
+    changes: Arc<tokio::sync::Notify>,
+    content_enabled: bool,
+    /// Feeds are opened read-only, and none is created.
+    read_only: bool,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for DbReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbReader")
+            .field("key", &hex::encode(self.key))
+            .field("storage", &self.storage.describe())
+            .field("writers", &self.state().writers.len())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+/// Read access to one of a database's feeds ([`DbReader::feed`]): a
+/// database's feeds are appended to only through its write path. Each call
+/// looks at the feed as it is at that moment.
+#[derive(Debug)]
+pub struct FeedReader<'a> {
+    db: &'a DbReader,
+    id: usize,
+    content: bool,
+    key: [u8; 32],
+}
+
+impl FeedReader<'_> {
+    fn with<T>(&self, f: impl FnOnce(&Feed) -> T) -> T {
+        let state = self.db.state();
+        f(state
+            .feed(self.id, self.content)
+            .expect("feeds are never removed"))
+    }
+
+    /// The feed's key.
+    pub fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// Number of blocks (the first is the writer's header).
+    pub fn len(&self) -> u64 {
+        self.with(Feed::len)
+    }
+
+    /// Whether the feed has no blocks.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total bytes of all blocks.
+    pub fn byte_len(&self) -> u64 {
+        self.with(Feed::byte_len)
+    }
+
+    /// Whether block `index` is stored here.
+    pub fn has(&self, index: u64) -> bool {
+        self.with(|f| f.has(index))
+    }
+
+    /// Whether every block is stored here.
+    pub fn has_all(&self) -> bool {
+        self.with(Feed::has_all)
+    }
+
+    /// Number of blocks in `start..end` stored here.
+    pub fn downloaded(&self, start: u64, end: u64) -> u64 {
+        self.with(|f| f.downloaded(start, end))
+    }
+
+    /// Block `index`, checked against its hash.
+    pub fn get(&self, index: u64) -> hypercore_feed::Result<Vec<u8>> {
+        self.with(|f| f.get(index))
+    }
+
+    /// The signature covering block `index`: the first stored at or after
+    /// it, with the index it is stored at.
+    pub fn signature(&self, index: u64) -> hypercore_feed::Result<(u64, [u8; 64])> {
+        self.with(|f| f.signature(index))
+    }
+
+    /// What opening the feed repaired, if anything.
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.with(|f| f.recovery().cloned())
+    }
+
+    /// The digest to send when asking a peer for block `index`.
+    pub fn digest(&self, index: u64) -> u64 {
+        self.with(|f| f.digest(index))
+    }
+
+    /// The proof a peer needs for block `index` (see [`Feed::proof`]).
+    pub fn proof(
+        &self,
+        index: u64,
+        digest: u64,
+        include_hash: bool,
+        remote: &mut hypercore_feed::SparseBits,
+    ) -> hypercore_feed::Result<hypercore_feed::Proof> {
+        self.with(|f| f.proof(index, digest, include_hash, remote))
+    }
+}
+
+impl DbReader {
+    /// Opens the feeds of the database in `storage`: the source, this
+    /// replica's writer, and every writer they lead to. Creates nothing;
+    /// the caller has created what was missing.
+    pub(crate) fn load(storage: DbStorage, options: &OpenOptions, read_only: bool) -> Result<Self> {
+        let feed_options = FeedOptions {
+            key: options.key,
+            secret_key: options.secret_key,
+            create_if_missing: false,
+            read_only,
+            durability: options.durability,
+            ..Default::default()
+        };
+        let source = storage
+            .open_feed("source", feed_options.clone())
+            .map_err(|e| match e {
+                hypercore_feed::Error::KeyMismatch {
+                    found, expected, ..
+                } => Error::WrongDatabase {
+                    dir: storage.describe(),
+                    found,
+                    expected,
+                },
+                e => Error::Feed(e),
+            })?;
+        let cache_size = options.cache_size.max(16);
+        let owner = source.secret_key().is_some();
+        let mut state = State {
+            writers: Vec::new(),
+            by_key: KeyMap::default(),
+            local: 0,
+            authorized_order: Vec::new(),
+            recovered: Vec::new(),
+        };
+        let key = *source.key();
+        let discovery_key = *source.discovery_key();
+        state.push_writer("source", source, cache_size);
+        if !owner {
+            if !storage.has_feed("local") {
+                return Err(Error::NotFound(format!(
+                    "{}: this replica has no local writer yet (open it for writing once to make one)",
+                    storage.describe()
+                )));
+            }
+            let options = FeedOptions {
+                create_if_missing: false,
+                read_only,
+                durability: options.durability,
+                ..Default::default()
+            };
+            let local = storage.open_feed("local", options)?;
+            state.local = state.push_writer("local", local, cache_size);
+        }
+        state.authorize_writer(0);
+        let db = DbReader {
+            discovery_key,
+            key,
+            local: state.local,
+            local_key: state.writers[state.local].key,
+            state: RwLock::new(state),
+            cache_size,
+            storage,
+            changes: Arc::new(tokio::sync::Notify::new()),
+            content_enabled: options.content_feed,
+            read_only,
+            durability: options.durability,
+        };
+        if db.content_enabled {
+            db.open_local_content()?;
+        }
+        Ok(db)
+    }
+
+    /// The state, shared with other readers. Never held across a call
+    /// that takes it again: a waiting writer would block the second read.
+    pub(crate) fn state(&self) -> RwLockReadGuard<'_, State> {
+        // Every change to the state is whole before the lock is released,
+        // so a panic elsewhere leaves it consistent.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state, alone: for an append or a newly found writer.
+    pub(crate) fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What opening the feeds repaired after a crash or damage, by feed
+    /// folder (`source`, `local`, `peers/<discovery key>` ...). Empty when
+    /// every feed was as it was left.
+    pub fn recovered(&self) -> Vec<(String, Recovery)> {
+        self.state().recovered.clone()
+    }
+
+    /// Whether this is a [`ReadOnlyDb`](crate::ReadOnlyDb)'s state.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Options for a feed this database opens or creates.
+    fn feed_options(&self, key: Option<[u8; 32]>) -> FeedOptions {
+        FeedOptions {
+            key,
+            read_only: self.read_only,
+            durability: self.durability,
+            ..Default::default()
+        }
+    }
+
+    /// The database key: the source feed's key. Share it to let others
+    /// replicate.
+    pub fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// The discovery key: a hash of the db key, safe to announce.
+    pub fn discovery_key(&self) -> &[u8; 32] {
+        &self.discovery_key
+    }
+
+    /// This replica's writer key: what another writer must `authorize` for
+    /// this replica's writes to count.
+    pub fn local_key(&self) -> &[u8; 32] {
+        &self.local_key
+    }
+
+    /// Where the database lives.
+    pub fn storage(&self) -> &DbStorage {
+        &self.storage
+    }
+
+    /// Wakes whoever waits for a change (a local write or a replicated
+    /// block), such as a live replication that announces new blocks.
+    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
+        self.changes.clone()
+    }
+
+    /// Signals a change to [`DbReader::changes`] waiters.
+    pub fn changed(&self) {
+        self.changes.notify_waiters();
+    }
+
+    /// Whether this replica owns the database (its writer is the source).
+    pub fn is_owner(&self) -> bool {
+        self.local == 0
+    }
+
+    /// Every known writer, in the database's order.
+    pub fn writers(&self) -> Vec<WriterInfo> {
+        let state = self.state();
+        state
+            .writers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WriterInfo {
+                key: w.key,
+                length: w.feed.len(),
+                authorized: w.authorized,
+                source: i == 0,
+                local: i == self.local,
+                content_key: w.content.as_ref().map(|f| *f.key()),
+            })
+            .collect()
+    }
+
+    /// The content feed of writer `index`, once known.
+    pub fn content_feed(&self, index: usize) -> Option<FeedReader<'_>> {
+        let key = *self.state().feed(index, true)?.key();
+        Some(FeedReader {
+            db: self,
+            id: index,
+            content: true,
+            key,
+        })
+    }
+
+    /// The feed of writer `index`, to read.
+    pub fn feed(&self, index: usize) -> Option<FeedReader<'_>> {
+        let key = *self.state().feed(index, false)?.key();
+        Some(FeedReader {
+            db: self,
+            id: index,
+            content: false,
+            key,
+        })
+    }
+
+    /// Runs `f` on the feed (a writer's or a content feed) with `key`,
+    /// beside other readers; `None` when there is no such feed.
+    pub(crate) fn read_feed<T>(&self, key: &[u8; 32], f: impl FnOnce(&Feed) -> T) -> Option<T> {
+        self.state().feed_by_key(key).map(f)
+    }
+
+    /// Runs `f` on the feed with `key`, alone: to store blocks.
+    pub(crate) fn write_feed<T>(
+        &self,
+        key: &[u8; 32],
+        f: impl FnOnce(&mut Feed) -> T,
+    ) -> Option<T> {
+        self.state_mut().feed_by_key_mut(key).map(f)
+    }
+
+    /// Derives this replica's content feed from its writer's secret key, as
+    /// hyperdb 3.5.0 does, and opens it.
+    pub(crate) fn open_local_content(&self) -> Result<()> {
+        let local = self.local;
+        let (secret, dk) = {
+            let state = self.state();
+            let feed = &state.writers[local].feed;
+            (feed.secret_key(), *feed.discovery_key())
+        };
+        let Some(secret) = secret else {
+            return Ok(());
+        };
+        let master: [u8; 32] = secret[..32].try_into().expect("64-byte secret key");
+        let seed = hypercore_feed::crypto::derive_subkey(&master, 1, b"hyperdb1");
+        let pair = hypercore_feed::KeyPair::from_seed(&seed);
+        let dir = format!("content/{}", hex::encode(dk));
+        let feed = self.storage.open_feed(
+            &dir,
+            FeedOptions {
+                secret_key: Some(pair.secret_key),
+                store_secret_key: false,
+                ..self.feed_options(Some(pair.public_key))
+            },
+        )?;
+        let mut state = self.state_mut();
+        state.note_recovery(&dir, &feed);
+        state.writers[local].content_feed = Some(pair.public_key.to_vec());
+        state.writers[local].content = Some(feed);
+        Ok(())
+    }
+
+    /// Opens writer `id`'s content feed once its inflated entry names it.
+    fn open_content(&self, state: &mut State, id: usize) -> Result<()> {
+        let w = &state.writers[id];
+        if !self.content_enabled || w.content.is_some() {
+            return Ok(());
+        }
+        let Some(key) = w
+            .content_feed
+            .as_deref()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        else {
+            return Ok(());
+        };
+        let dir = format!("content/{}", hex::encode(w.feed.discovery_key()));
+        let feed = self.storage.open_feed(&dir, self.feed_options(Some(key)))?;
+        state.note_recovery(&dir, &feed);
+        state.writers[id].content = Some(feed);
+        Ok(())
+    }
+
+    /// Index of the writer with this feed key.
+    pub fn writer_index(&self, key: &[u8; 32]) -> Option<usize> {
+        self.state().by_key.get(key).copied()
+    }
+
+    /// Whether writer `index`'s entries count in answers: authorized writers
+    /// and this replica's own.
+    pub(crate) fn included(&self, index: usize) -> bool {
+        self.state().included(index)
+    }
+
+    /// Adds the writer with `key`, opening its feed under `peers/`.
+    pub(crate) fn add_writer(&self, key: &[u8; 32]) -> Result<usize> {
+        self.add_writer_to(&mut self.state_mut(), key)
+    }
+
+    fn add_writer_to(&self, state: &mut State, key: &[u8; 32]) -> Result<usize> {
+        if let Some(&id) = state.by_key.get(key) {
+            return Ok(id);
+        }
+        let dk = hypercore_feed::crypto::discovery_key(key);
+        let dir = format!("peers/{}", hex::encode(dk));
+        let feed = self
+            .storage
+            .open_feed(&dir, self.feed_options(Some(*key)))?;
+        Ok(state.push_writer(&dir, feed, self.cache_size))
+    }
+
     /// Loads every writer's latest entry until no new writer turns up.
-    pub(crate) fn discover(&mut self) -> Result<()> {
+    pub(crate) fn discover(&self) -> Result<()> {
         let mut i = 0;
-        while i < self.writers.len() {
+        while i < self.state().writers.len() {
             self.writer_head(i)?;
             i += 1;
         }
@@ -581,10 +686,15 @@ impl DbReader {
     }
 
     /// The latest entry of writer `id` (none for a feed with only its header).
-    pub(crate) fn writer_head(&mut self, id: usize) -> Result<Option<Arc<Node>>> {
-        let available = self.writers[id].available();
-        if !self.writers[id].header_checked && available > 0 {
-            let w = &mut self.writers[id];
+    pub(crate) fn writer_head(&self, id: usize) -> Result<Option<Arc<Node>>> {
+        let (available, checked) = {
+            let state = self.state();
+            let w = &state.writers[id];
+            (w.available(), w.header_checked)
+        };
+        if !checked && available > 0 {
+            let mut state = self.state_mut();
+            let w = &mut state.writers[id];
             let block = w.feed.get(0)?;
             let header = Header::decode(block.as_slice()).map_err(|e| Error::BadHeader {
                 feed: hex::encode(w.key),
@@ -606,10 +716,11 @@ impl DbReader {
 
     /// The current heads: the latest entry of every counted writer, less
     /// those another head has seen.
-    pub fn heads(&mut self) -> Result<Vec<Arc<Node>>> {
+    pub fn heads(&self) -> Result<Vec<Arc<Node>>> {
         self.discover()?;
         let mut nodes = Vec::new();
-        for id in 0..self.writers.len() {
+        let writers = self.state().writers.len();
+        for id in 0..writers {
             if !self.included(id) {
                 continue;
             }
@@ -622,68 +733,109 @@ impl DbReader {
 
     /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored
     /// here (yet).
-    pub fn node(&mut self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
-        if let Some(n) = self.writers.get_mut(feed).and_then(|w| w.cache.get(&seq)) {
-            return Ok(Some(n.clone()));
-        }
-        if feed >= self.writers.len() || seq == 0 || !self.writers[feed].feed.has(seq) {
-            return Ok(None);
-        }
-        let bad = |w: &Writer, reason: String| Error::BadEntry {
-            feed: hex::encode(w.key),
-            seq,
-            reason,
-        };
-        let block = self.writers[feed].feed.get(seq)?;
-        let msg = InflatedEntry::decode(block.as_slice())
-            .map_err(|e| bad(&self.writers[feed], e.to_string()))?;
-        let inflate = msg.inflate.unwrap_or(0);
-        if inflate > seq {
-            return Err(bad(
-                &self.writers[feed],
-                format!("its inflate pointer ({inflate}) points forward"),
-            ));
-        }
-        let loaded = self.writers[feed].feeds_loaded;
-        if loaded.is_none_or(|l| inflate > l) {
-            let inflated = if inflate == seq {
-                msg.clone()
-            } else {
-                let w = &mut self.writers[feed];
-                if !w.feed.has(inflate) {
-                    return Err(bad(w, format!("its inflated entry {inflate} is missing")));
-                }
-                let block = w.feed.get(inflate)?;
-                InflatedEntry::decode(block.as_slice())
-                    .map_err(|e| bad(w, format!("its inflated entry {inflate}: {e}")))?
+    pub fn node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
+        let (msg, inflate) = {
+            let state = self.state();
+            let Some(w) = state.writers.get(feed) else {
+                return Ok(None);
             };
-            let mut keys = Vec::with_capacity(inflated.feeds.len());
-            for f in &inflated.feeds {
-                let key: [u8; 32] = f.key.as_slice().try_into().map_err(|_| {
-                    bad(
-                        &self.writers[feed],
-                        format!("a listed feed key has {} bytes", f.key.len()),
-                    )
-                })?;
-                keys.push(key);
+            if let Some(n) = w.cache.get_cloned(&seq) {
+                return Ok(Some(n));
             }
-            for key in &keys {
-                self.add_writer(key)?;
+            if seq == 0 || !w.feed.has(seq) {
+                return Ok(None);
             }
-            let w = &mut self.writers[feed];
-            w.feeds_loaded = Some(inflate);
-            w.feeds_seq = inflate;
-            w.feeds_message = Some(keys);
-            if inflated.content_feed.is_some() {
-                w.content_feed = inflated.content_feed.clone();
+            let block = w.feed.get(seq)?;
+            let msg = InflatedEntry::decode(block.as_slice())
+                .map_err(|e| bad_entry(w, seq, e.to_string()))?;
+            let inflate = msg.inflate.unwrap_or(0);
+            if inflate > seq {
+                return Err(bad_entry(
+                    w,
+                    seq,
+                    format!("its inflate pointer ({inflate}) points forward"),
+                ));
             }
-            self.update_feeds(feed);
-            self.open_content(feed)?;
+            if w.feeds_loaded.is_some_and(|l| inflate <= l) {
+                return self.finish_node(&state, feed, seq, msg, inflate);
+            }
+            (msg, inflate)
+        };
+        // The entry names a newer feed list than the writer's loaded one:
+        // take the state alone to load it (another thread may have).
+        let mut state = self.state_mut();
+        if state.writers[feed].feeds_loaded.is_none_or(|l| inflate > l) {
+            self.load_feeds(&mut state, feed, seq, &msg, inflate)?;
         }
-        let w = &self.writers[feed];
+        self.finish_node(&state, feed, seq, msg, inflate)
+    }
+
+    /// Takes in writer `feed`'s feed list from its inflated entry
+    /// `inflate` (entry `seq`, `msg`, points to it): new writers are added,
+    /// the numbering rebuilt, content feeds opened.
+    fn load_feeds(
+        &self,
+        state: &mut State,
+        feed: usize,
+        seq: u64,
+        msg: &InflatedEntry,
+        inflate: u64,
+    ) -> Result<()> {
+        let inflated = if inflate == seq {
+            msg.clone()
+        } else {
+            let w = &state.writers[feed];
+            if !w.feed.has(inflate) {
+                return Err(bad_entry(
+                    w,
+                    seq,
+                    format!("its inflated entry {inflate} is missing"),
+                ));
+            }
+            let block = w.feed.get(inflate)?;
+            InflatedEntry::decode(block.as_slice())
+                .map_err(|e| bad_entry(w, seq, format!("its inflated entry {inflate}: {e}")))?
+        };
+        let mut keys = Vec::with_capacity(inflated.feeds.len());
+        for f in &inflated.feeds {
+            let key: [u8; 32] = f.key.as_slice().try_into().map_err(|_| {
+                bad_entry(
+                    &state.writers[feed],
+                    seq,
+                    format!("a listed feed key has {} bytes", f.key.len()),
+                )
+            })?;
+            keys.push(key);
+        }
+        for key in &keys {
+            self.add_writer_to(state, key)?;
+        }
+        let w = &mut state.writers[feed];
+        w.feeds_loaded = Some(inflate);
+        w.feeds_seq = inflate;
+        w.feeds_message = Some(keys);
+        if inflated.content_feed.is_some() {
+            w.content_feed = inflated.content_feed.clone();
+        }
+        state.update_feeds(feed);
+        self.open_content(state, feed)
+    }
+
+    /// Decodes entry `seq` of writer `feed` with the writer's numbering,
+    /// and caches it.
+    fn finish_node(
+        &self,
+        state: &State,
+        feed: usize,
+        seq: u64,
+        msg: InflatedEntry,
+        inflate: u64,
+    ) -> Result<Option<Arc<Node>>> {
+        let w = &state.writers[feed];
         if msg.clock.len() > w.decode_map.len() {
-            return Err(bad(
+            return Err(bad_entry(
                 w,
+                seq,
                 format!(
                     "its clock names {} feeds but the writer listed {}",
                     msg.clock.len(),
@@ -701,7 +853,8 @@ impl DbReader {
             }
             clock[local] = msg.clock.get(i).copied().unwrap_or(0);
         }
-        let trie = Trie::decode(&msg.trie, &w.decode_map).map_err(|e| bad(w, e.to_string()))?;
+        let trie =
+            Trie::decode(&msg.trie, &w.decode_map).map_err(|e| bad_entry(w, seq, e.to_string()))?;
         let feeds = (inflate == seq).then(|| {
             msg.feeds
                 .iter()
@@ -720,15 +873,16 @@ impl DbReader {
             inflate,
             feeds,
         });
-        self.cache(feed, node.clone());
+        w.cache.insert(seq, node.clone());
         Ok(Some(node))
     }
 
     /// Entry `seq` of writer `feed` as stored: the message with its fields in
     /// the writer's own numbering of feeds (what the seed's printout shows).
     /// `None` when the block is not stored here or is the header.
-    pub fn raw_entry(&mut self, feed: usize, seq: u64) -> Result<Option<InflatedEntry>> {
-        let Some(w) = self.writers.get_mut(feed) else {
+    pub fn raw_entry(&self, feed: usize, seq: u64) -> Result<Option<InflatedEntry>> {
+        let state = self.state();
+        let Some(w) = state.writers.get(feed) else {
             return Ok(None);
         };
         if seq == 0 || !w.feed.has(seq) {
@@ -737,29 +891,28 @@ impl DbReader {
         let block = w.feed.get(seq)?;
         InflatedEntry::decode(block.as_slice())
             .map(Some)
-            .map_err(|e| Error::BadEntry {
-                feed: hex::encode(w.key),
-                seq,
-                reason: e.to_string(),
-            })
+            .map_err(|e| bad_entry(w, seq, e.to_string()))
     }
 
-    pub(crate) fn cache(&mut self, feed: usize, node: Arc<Node>) {
-        self.writers[feed].cache.insert(node.seq, node);
+    pub(crate) fn cache(&self, feed: usize, node: Arc<Node>) {
+        self.state().writers[feed].cache.insert(node.seq, node);
     }
 
     /// A node for a pointer, seeing the entries of a batch being written.
-    pub(crate) fn pointer(&mut self, ptr: Ptr, in_put: bool) -> Result<Option<Arc<Node>>> {
-        if in_put && ptr.feed == self.local {
-            if let Some(batch) = &self.batching {
-                let len = self.writers[self.local].feed.len();
+    pub(crate) fn pointer(&self, ptr: Ptr, batch: Option<&Batching>) -> Result<Option<Arc<Node>>> {
+        if ptr.feed == self.local {
+            if let Some(batch) = batch {
+                let len = self.state().writers[self.local].feed.len();
                 if ptr.seq >= len {
                     return Ok(batch.nodes.get((ptr.seq - len) as usize).cloned());
                 }
             }
         }
-        if ptr.feed < self.writers.len() && !self.included(ptr.feed) {
-            return Ok(None);
+        {
+            let state = self.state();
+            if ptr.feed < state.writers.len() && !state.included(ptr.feed) {
+                return Ok(None);
+            }
         }
         match self.node(ptr.feed, ptr.seq) {
             Ok(node) => Ok(node),
@@ -771,7 +924,8 @@ impl DbReader {
 
     /// The clock a new local write starts from: every writer's length.
     pub(crate) fn clock(&self) -> Vec<u64> {
-        self.writers
+        self.state()
+            .writers
             .iter()
             .enumerate()
             .map(|(i, w)| {
@@ -786,23 +940,24 @@ impl DbReader {
 
     /// All current values of `key`: the writes to it that no other write to
     /// it has seen, deletes left out. Several values mean concurrent writes.
-    pub fn get(&mut self, key: &str) -> Result<Vec<Arc<Node>>> {
+    pub fn get(&self, key: &str) -> Result<Vec<Arc<Node>>> {
         let heads = self.heads()?;
         get::get(self, &heads, hash::normalize(key))
     }
 
     /// Every live key under `prefix` with its current values, in the
     /// reference's order (by path hash: see [`crate::iter`]).
-    pub fn list(&mut self, prefix: &str) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
+    pub fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
         self.iter(prefix, IterOptions::default())?.collect()
     }
 
     /// A lazy iterator over the keys under `prefix` and their current
-    /// values (conflicts grouped per key).
+    /// values (conflicts grouped per key). It reads from the heads it
+    /// started with, and never keeps writers waiting.
     ///
     /// ```
     /// use hyperdb::{Db, DbStorage, IterOptions, OpenOptions};
-    /// let mut db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    /// let db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
     /// db.put("fruit/apple", b"red").unwrap();
     /// db.put("fruit/kiwi", b"green").unwrap();
     /// db.put("veg/leek", b"white").unwrap();
@@ -813,14 +968,14 @@ impl DbReader {
     ///     .collect();
     /// assert_eq!(fruit.len(), 2);
     /// ```
-    pub fn iter(&mut self, prefix: &str, options: IterOptions) -> Result<Iter<'_>> {
+    pub fn iter(&self, prefix: &str, options: IterOptions) -> Result<Iter<'_>> {
         let heads = self.heads()?;
         Iter::new(self, &heads, prefix, options)
     }
 
     /// The closest nodes under `prefix` from the current heads (what a watch
     /// compares), as (writer, seq).
-    pub(crate) fn prefix_nodes(&mut self, prefix: &str) -> Result<Vec<(usize, u64)>> {
+    pub(crate) fn prefix_nodes(&self, prefix: &str) -> Result<Vec<(usize, u64)>> {
         let heads = self.heads()?;
         Ok(crate::iter::prefix_nodes(self, &heads, prefix)?
             .iter()
@@ -835,7 +990,7 @@ impl DbReader {
     ///
     /// ```
     /// use hyperdb::{Db, DbStorage, GetOptions, OpenOptions};
-    /// let mut db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    /// let db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
     /// db.put("a", b"1").unwrap();
     /// db.del("a").unwrap();
     /// let mut read = Vec::new();
@@ -847,7 +1002,7 @@ impl DbReader {
     /// let first = db.get("a").unwrap().into_iter().next(); // firstNode
     /// assert!(first.is_none());
     /// ```
-    pub fn get_with(&mut self, key: &str, options: GetOptions<'_>) -> Result<Vec<Arc<Node>>> {
+    pub fn get_with(&self, key: &str, options: GetOptions<'_>) -> Result<Vec<Arc<Node>>> {
         let heads = self.heads()?;
         let mut ignore = |_| {};
         let on_lookup: &mut dyn FnMut(Ptr) = match options.on_lookup {
@@ -860,12 +1015,21 @@ impl DbReader {
 
     /// Whether the writer with feed `key` may write: the source, and every
     /// feed an authorized writer lists.
-    pub fn is_authorized(&mut self, key: &[u8]) -> Result<bool> {
+    pub fn is_authorized(&self, key: &[u8]) -> Result<bool> {
         let key: [u8; 32] = key.try_into().map_err(|_| Error::BadKeyLength(key.len()))?;
         self.discover()?;
-        Ok(self
+        let state = self.state();
+        Ok(state
             .by_key
             .get(&key)
-            .is_some_and(|&id| self.writers[id].authorized))
+            .is_some_and(|&id| state.writers[id].authorized))
+    }
+}
+
+fn bad_entry(w: &Writer, seq: u64, reason: String) -> Error {
+    Error::BadEntry {
+        feed: hex::encode(w.key),
+        seq,
+        reason,
     }
 }

@@ -88,7 +88,7 @@ pub(crate) fn merge(left: Vec<Entry>, right: Vec<Entry>) -> Vec<Change> {
 impl DbReader {
     /// What changed under `prefix` between the database as it was at
     /// `version` (the right side) and now (the left side).
-    pub fn diff(&mut self, version: &[u8], prefix: &str) -> Result<Vec<Change>> {
+    pub fn diff(&self, version: &[u8], prefix: &str) -> Result<Vec<Change>> {
         let right: Vec<Entry> = self
             .checkout(version)?
             .iter(prefix, IterOptions::default())?
@@ -101,7 +101,7 @@ impl DbReader {
 
     /// Starts watching `prefix`: [`Watch::changed`] then says whether
     /// anything under it changed since the last call.
-    pub fn watch(&mut self, prefix: &str) -> Result<Watch> {
+    pub fn watch(&self, prefix: &str) -> Result<Watch> {
         let nodes = self.prefix_nodes(prefix)?;
         Ok(Watch {
             prefix: crate::hash::normalize(prefix).to_string(),
@@ -126,7 +126,7 @@ impl Watch {
     /// Whether something under the prefix changed (a local write, or one
     /// that arrived by replication) since the watch started or since the
     /// last call that returned true.
-    pub fn changed(&mut self, db: &mut DbReader) -> Result<bool> {
+    pub fn changed(&mut self, db: &DbReader) -> Result<bool> {
         let nodes = db.prefix_nodes(&self.prefix)?;
         if nodes == self.nodes {
             return Ok(false);

@@ -20,23 +20,19 @@ use crate::node::Node;
 use crate::trie::Ptr;
 
 /// The current values of `key` seen from `heads`.
-pub(crate) fn get(db: &mut DbReader, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
+pub(crate) fn get(db: &DbReader, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
     let candidates = candidates(db, heads, key)?;
     Ok(latest(candidates, false))
 }
 
 /// Every node for `key` reachable from `heads`, without filtering.
-pub(crate) fn candidates(
-    db: &mut DbReader,
-    heads: &[Arc<Node>],
-    key: &str,
-) -> Result<Vec<Arc<Node>>> {
+pub(crate) fn candidates(db: &DbReader, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
     candidates_with(db, heads, key, &mut |_| {})
 }
 
 /// [`candidates`], telling `on_lookup` every entry it reads (heads first).
 pub(crate) fn candidates_with(
-    db: &mut DbReader,
+    db: &DbReader,
     heads: &[Arc<Node>],
     key: &str,
     on_lookup: &mut dyn FnMut(Ptr),
@@ -82,7 +78,7 @@ pub(crate) fn candidates_with(
             }
             for &ptr in node.trie.get(i, val) {
                 on_lookup(ptr);
-                if let Some(next) = db.pointer(ptr, false)? {
+                if let Some(next) = db.pointer(ptr, None)? {
                     stack.push((next, i + 1));
                 }
             }
@@ -96,7 +92,7 @@ pub(crate) fn candidates_with(
         let top = path.len() - 1;
         for &ptr in node.trie.get(top, path[top]) {
             on_lookup(ptr);
-            if let Some(other) = db.pointer(ptr, false)? {
+            if let Some(other) = db.pointer(ptr, None)? {
                 add(&other, &mut found);
             }
         }

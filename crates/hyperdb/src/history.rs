@@ -10,9 +10,9 @@ use crate::node::Node;
 
 /// A read-only view of the database as it was at a version: lookups start
 /// from that version's heads instead of the current ones.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Checkout<'a> {
-    db: &'a mut DbReader,
+    db: &'a DbReader,
     heads: Vec<Arc<Node>>,
 }
 
@@ -23,17 +23,17 @@ impl Checkout<'_> {
     }
 
     /// All values of `key` at this version.
-    pub fn get(&mut self, key: &str) -> Result<Vec<Arc<Node>>> {
+    pub fn get(&self, key: &str) -> Result<Vec<Arc<Node>>> {
         crate::get::get(self.db, &self.heads, crate::hash::normalize(key))
     }
 
     /// Every live key under `prefix` at this version, with its values.
-    pub fn list(&mut self, prefix: &str) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
+    pub fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<Arc<Node>>)>> {
         self.iter(prefix, crate::IterOptions::default())?.collect()
     }
 
     /// A lazy iterator over the keys under `prefix` at this version.
-    pub fn iter(&mut self, prefix: &str, options: crate::IterOptions) -> Result<crate::Iter<'_>> {
+    pub fn iter(&self, prefix: &str, options: crate::IterOptions) -> Result<crate::Iter<'_>> {
         let heads = self.heads.clone();
         crate::Iter::new(self.db, &heads, prefix, options)
     }
@@ -44,12 +44,12 @@ impl Checkout<'_> {
     }
 
     /// Every write up to this version, oldest first (or newest first).
-    pub fn history(&mut self, reverse: bool) -> History<'_> {
+    pub fn history(&self, reverse: bool) -> History<'_> {
         History::new(self.db, &self.heads, reverse)
     }
 
     /// Every write to `key` up to this version, newest first.
-    pub fn key_history(&mut self, key: &str) -> KeyHistory<'_> {
+    pub fn key_history(&self, key: &str) -> KeyHistory<'_> {
         KeyHistory::new(self.db, self.heads.clone(), key)
     }
 }
@@ -101,9 +101,28 @@ pub fn parse_version(version: &[u8]) -> Result<Vec<([u8; 32], u64)>> {
 }
 
 impl DbReader {
+    /// The database as it is now, as a view that later writes and
+    /// replicated blocks leave alone: every read on it answers for this
+    /// moment, however long it takes. Cheap (it holds the current heads),
+    /// and readable from several threads at once.
+    ///
+    /// ```
+    /// use hyperdb::{Db, DbStorage, OpenOptions};
+    /// let db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    /// db.put("a", b"1").unwrap();
+    /// let before = db.snapshot().unwrap();
+    /// db.put("a", b"2").unwrap();
+    /// assert_eq!(before.get("a").unwrap()[0].value.as_deref(), Some(&b"1"[..]));
+    /// assert_eq!(db.get("a").unwrap()[0].value.as_deref(), Some(&b"2"[..]));
+    /// ```
+    pub fn snapshot(&self) -> Result<Checkout<'_>> {
+        let heads = self.heads()?;
+        Ok(Checkout { db: self, heads })
+    }
+
     /// The version identifier: for each head, its writer's key and varint
     /// seq, the same bytes as hyperdb 3.5.0's `version()`.
-    pub fn version(&mut self) -> Result<Vec<u8>> {
+    pub fn version(&self) -> Result<Vec<u8>> {
         let heads = self.heads()?;
         Ok(encode_version(self, &heads))
     }
@@ -111,7 +130,7 @@ impl DbReader {
     /// A read-only view of the database at `version` (from [`DbReader::version`],
     /// here or on any replica that holds the same feeds). An empty version
     /// is the empty database.
-    pub fn checkout(&mut self, version: &[u8]) -> Result<Checkout<'_>> {
+    pub fn checkout(&self, version: &[u8]) -> Result<Checkout<'_>> {
         self.discover()?;
         let mut heads = Vec::new();
         for (key, seq) in parse_version(version)? {
@@ -144,13 +163,13 @@ impl DbReader {
     /// writer's entry that has seen the entry after it. Close to causal
     /// order, and the same order as the reference's when both number the
     /// writers alike.
-    pub fn history(&mut self, reverse: bool) -> Result<History<'_>> {
+    pub fn history(&self, reverse: bool) -> Result<History<'_>> {
         let heads = self.heads()?;
         Ok(History::new(self, &heads, reverse))
     }
 
     /// Every write to `key` (deletes included), newest first.
-    pub fn key_history(&mut self, key: &str) -> Result<KeyHistory<'_>> {
+    pub fn key_history(&self, key: &str) -> Result<KeyHistory<'_>> {
         let heads = self.heads()?;
         Ok(KeyHistory::new(self, heads, key))
     }
@@ -159,7 +178,7 @@ impl DbReader {
 /// Iterator over the writes of a database in the reference's history order.
 #[derive(Debug)]
 pub struct History<'a> {
-    db: &'a mut DbReader,
+    db: &'a DbReader,
     reverse: bool,
     end: Vec<u64>,
     nodes: Vec<Option<Arc<Node>>>,
@@ -167,7 +186,7 @@ pub struct History<'a> {
 }
 
 impl<'a> History<'a> {
-    fn new(db: &'a mut DbReader, heads: &[Arc<Node>], reverse: bool) -> Self {
+    fn new(db: &'a DbReader, heads: &[Arc<Node>], reverse: bool) -> Self {
         let writers = db.writers().len();
         let end = (0..writers)
             .map(|i| {
@@ -252,13 +271,13 @@ impl Iterator for History<'_> {
 /// writes that were current together (several for a conflict).
 #[derive(Debug)]
 pub struct KeyHistory<'a> {
-    db: &'a mut DbReader,
+    db: &'a DbReader,
     heads: Vec<Arc<Node>>,
     key: String,
 }
 
 impl<'a> KeyHistory<'a> {
-    fn new(db: &'a mut DbReader, heads: Vec<Arc<Node>>, key: &str) -> Self {
+    fn new(db: &'a DbReader, heads: Vec<Arc<Node>>, key: &str) -> Self {
         KeyHistory {
             db,
             heads,

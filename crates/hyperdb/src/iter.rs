@@ -53,7 +53,7 @@ enum Item {
 
 /// A lazy iterator over `(key, current values)` pairs under a prefix.
 pub struct Iter<'a> {
-    db: &'a mut DbReader,
+    db: &'a DbReader,
     heads: Vec<Arc<Node>>,
     stack: Vec<Item>,
     start: usize,
@@ -72,7 +72,7 @@ impl std::fmt::Debug for Iter<'_> {
 
 impl<'a> Iter<'a> {
     pub(crate) fn new(
-        db: &'a mut DbReader,
+        db: &'a DbReader,
         heads: &[Arc<Node>],
         prefix: &str,
         options: IterOptions,
@@ -206,7 +206,7 @@ impl Iterator for Iter<'_> {
 /// The nodes a lookup of `prefix` (without terminator) ends at from
 /// `heads`: the closest nodes under the prefix, one per fork.
 pub(crate) fn prefix_nodes(
-    db: &mut DbReader,
+    db: &DbReader,
     heads: &[Arc<Node>],
     prefix: &str,
 ) -> Result<Vec<Arc<Node>>> {
@@ -229,12 +229,7 @@ fn dedupe(mut nodes: Vec<Arc<Node>>) -> Vec<Arc<Node>> {
 
 /// The nodes below `pos` for `digit`: those whose path has it, and those the
 /// others' tries point to for it.
-fn descend(
-    db: &mut DbReader,
-    nodes: &[Arc<Node>],
-    pos: usize,
-    digit: u8,
-) -> Result<Vec<Arc<Node>>> {
+fn descend(db: &DbReader, nodes: &[Arc<Node>], pos: usize, digit: u8) -> Result<Vec<Arc<Node>>> {
     let mut next = Vec::new();
     for node in nodes {
         let own = node.path.get(pos).copied();
@@ -248,7 +243,7 @@ fn descend(
                         feed: ptr.feed,
                         seq: ptr.seq,
                     },
-                    false,
+                    None,
                 )? {
                     if other.path.get(pos) == Some(&digit) {
                         next.push(other);

@@ -11,7 +11,7 @@ use crate::write::Db;
 /// Copies blocks of writer `key`'s feed from `from` to `to`, up to `up_to`
 /// blocks (or all). Both replicas must know the writer. Returns how many
 /// blocks were copied.
-pub fn copy_feed(from: &mut Db, to: &mut Db, key: &[u8; 32], up_to: Option<u64>) -> Result<u64> {
+pub fn copy_feed(from: &Db, to: &Db, key: &[u8; 32], up_to: Option<u64>) -> Result<u64> {
     let (Some(src), Some(dst)) = (from.writer_index(key), to.writer_index(key)) else {
         return Ok(0);
     };
@@ -25,15 +25,14 @@ pub fn copy_feed(from: &mut Db, to: &mut Db, key: &[u8; 32], up_to: Option<u64>)
             continue;
         }
         let digest = target.digest(i);
-        let mut source = from.feed(src).expect("known writer");
+        let source = from.feed(src).expect("known writer");
         if !source.has(i) {
             continue;
         }
         let block = source.get(i)?;
         let proof = source.proof(i, digest, false, &mut sent)?;
-        to.feed_mut(dst)
-            .expect("known writer")
-            .put(i, Some(&block), &proof)?;
+        to.with_feed_mut(dst, |feed| feed.put(i, Some(&block), &proof))
+            .expect("known writer")?;
         copied += 1;
     }
     Ok(copied)
@@ -42,7 +41,7 @@ pub fn copy_feed(from: &mut Db, to: &mut Db, key: &[u8; 32], up_to: Option<u64>)
 /// Replicates both ways until neither side learns anything more: every feed
 /// that both sides count as authorized is copied, and newly discovered
 /// writers are followed. Returns the number of blocks copied.
-pub fn sync(a: &mut Db, b: &mut Db) -> Result<u64> {
+pub fn sync(a: &Db, b: &Db) -> Result<u64> {
     let mut total = 0;
     loop {
         let mut copied = 0;
@@ -55,7 +54,7 @@ pub fn sync(a: &mut Db, b: &mut Db) -> Result<u64> {
     }
 }
 
-fn sync_one_way(from: &mut Db, to: &mut Db) -> Result<u64> {
+fn sync_one_way(from: &Db, to: &Db) -> Result<u64> {
     from.heads()?;
     to.heads()?;
     let mut copied = 0;

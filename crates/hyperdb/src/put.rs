@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::db::DbReader;
+use crate::db::{Batching, DbReader};
 use crate::error::{Error, Result};
 use crate::hash::TERMINATOR;
 use crate::node::Node;
@@ -35,7 +35,8 @@ enum Task {
 }
 
 struct PutRequest<'a> {
-    db: &'a mut DbReader,
+    db: &'a DbReader,
+    batch: Option<&'a Batching>,
     key: &'a str,
     path: Vec<u8>,
     trie: Trie,
@@ -45,17 +46,19 @@ struct PutRequest<'a> {
 }
 
 /// Computes the node a put of `key` writes, from the current `heads`.
-pub(crate) fn put(
-    db: &mut DbReader,
+pub(crate) fn put<'a>(
+    db: &'a DbReader,
+    batch: Option<&'a Batching>,
     clock: Vec<u64>,
     heads: &[Arc<Node>],
-    key: &str,
+    key: &'a str,
     value: Option<Vec<u8>>,
     deleted: bool,
 ) -> Result<Node> {
     let path = crate::hash::path(key, true);
     let mut req = PutRequest {
         db,
+        batch,
         key,
         path: path.clone(),
         trie: Trie::new(),
@@ -186,7 +189,7 @@ impl PutRequest<'_> {
         match task {
             Task::ForkPart => {}
             Task::UpdateHead { worker, ptr } => {
-                match self.db.pointer(ptr, true)? {
+                match self.db.pointer(ptr, self.batch)? {
                     Some(node) => self.workers[worker].head = node,
                     // Not here (yet): nothing closer to follow.
                     None => self.workers[worker].ended = true,
@@ -196,7 +199,7 @@ impl PutRequest<'_> {
             Task::Fork { worker, ptrs } => {
                 let mut nodes = Vec::with_capacity(ptrs.len());
                 for ptr in ptrs {
-                    if let Some(node) = self.db.pointer(ptr, true)? {
+                    if let Some(node) = self.db.pointer(ptr, self.batch)? {
                         nodes.push(node);
                     }
                 }
@@ -205,7 +208,7 @@ impl PutRequest<'_> {
                 self.worker_done(worker);
             }
             Task::Collision { worker, digit, ptr } => {
-                if let Some(node) = self.db.pointer(ptr, true)? {
+                if let Some(node) = self.db.pointer(ptr, self.batch)? {
                     if node.key != self.key {
                         self.push(worker, digit, ptr);
                     }

@@ -1,6 +1,6 @@
 //! A database opened for reading only.
 
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::path::Path;
 
 use crate::db::{DbReader, OpenOptions};
@@ -17,7 +17,7 @@ use crate::storage::DbStorage;
 /// use hyperdb::{Db, ReadOnlyDb};
 /// let dir = tempfile::tempdir().unwrap();
 /// Db::open(dir.path()).unwrap().put("a", b"1").unwrap();
-/// let mut db = ReadOnlyDb::open(dir.path()).unwrap();
+/// let db = ReadOnlyDb::open(dir.path()).unwrap();
 /// assert_eq!(db.get("a").unwrap()[0].value.as_deref(), Some(&b"1"[..]));
 /// ```
 ///
@@ -31,10 +31,9 @@ use crate::storage::DbStorage;
 /// nor can it be handed to anything that writes, such as replication:
 ///
 /// ```compile_fail
-/// use std::sync::{Arc, Mutex};
 /// let db = hyperdb::ReadOnlyDb::open("/tmp/some-db").unwrap();
 /// let (stream, _) = tokio::io::duplex(64);
-/// let _ = hyperdb::replicate(Arc::new(Mutex::new(db)), stream, Default::default());
+/// let _ = hyperdb::replicate(db, stream, Default::default());
 /// ```
 #[derive(Debug)]
 pub struct ReadOnlyDb {
@@ -46,12 +45,6 @@ impl Deref for ReadOnlyDb {
 
     fn deref(&self) -> &DbReader {
         &self.reader
-    }
-}
-
-impl DerefMut for ReadOnlyDb {
-    fn deref_mut(&mut self) -> &mut DbReader {
-        &mut self.reader
     }
 }
 
@@ -68,7 +61,7 @@ impl ReadOnlyDb {
         if !storage.has_feed("source") {
             return Err(Error::NotFound(storage.describe()));
         }
-        let mut reader = DbReader::load(storage, &options, true)?;
+        let reader = DbReader::load(storage, &options, true)?;
         reader.discover()?;
         Ok(ReadOnlyDb { reader })
     }

@@ -13,11 +13,11 @@
 //! until the stream closes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hypercore_feed::cache::KeyMap;
-use hypercore_feed::{Bits, Node as TreeNode, Proof, SparseBits};
+use hypercore_feed::{Bits, Feed, Node as TreeNode, Proof, SparseBits};
 use hypercore_wire::messages::{Data, DataNode, Have, Info, Request, Want};
 use hypercore_wire::{Event, Message, Protocol, ProtocolOptions, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -278,7 +278,7 @@ impl Session {
     /// Starts a session: opens a channel for every authorized writer, the
     /// database's own feed first. A database opened read-only cannot
     /// replicate: it would store what arrives.
-    pub fn new(db: &mut Db, options: ReplicateOptions) -> Result<Session> {
+    pub fn new(db: &Db, options: ReplicateOptions) -> Result<Session> {
         let protocol = Protocol::new(ProtocolOptions {
             live: options.live,
             ..Default::default()
@@ -354,7 +354,7 @@ impl Session {
 
     /// Answers requests held back while the peer was not reading, as far
     /// as the backlog allows.
-    pub fn answer_deferred(&mut self, db: &mut Db) -> Result<()> {
+    pub fn answer_deferred(&mut self, db: &Db) -> Result<()> {
         while self.protocol.outgoing_len() < self.backlog_limit {
             let Some((dk, request)) = self.deferred.pop_front() else {
                 break;
@@ -373,7 +373,7 @@ impl Session {
             && self.peers.values().all(|p| p.closed)
     }
 
-    fn open_authorized(&mut self, db: &mut Db) -> Result<()> {
+    fn open_authorized(&mut self, db: &Db) -> Result<()> {
         // Each authorized writer's feed, then its content feed if it has one
         // (the reference's order).
         for key in feed_keys(db, true) {
@@ -382,7 +382,7 @@ impl Session {
                 continue;
             }
             self.protocol.open(&key).map_err(wire)?;
-            let writable = db.feed_by_key(&key).is_some_and(|f| f.is_writable());
+            let writable = db.read_feed(&key, Feed::is_writable).unwrap_or(false);
             let mut peer = Peer {
                 key,
                 remote_has: SparseBits::new(),
@@ -425,7 +425,7 @@ impl Session {
     }
 
     /// Handles bytes from the peer.
-    pub fn receive(&mut self, db: &mut Db, bytes: &[u8]) -> Result<()> {
+    pub fn receive(&mut self, db: &Db, bytes: &[u8]) -> Result<()> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -434,7 +434,7 @@ impl Session {
     }
 
     /// Counts a quarter of the timeout: keep-alives, stalled requests.
-    pub fn tick(&mut self, db: &mut Db) -> Result<()> {
+    pub fn tick(&mut self, db: &Db) -> Result<()> {
         self.protocol.tick().map_err(wire)?;
         db.sync_pending()?;
         let remote_live = self
@@ -473,17 +473,18 @@ impl Session {
 
     /// Announces blocks the database gained since the last call (local
     /// writes, or blocks from other peers) to a live peer.
-    pub fn local_change(&mut self, db: &mut Db) -> Result<()> {
+    pub fn local_change(&mut self, db: &Db) -> Result<()> {
         db.discover()?;
         self.open_authorized(db)?;
         for (dk, peer) in self.peers.iter_mut() {
             if !peer.remote_want || peer.closed {
                 continue;
             }
-            let Some(feed) = db.feed_by_key(&peer.key) else {
+            let Some(available) = db.read_feed(&peer.key, |feed| {
+                feed.next_missing(0, feed.len()).unwrap_or(feed.len())
+            }) else {
                 continue;
             };
-            let available = feed.next_missing(0, feed.len()).unwrap_or(feed.len());
             if available > peer.announced {
                 let start = peer.announced;
                 let length = available - start;
@@ -502,7 +503,7 @@ impl Session {
         Ok(())
     }
 
-    fn process(&mut self, db: &mut Db) -> Result<()> {
+    fn process(&mut self, db: &Db) -> Result<()> {
         let mut stored = false;
         while let Some(event) = self.protocol.next_event() {
             match event {
@@ -526,9 +527,7 @@ impl Session {
         }
         if stored {
             for key in feed_keys(db, false) {
-                if let Some(feed) = db.feed_by_key(&key) {
-                    feed.flush_unsynced()?;
-                }
+                db.write_feed(&key, Feed::flush_unsynced).transpose()?;
             }
             db.discover()?;
             self.open_authorized(db)?;
@@ -543,12 +542,12 @@ impl Session {
         Ok(())
     }
 
-    fn on_message(&mut self, db: &mut Db, dk: &[u8; 32], message: Message) -> Result<bool> {
+    fn on_message(&mut self, db: &Db, dk: &[u8; 32], message: Message) -> Result<bool> {
         let Some(peer) = self.peers.get_mut(dk) else {
             return Ok(false);
         };
         let key = peer.key;
-        if db.feed_by_key(&key).is_none() {
+        if db.read_feed(&key, |_| ()).is_none() {
             return Ok(false);
         }
         match message {
@@ -556,9 +555,19 @@ impl Session {
                 if want.start & 8191 != 0 || want.length.unwrap_or(0) & 8191 != 0 {
                     return Ok(false);
                 }
-                let feed = db.feed_by_key(&key).expect("known feed");
-                let len = feed.len();
-                if !peer.remote_want && len > 0 && feed.has(len - 1) {
+                let length = want.length.unwrap_or(WANT_LENGTH).min(WANT_LENGTH * 64);
+                let Some((len, has_last, bitfield, available)) = db.read_feed(&key, |feed| {
+                    let len = feed.len();
+                    (
+                        len,
+                        len > 0 && feed.has(len - 1),
+                        feed.compressed_bitfield(want.start, length),
+                        feed.next_missing(0, len).unwrap_or(len),
+                    )
+                }) else {
+                    return Ok(false);
+                };
+                if !peer.remote_want && has_last {
                     self.protocol.send(
                         dk,
                         &Message::Have(Have {
@@ -570,9 +579,7 @@ impl Session {
                     );
                 }
                 peer.remote_want = true;
-                let length = want.length.unwrap_or(WANT_LENGTH).min(WANT_LENGTH * 64);
-                let bitfield = feed.compressed_bitfield(want.start, length);
-                peer.announced = peer.announced.max(feed.next_missing(0, len).unwrap_or(len));
+                peer.announced = peer.announced.max(available);
                 self.protocol.send(
                     dk,
                     &Message::Have(Have {
@@ -661,13 +668,16 @@ impl Session {
                     proof_from(&data.nodes, data.signature.as_deref()).map_err(|reason| {
                         ReplicationError::BadMessage(format!("a bad Data message: {reason}"))
                     })?;
-                let feed = db.feed_by_key(&key).expect("known feed");
-                if feed.has(data.index) {
+                // Checked beside other readers; only storing it takes the
+                // database alone.
+                let verified = db.read_feed(&key, |feed| {
+                    (!feed.has(data.index))
+                        .then(|| feed.verify_block(data.index, Some(&value), &proof))
+                });
+                let Some(Some(write)) = verified else {
                     return Ok(false);
-                }
-                let write = feed
-                    .verify_block(data.index, Some(&value), &proof)
-                    .map_err(ReplicationError::Unverified)?;
+                };
+                let write = write.map_err(ReplicationError::Unverified)?;
                 let is_writer = db.writer_index(&key).is_some();
                 if let (Some(hook), true) = (&self.options.on_write, data.index > 0 && is_writer) {
                     let entry = crate::messages::decode_entry(&value).map_err(|e| {
@@ -689,9 +699,14 @@ impl Session {
                         reason,
                     })?;
                 }
-                let feed = db.feed_by_key(&key).expect("known feed");
-                feed.commit_unflushed(write)?;
-                let length = feed.len();
+                let stored = db.write_feed(&key, |feed| {
+                    // Another session may have stored it meanwhile.
+                    if !feed.has(write.index()) {
+                        feed.commit_unflushed(write)?;
+                    }
+                    Ok::<_, hypercore_feed::Error>(feed.len())
+                });
+                let length = stored.expect("feeds are never removed")?;
                 peer.received += 1;
                 peer.remote_has.set(data.index, true);
                 if let Some(progress) = &self.options.on_progress {
@@ -707,32 +722,35 @@ impl Session {
     }
 
     /// Sends the block a peer asked for, with the proof it needs.
-    fn answer(&mut self, db: &mut Db, dk: &[u8; 32], request: Request) -> Result<()> {
+    fn answer(&mut self, db: &Db, dk: &[u8; 32], request: Request) -> Result<()> {
         let Some(peer) = self.peers.get_mut(dk) else {
             return Ok(());
         };
-        let Some(feed) = db.feed_by_key(&peer.key) else {
-            return Ok(());
-        };
         let hash = request.hash.unwrap_or(false);
-        let proof = match feed.proof(
-            request.index,
-            request.nodes.unwrap_or(0),
-            hash,
-            &mut peer.remote_tree,
-        ) {
-            Ok(proof) => proof,
-            // Not here: the peer asked for something we never had.
-            Err(hypercore_feed::Error::NotAvailable(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let value = if !hash && feed.has(request.index) {
-            // The peer verifies every block against the proof, so
-            // reading it again through the hash here would only
-            // repeat that work.
-            Some(bytes::Bytes::from(feed.get_unverified(request.index)?))
-        } else {
-            None
+        let answer = db.read_feed(&peer.key, |feed| {
+            let proof = match feed.proof(
+                request.index,
+                request.nodes.unwrap_or(0),
+                hash,
+                &mut peer.remote_tree,
+            ) {
+                Ok(proof) => proof,
+                // Not here: the peer asked for something we never had.
+                Err(hypercore_feed::Error::NotAvailable(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let value = if !hash && feed.has(request.index) {
+                // The peer verifies every block against the proof, so
+                // reading it again through the hash here would only
+                // repeat that work.
+                Some(bytes::Bytes::from(feed.get_unverified(request.index)?))
+            } else {
+                None
+            };
+            Ok(Some((proof, value)))
+        });
+        let Some(Some((proof, value))) = answer.transpose()? else {
+            return Ok(());
         };
         if value.is_some() {
             self.summary.sent += 1;
@@ -751,36 +769,35 @@ impl Session {
     }
 
     /// Whether we hold every block the peer said it has.
-    fn complete(db: &mut Db, peer: &Peer) -> bool {
+    fn complete(db: &Db, peer: &Peer) -> bool {
         if !peer.got_have || !peer.inflight.is_empty() {
             return false;
         }
-        let Some(feed) = db.feed_by_key(&peer.key) else {
-            return true;
-        };
-        let mut next = 0;
-        while let Some(missing) = feed.next_missing(next, peer.remote_length) {
-            if peer.remote_has.get(missing) {
-                return false;
+        db.read_feed(&peer.key, |feed| {
+            let mut next = 0;
+            while let Some(missing) = feed.next_missing(next, peer.remote_length) {
+                if peer.remote_has.get(missing) {
+                    return false;
+                }
+                next = missing + 1;
             }
-            next = missing + 1;
-        }
-        true
+            true
+        })
+        .unwrap_or(true)
     }
 
     /// Requests what is missing, and ends the channel once done (hypercore
     /// 6's `Peer#update` and `Peer#end`).
-    fn update(&mut self, db: &mut Db, dk: &[u8; 32]) -> Result<()> {
+    fn update(&mut self, db: &Db, dk: &[u8; 32]) -> Result<()> {
         let peer = self.peers.get_mut(dk).expect("known peer");
         if peer.closed || !peer.ready {
             return Ok(());
         }
-        let key = peer.key;
-        if db.feed_by_key(&key).is_none() {
+        if !peer.downloading {
             return Ok(());
         }
-        if peer.downloading {
-            let feed = db.feed_by_key(&key).expect("known feed");
+        let protocol = &mut self.protocol;
+        let requested = db.read_feed(&peer.key, |feed| {
             // Fetch the peer's last block first and alone: its proof brings
             // the signed roots, and every later proof then stops at a node
             // already stored, so it needs hashing but no signature check.
@@ -790,7 +807,7 @@ impl Session {
                     let digest = feed.digest(last);
                     peer.inflight.push_back((last, 0));
                     peer.requested.insert(last);
-                    self.protocol.send(
+                    protocol.send(
                         dk,
                         &Message::Request(Request {
                             index: last,
@@ -800,7 +817,7 @@ impl Session {
                         }),
                     );
                 }
-                return Ok(());
+                return false;
             }
             let mut next = peer.cursor;
             while peer.inflight.len() < MAX_REQUESTS && next < peer.remote_length {
@@ -815,7 +832,7 @@ impl Session {
                 let digest = feed.digest(missing);
                 peer.inflight.push_back((missing, 0));
                 peer.requested.insert(missing);
-                self.protocol.send(
+                protocol.send(
                     dk,
                     &Message::Request(Request {
                         index: missing,
@@ -826,9 +843,11 @@ impl Session {
                 );
             }
             peer.cursor = next;
-            if !self.options.live && Self::complete(db, peer) && !peer.ending {
-                Self::end(&mut self.protocol, peer, dk, self.options.live);
-            }
+            true
+        });
+        if requested == Some(true) && !self.options.live && Self::complete(db, peer) && !peer.ending
+        {
+            Self::end(&mut self.protocol, peer, dk, self.options.live);
         }
         Ok(())
     }
@@ -911,19 +930,15 @@ fn proof_from(nodes: &[DataNode], signature: Option<&[u8]>) -> std::result::Resu
 /// Replicates `db` over `stream` until the session is done (one-shot) or
 /// the stream closes (live). The database stays usable by others meanwhile:
 /// it is locked only while a message is handled.
-pub async fn replicate<S>(
-    db: Arc<Mutex<Db>>,
-    stream: S,
-    options: ReplicateOptions,
-) -> Result<Summary>
+pub async fn replicate<S>(db: Db, stream: S, options: ReplicateOptions) -> Result<Summary>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let changes = db.lock().expect("db lock").changes();
+    let changes = db.changes();
     let live = options.live;
     let tick_every = options.timeout / 4;
     let mut share = Share::new(options.budget.clone().unwrap_or_default());
-    let mut session = Session::new(&mut db.lock().expect("db lock"), options)?;
+    let mut session = Session::new(&db, options)?;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
     let mut ticker = tokio::time::interval(tick_every);
@@ -956,15 +971,13 @@ where
                         .into());
                     }
                 }
-                let mut db = db.lock().expect("db lock");
-                session.tick(&mut db)?;
+                session.tick(&db)?;
             }
             written = write_some(&mut writer, session.outgoing()), if pending => {
                 session.consume(written.map_err(io_error)?);
                 stalled_ticks = 0;
                 if session.has_deferred() {
-                    let mut db = db.lock().expect("db lock");
-                    session.answer_deferred(&mut db)?;
+                    session.answer_deferred(&db)?;
                 }
             }
             read = reader.read(&mut buf) => {
@@ -973,18 +986,16 @@ where
                     remote_closed = true;
                     continue;
                 }
-                let mut db = db.lock().expect("db lock");
-                session.receive(&mut db, &buf[..n])?;
+                session.receive(&db, &buf[..n])?;
             }
             _ = changes.notified(), if live => {
-                let mut db = db.lock().expect("db lock");
-                session.local_change(&mut db)?;
+                session.local_change(&db)?;
             }
         }
     }
     let summary = session.summary();
     // What arrived is durable before the session says it arrived.
-    db.lock().expect("db lock").sync_pending()?;
+    db.sync_pending()?;
     let _ = writer.shutdown().await;
     if !remote_closed {
         // Give the peer a moment to finish and close its side.

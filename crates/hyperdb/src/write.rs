@@ -1,9 +1,9 @@
 //! The writable database handle and the one write path: put, delete,
 //! batch and authorize, each an append to this replica's own feed.
 
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hypercore_feed::{Feed, FeedOptions};
 use prost::Message;
@@ -19,6 +19,12 @@ use crate::{hash, put};
 /// A hyperdb database open for writing: a key-value store made of one feed
 /// per writer. Every read of [`DbReader`] works on it too.
 ///
+/// A `Db` is a handle: clones are cheap and share one open database, and
+/// it is `Send + Sync`, so threads (and replication tasks) each take a
+/// clone. Reads run in parallel and never wait for a write in progress
+/// except for the moment its blocks are appended; writes are made one at
+/// a time.
+///
 /// One process writes a folder at a time: opening takes the folder's lock,
 /// and a second writer gets [`Error::Locked`]. A
 /// [`ReadOnlyDb`](crate::ReadOnlyDb) reads beside it.
@@ -33,15 +39,27 @@ use crate::{hash, put};
 /// let mut reader = ReadOnlyDb::open(dir.path()).unwrap();
 /// assert_eq!(reader.get("a").unwrap().len(), 1);
 /// ```
+#[derive(Clone)]
 pub struct Db {
+    inner: Arc<Shared>,
+}
+
+/// What the clones of a [`Db`] share.
+struct Shared {
     reader: DbReader,
-    /// The folder's writer lock (none for memory storage).
+    /// Taken by each local write for its whole length, so that writes are
+    /// made one at a time; readers never take it.
+    writing: Mutex<()>,
+    /// The folder's writer lock (none for memory storage), released after
+    /// the feeds are closed.
     _lock: Option<FolderLock>,
 }
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("reader", &self.reader).finish()
+        f.debug_struct("Db")
+            .field("reader", &self.inner.reader)
+            .finish()
     }
 }
 
@@ -49,13 +67,7 @@ impl Deref for Db {
     type Target = DbReader;
 
     fn deref(&self) -> &DbReader {
-        &self.reader
-    }
-}
-
-impl DerefMut for Db {
-    fn deref_mut(&mut self) -> &mut DbReader {
-        &mut self.reader
+        &self.inner.reader
     }
 }
 
@@ -114,54 +126,67 @@ impl Db {
         if replica && !storage.has_feed("local") {
             storage.create_feed("local", FeedOptions::default(), header)?;
         }
-        let mut reader = DbReader::load(storage, &options, false)?;
+        let reader = DbReader::load(storage, &options, false)?;
         let local = reader.local;
         reader.writer_head(local)?;
-        if reader.writers[local].feed.is_empty() {
-            // A folder hyperdb 3.5.0 made (or one from before creation was
-            // atomic) whose writer never wrote its header.
-            header(&mut reader.writers[local].feed)?;
+        {
+            let mut state = reader.state_mut();
+            if state.writers[local].feed.is_empty() {
+                // A folder hyperdb 3.5.0 made (or one from before creation
+                // was atomic) whose writer never wrote its header.
+                header(&mut state.writers[local].feed)?;
+            }
         }
         reader.discover()?;
         Ok(Db {
-            reader,
-            _lock: lock,
+            inner: Arc::new(Shared {
+                reader,
+                writing: Mutex::new(()),
+                _lock: lock,
+            }),
         })
     }
 
-    /// This replica's content feed, when the database has content feeds.
-    pub fn local_content(&mut self) -> Option<&mut Feed> {
-        let local = self.local;
-        self.writers[local].content.as_mut()
+    /// Waits for the local write in progress, if any, and keeps others out.
+    fn writing(&self) -> MutexGuard<'_, ()> {
+        self.inner.writing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The feed of writer `index`, to write to directly: bypassing the
-    /// database's write path, for tools and tests (an entry appended here
-    /// must be one the database can decode).
-    pub fn feed_mut(&mut self, index: usize) -> Option<&mut Feed> {
-        self.writers.get_mut(index).map(|w| &mut w.feed)
+    /// Runs `f` on this replica's content feed, when the database has
+    /// content feeds (to append a large value, say); `None` otherwise.
+    pub fn with_local_content<T>(&self, f: impl FnOnce(&mut Feed) -> T) -> Option<T> {
+        let _writing = self.writing();
+        let mut state = self.state_mut();
+        state.writers[self.local].content.as_mut().map(f)
+    }
+
+    /// Runs `f` on the feed of writer `index`, to write to it directly:
+    /// bypassing the database's write path, for tools and tests (an entry
+    /// appended here must be one the database can decode).
+    pub fn with_feed_mut<T>(&self, index: usize, f: impl FnOnce(&mut Feed) -> T) -> Option<T> {
+        let _writing = self.writing();
+        let mut state = self.state_mut();
+        state.writers.get_mut(index).map(|w| f(&mut w.feed))
     }
 
     /// With [`Durability::Fsync`](hypercore_feed::Durability), syncs the
     /// blocks replication stored since the last sync (replication does this
     /// itself when a session ends and every few seconds in live mode).
-    pub fn sync_pending(&mut self) -> Result<()> {
+    pub fn sync_pending(&self) -> Result<()> {
         self.each_feed(Feed::sync_pending)
     }
 
     /// Makes every write so far durable (syncs every feed), whatever the
     /// [`Durability`](hypercore_feed::Durability) the database was opened
     /// with.
-    pub fn sync(&mut self) -> Result<()> {
+    pub fn sync(&self) -> Result<()> {
         self.each_feed(Feed::sync_all)
     }
 
     /// Runs `f` on every writer's feed and content feed.
-    fn each_feed(
-        &mut self,
-        mut f: impl FnMut(&mut Feed) -> hypercore_feed::Result<()>,
-    ) -> Result<()> {
-        for w in &mut self.writers {
+    fn each_feed(&self, mut f: impl FnMut(&mut Feed) -> hypercore_feed::Result<()>) -> Result<()> {
+        let mut state = self.state_mut();
+        for w in &mut state.writers {
             f(&mut w.feed)?;
             if let Some(content) = &mut w.content {
                 f(content)?;
@@ -173,11 +198,7 @@ impl Db {
     /// Applies many operations in batches of `batch_size` (one append and
     /// one signature each), streaming them from any iterator: the
     /// reference's write stream. Returns how many were written.
-    pub fn write_all(
-        &mut self,
-        ops: impl IntoIterator<Item = Op>,
-        batch_size: usize,
-    ) -> Result<usize> {
+    pub fn write_all(&self, ops: impl IntoIterator<Item = Op>, batch_size: usize) -> Result<usize> {
         let batch_size = batch_size.max(1);
         let mut pending = Vec::with_capacity(batch_size);
         let mut written = 0;
@@ -195,35 +216,62 @@ impl Db {
     }
 
     /// Stores `value` at `key`.
-    pub fn put(&mut self, key: &str, value: &[u8]) -> Result<Arc<Node>> {
+    pub fn put(&self, key: &str, value: &[u8]) -> Result<Arc<Node>> {
         self.write_one(key, Some(value.to_vec()), false)
     }
 
     /// Deletes `key`.
-    pub fn del(&mut self, key: &str) -> Result<Arc<Node>> {
+    pub fn del(&self, key: &str) -> Result<Arc<Node>> {
         self.write_one(key, None, true)
     }
 
-    fn write_one(&mut self, key: &str, value: Option<Vec<u8>>, deleted: bool) -> Result<Arc<Node>> {
+    fn write_one(&self, key: &str, value: Option<Vec<u8>>, deleted: bool) -> Result<Arc<Node>> {
+        let _writing = self.writing();
+        self.write_one_locked(key, value, deleted)
+    }
+
+    fn write_one_locked(
+        &self,
+        key: &str,
+        value: Option<Vec<u8>>,
+        deleted: bool,
+    ) -> Result<Arc<Node>> {
         let heads = self.heads()?;
         let clock = self.clock();
-        let node = put::put(self, clock, &heads, hash::normalize(key), value, deleted)?;
+        let node = put::put(
+            self,
+            None,
+            clock,
+            &heads,
+            hash::normalize(key),
+            value,
+            deleted,
+        )?;
         let (bytes, node) = self.encode_local(node);
         let local = self.local;
-        self.writers[local].feed.append(&bytes)?;
+        {
+            let mut state = self.state_mut();
+            let appended = state.writers[local].feed.append(&bytes);
+            if appended.is_err() {
+                state.writers[local].clock -= 1;
+            }
+            appended?;
+        }
         self.cache(local, node.clone());
         self.changed();
         Ok(node)
     }
 
     /// Applies several puts and deletes atomically: one append, one signature.
-    pub fn batch(&mut self, ops: &[Op]) -> Result<Vec<Arc<Node>>> {
+    pub fn batch(&self, ops: &[Op]) -> Result<Vec<Arc<Node>>> {
+        let _writing = self.writing();
         let mut heads = self.heads()?;
         let clock = self.clock();
-        self.batching = Some(Batching {
+        let mut batch = Batching {
             blocks: Vec::new(),
             nodes: Vec::new(),
-        });
+        };
+        let local = self.local;
         let result = (|| {
             for op in ops {
                 let (key, value, deleted) = match op {
@@ -232,6 +280,7 @@ impl Db {
                 };
                 let node = put::put(
                     self,
+                    Some(&batch),
                     clock.clone(),
                     &heads,
                     hash::normalize(key),
@@ -239,22 +288,24 @@ impl Db {
                     deleted,
                 )?;
                 let (bytes, node) = self.encode_local(node);
-                let batch = self.batching.as_mut().expect("batching");
                 batch.blocks.push(bytes);
                 batch.nodes.push(node.clone());
                 heads = vec![node];
             }
             Ok(())
         })();
-        let batch = self.batching.take().expect("batching");
-        if let Err(e) = result {
-            // Nothing was appended: roll the writer's counter back.
-            let local = self.local;
-            self.writers[local].clock -= batch.nodes.len() as u64;
-            return Err(e);
+        {
+            let mut state = self.state_mut();
+            let appended = result.and_then(|()| {
+                state.writers[local].feed.append_batch(&batch.blocks)?;
+                Ok(())
+            });
+            if let Err(e) = appended {
+                // Nothing was appended: roll the writer's counter back.
+                state.writers[local].clock -= batch.nodes.len() as u64;
+                return Err(e);
+            }
         }
-        let local = self.local;
-        self.writers[local].feed.append_batch(&batch.blocks)?;
         for node in &batch.nodes {
             self.cache(local, node.clone());
         }
@@ -264,10 +315,11 @@ impl Db {
 
     /// Encodes a new local entry, inflating it when the writer's published
     /// feed list is out of date.
-    fn encode_local(&mut self, mut node: Node) -> (Vec<u8>, Arc<Node>) {
+    fn encode_local(&self, mut node: Node) -> (Vec<u8>, Arc<Node>) {
         let local = self.local;
-        let n_feeds = self.writers.len();
-        let w = &mut self.writers[local];
+        let mut state = self.state_mut();
+        let n_feeds = state.writers.len();
+        let w = &mut state.writers[local];
         if w.clock == 0 {
             w.clock = w.feed.len();
         }
@@ -283,8 +335,8 @@ impl Db {
         let needs_inflate = w.feeds_message.as_ref().is_none_or(|m| m.len() != n_feeds);
         let mut feeds = Vec::new();
         if needs_inflate {
-            let keys: Vec<Option<[u8; 32]>> = self.writers.iter().map(|w| Some(w.key)).collect();
-            let w = &mut self.writers[local];
+            let keys: Vec<Option<[u8; 32]>> = state.writers.iter().map(|w| Some(w.key)).collect();
+            let w = &mut state.writers[local];
             let list: Vec<[u8; 32]> = map_list(&keys, &w.encode_map, None)
                 .into_iter()
                 .flatten()
@@ -293,9 +345,9 @@ impl Db {
             w.feeds_message = Some(list);
             w.feeds_loaded = Some(seq);
             w.feeds_seq = seq;
-            self.update_feeds(local);
+            state.update_feeds(local);
         }
-        let w = &self.writers[local];
+        let w = &state.writers[local];
         let clock: Vec<u64> = map_list(&node.clock, &w.encode_map, 0);
         let msg = InflatedEntry {
             key: node.key.clone(),
@@ -321,7 +373,7 @@ impl Db {
     /// Lets the writer with feed `key` write to the database. `key` is the
     /// *local* key of the other replica (`hyperdb info` there shows it), not
     /// the database key.
-    pub fn authorize(&mut self, key: &[u8]) -> Result<Arc<Node>> {
+    pub fn authorize(&self, key: &[u8]) -> Result<Arc<Node>> {
         let key: [u8; 32] = key.try_into().map_err(|_| Error::BadKeyLength(key.len()))?;
         self.heads()?;
         if key == *self.key() {
@@ -330,10 +382,11 @@ impl Db {
         if self.is_authorized(&key)? {
             return Err(Error::AlreadyAuthorized(hex::encode(key)));
         }
+        let _writing = self.writing();
         self.add_writer(&key)?;
         // The reference records an authorization as a put of the empty key
         // with no value; the new writer makes this entry an inflated one.
-        self.write_one("", None, false)
+        self.write_one_locked("", None, false)
     }
 }
 

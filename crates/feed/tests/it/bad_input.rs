@@ -174,7 +174,7 @@ fn clone_of(feed: &Feed) -> (MemoryStorage, Feed) {
 
 #[test]
 fn a_proof_with_a_wrong_hash_is_rejected_and_nothing_stored() {
-    let (_, mut feed) = feed_with_blocks(8);
+    let (_, feed) = feed_with_blocks(8);
     let (storage, mut clone) = clone_of(&feed);
     let before: Vec<Vec<u8>> = ["tree", "data", "bitfield", "signatures"]
         .iter()
@@ -201,7 +201,7 @@ fn a_proof_with_a_wrong_hash_is_rejected_and_nothing_stored() {
 
 #[test]
 fn a_proof_with_a_bad_signature_is_rejected() {
-    let (_, mut feed) = feed_with_blocks(8);
+    let (_, feed) = feed_with_blocks(8);
     let (_, mut clone) = clone_of(&feed);
     let mut proof = feed.proof(5, 0, false, &mut SparseBits::new()).unwrap();
     proof.signature.as_mut().unwrap()[10] ^= 1;
@@ -222,8 +222,8 @@ fn a_proof_with_a_bad_signature_is_rejected() {
 
 #[test]
 fn a_proof_signed_by_another_key_is_rejected() {
-    let (_, mut feed) = feed_with_blocks(4);
-    let (_, mut other) = feed_with_blocks(4);
+    let (_, feed) = feed_with_blocks(4);
+    let (_, other) = feed_with_blocks(4);
     let (_, mut clone) = clone_of(&feed);
     let proof = other.proof(1, 0, false, &mut SparseBits::new()).unwrap();
     let block = other.get(1).unwrap();

@@ -65,7 +65,7 @@ fn in_order_download_leaves_the_writers_files() {
 
 #[test]
 fn blocks_held_back_reach_the_files_on_flush() {
-    let (_, mut source) = writer(50);
+    let (_, source) = writer(50);
     let storage = MemoryStorage::new();
     let options = FeedOptions {
         key: Some(*source.key()),

@@ -229,7 +229,7 @@ fn proofs_made_by_js_verify_in_rust_and_match_ours() {
     js_append(tmp.path(), &pair, &batches);
     let dir = tmp.path().to_str().unwrap();
 
-    let mut ours = Feed::open(FileStorage::new(tmp.path()), FeedOptions::default()).unwrap();
+    let ours = Feed::open(FileStorage::new(tmp.path()), FeedOptions::default()).unwrap();
     let clone_dir = tempfile::tempdir().unwrap();
     let options = FeedOptions {
         key: Some(pair.public_key),

@@ -25,15 +25,15 @@ fn entry(key: &str, _seq: u64, inflate: u64, trie: Vec<u8>, clock: Vec<u64>) -> 
     }
 }
 
-fn append_raw(db: &mut Db, bytes: &[u8]) {
-    db.feed_mut(0).unwrap().append(bytes).unwrap();
+fn append_raw(db: &Db, bytes: &[u8]) {
+    db.with_feed_mut(0, |f| f.append(bytes)).unwrap().unwrap();
 }
 
 #[test]
 fn an_entry_that_does_not_decode_is_an_error_that_names_it() {
-    let (_, mut db) = memory();
+    let (_, db) = memory();
     db.put("a", b"1").unwrap();
-    append_raw(&mut db, &[0xff, 0xff, 0xff]);
+    append_raw(&db, &[0xff, 0xff, 0xff]);
     let err = db.get("a").unwrap_err();
     assert!(matches!(err, Error::BadEntry { seq: 2, .. }), "{err}");
     assert!(err.to_string().contains("entry 2"), "{err}");
@@ -41,7 +41,7 @@ fn an_entry_that_does_not_decode_is_an_error_that_names_it() {
 
 #[test]
 fn a_trie_pointing_at_a_missing_seq_is_skipped() {
-    let (_, mut db) = memory();
+    let (_, db) = memory();
     db.put("a", b"1").unwrap();
     // Entry 2 for key "b" with a trie pointer to (feed 0, seq 99) where
     // "a" would be.
@@ -55,7 +55,7 @@ fn a_trie_pointing_at_a_missing_seq_is_skipped() {
     let mut trie = Trie::new();
     trie.push(i, path_a[i], Ptr { feed: 0, seq: 99 });
     append_raw(
-        &mut db,
+        &db,
         &entry("b", 2, 1, trie.encode(&[Some(0)]), vec![3]).encode_to_vec(),
     );
     assert!(
@@ -70,13 +70,13 @@ fn a_trie_pointing_at_a_missing_seq_is_skipped() {
 
 #[test]
 fn a_trie_pointing_at_an_unknown_feed_is_an_error() {
-    let (_, mut db) = memory();
+    let (_, db) = memory();
     db.put("a", b"1").unwrap();
     let mut trie = Trie::new();
     trie.push(0, 1, Ptr { feed: 7, seq: 1 });
     // Feed 7 in the writer's numbering: it listed one feed.
     append_raw(
-        &mut db,
+        &db,
         &entry("b", 2, 1, trie.encode(&[]), vec![3]).encode_to_vec(),
     );
     let err = db.get("b").unwrap_err();
@@ -85,11 +85,11 @@ fn a_trie_pointing_at_an_unknown_feed_is_an_error() {
 
 #[test]
 fn inflate_pointers_that_loop_or_point_forward_do_not_hang() {
-    let (_, mut db) = memory();
+    let (_, db) = memory();
     db.put("a", b"1").unwrap();
     // Entry 2 says its inflated entry is 3, which says 2.
-    append_raw(&mut db, &entry("b", 2, 3, vec![], vec![3]).encode_to_vec());
-    append_raw(&mut db, &entry("c", 3, 2, vec![], vec![4]).encode_to_vec());
+    append_raw(&db, &entry("b", 2, 3, vec![], vec![3]).encode_to_vec());
+    append_raw(&db, &entry("c", 3, 2, vec![], vec![4]).encode_to_vec());
     // Entry 3's inflated entry is read once, not followed further.
     let values = db.get("c").unwrap();
     assert_eq!(values.len(), 1);
@@ -101,7 +101,7 @@ fn inflate_pointers_that_loop_or_point_forward_do_not_hang() {
 fn a_header_with_another_protocol_is_refused() {
     let storage = DbStorage::memory();
     {
-        let mut db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
         db.put("a", b"1").unwrap();
     }
     // Rewrite the source feed with a foreign header.
@@ -165,10 +165,10 @@ proptest! {
     /// Any bytes appended as an entry: reads answer or error, never panic.
     #[test]
     fn garbage_entries_never_panic(garbage in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let (_, mut db) = memory();
+        let (_, db) = memory();
         db.put("a", b"1").unwrap();
         db.put("b/c", b"2").unwrap();
-        append_raw(&mut db, &garbage);
+        append_raw(&db, &garbage);
         for key in ["a", "b/c", "zzz", ""] {
             let _ = db.get(key);
         }
@@ -183,9 +183,9 @@ proptest! {
         clock in proptest::collection::vec(0u64..10, 0..4),
         inflate in 0u64..5,
     ) {
-        let (_, mut db) = memory();
+        let (_, db) = memory();
         db.put("a", b"1").unwrap();
-        append_raw(&mut db, &entry("x", 2, inflate, trie, clock).encode_to_vec());
+        append_raw(&db, &entry("x", 2, inflate, trie, clock).encode_to_vec());
         for key in ["a", "x", "y/z"] {
             let _ = db.get(key);
         }
@@ -206,7 +206,7 @@ fn a_replica_without_its_own_writer_gets_one_when_opened_for_writing() {
     std::fs::remove_dir_all(dir.join("local")).unwrap();
     let err = hyperdb::ReadOnlyDb::open(&dir).unwrap_err();
     assert!(err.to_string().contains("no local writer"), "{err}");
-    let mut db = Db::open(&dir).unwrap();
+    let db = Db::open(&dir).unwrap();
     assert_eq!(db.key(), owner.key());
     assert!(!db.is_owner());
     db.put("a", b"1").unwrap();

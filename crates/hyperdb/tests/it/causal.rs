@@ -60,14 +60,14 @@ fn memory_db(key: Option<[u8; 32]>) -> Db {
 
 /// Three replicas, each authorized by the owner and fully synced.
 fn setup() -> Vec<Db> {
-    let mut owner = memory_db(None);
-    let mut r1 = memory_db(Some(*owner.key()));
-    let mut r2 = memory_db(Some(*owner.key()));
+    let owner = memory_db(None);
+    let r1 = memory_db(Some(*owner.key()));
+    let r2 = memory_db(Some(*owner.key()));
     owner.authorize(r1.local_key()).unwrap();
     owner.authorize(r2.local_key()).unwrap();
-    local_sync::sync(&mut owner, &mut r1).unwrap();
-    local_sync::sync(&mut owner, &mut r2).unwrap();
-    local_sync::sync(&mut r1, &mut r2).unwrap();
+    local_sync::sync(&owner, &r1).unwrap();
+    local_sync::sync(&owner, &r2).unwrap();
+    local_sync::sync(&r1, &r2).unwrap();
     vec![owner, r1, r2]
 }
 
@@ -85,7 +85,7 @@ fn pair(dbs: &mut [Db], a: usize, b: usize) -> (&mut Db, &mut Db) {
 type Answer = BTreeSet<([u8; 32], u64)>;
 
 /// The causal rule computed from every entry the replica holds.
-fn oracle(db: &mut Db, key: &str) -> Answer {
+fn oracle(db: &Db, key: &str) -> Answer {
     let writers = db.writers();
     crate::support::causal_writes(db, key)
         .iter()
@@ -93,7 +93,7 @@ fn oracle(db: &mut Db, key: &str) -> Answer {
         .collect()
 }
 
-fn answer(db: &mut Db, key: &str) -> Answer {
+fn answer(db: &Db, key: &str) -> Answer {
     let writers = db.writers();
     db.get(key)
         .unwrap()
@@ -171,7 +171,7 @@ fn run(steps: &[Step], order_seed: u64) -> Result<(), TestCaseError> {
     }
     // An observer that learns replica 0's feeds block by block, in a
     // shuffled order of feeds, answers as replica 0 does.
-    let mut observer = memory_db(Some(*dbs[0].key()));
+    let observer = memory_db(Some(*dbs[0].key()));
     let mut order: Vec<usize> = (0..REPLICAS).collect();
     let mut seed = order_seed;
     for i in (1..order.len()).rev() {
@@ -187,18 +187,17 @@ fn run(steps: &[Step], order_seed: u64) -> Result<(), TestCaseError> {
                 .iter()
                 .find(|x| x.key == writer_keys[w])
                 .map_or(0, |x| x.length);
-            local_sync::copy_feed(&mut dbs[0], &mut observer, &writer_keys[w], Some(len / 2))
-                .unwrap();
+            local_sync::copy_feed(&dbs[0], &observer, &writer_keys[w], Some(len / 2)).unwrap();
             observer.heads().unwrap();
         }
         for &w in order.iter().rev() {
-            local_sync::copy_feed(&mut dbs[0], &mut observer, &writer_keys[w], None).unwrap();
+            local_sync::copy_feed(&dbs[0], &observer, &writer_keys[w], None).unwrap();
             observer.heads().unwrap();
         }
     }
     for key in KEYS {
-        let theirs = answer(&mut dbs[0], key);
-        prop_assert_eq!(answer(&mut observer, key), theirs, "observer, key {}", key);
+        let theirs = answer(&dbs[0], key);
+        prop_assert_eq!(answer(&observer, key), theirs, "observer, key {}", key);
     }
     Ok(())
 }

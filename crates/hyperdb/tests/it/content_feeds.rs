@@ -2,7 +2,6 @@
 //! scenarios, and interop with the running reference on disk and over the
 //! wire.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyperdb::{replicate, Db, DbStorage, OpenOptions, ReplicateOptions};
@@ -23,12 +22,14 @@ fn with_content(key: Option<[u8; 32]>) -> Db {
 // hyperdb test/content-feeds.js: 'basic content feed'
 #[test]
 fn basic_content_feed() {
-    let mut db = with_content(None);
-    db.local_content().unwrap().append(b"lots of data").unwrap();
+    let db = with_content(None);
+    db.with_local_content(|f| f.append(b"lots of data"))
+        .unwrap()
+        .unwrap();
     db.put("hello", br#"{"start":0,"end":1}"#).unwrap();
     let node = db.get("hello").unwrap()[0].clone();
-    let local_content = *db.local_content().unwrap().key();
-    let mut feed = db.content_feed(node.feed).unwrap();
+    let local_content = db.with_local_content(|f| *f.key()).unwrap();
+    let feed = db.content_feed(node.feed).unwrap();
     assert_eq!(
         feed.key(),
         &local_content,
@@ -40,11 +41,13 @@ fn basic_content_feed() {
 // hyperdb test/content-feeds.js: 'replicating content feeds'
 #[tokio::test]
 async fn replicating_content_feeds() {
-    let mut db = with_content(None);
+    let db = with_content(None);
     db.put("hello", b"world").unwrap();
-    db.local_content().unwrap().append(b"data").unwrap();
+    db.with_local_content(|f| f.append(b"data"))
+        .unwrap()
+        .unwrap();
     let clone = with_content(Some(*db.key()));
-    let (db, clone) = (Arc::new(Mutex::new(db)), Arc::new(Mutex::new(clone)));
+    let (db, clone) = (db, clone);
     let (x, y) = tokio::io::duplex(1 << 20);
     let (a, b) = tokio::time::timeout(Duration::from_secs(20), async {
         tokio::join!(
@@ -56,7 +59,7 @@ async fn replicating_content_feeds() {
     .unwrap();
     a.unwrap();
     b.unwrap();
-    let mut clone = clone.lock().unwrap();
+    let clone = &clone;
     let node = clone.get("hello").unwrap()[0].clone();
     assert_eq!(node.value_str().unwrap(), "world");
     assert_eq!(
@@ -80,7 +83,7 @@ fn content_feeds_on_disk_match_the_reference() {
     );
     // Opening the JS folder derives the same content key from the same
     // secret key, and reads what JS appended.
-    let mut db = Db::open_with(
+    let db = Db::open_with(
         tmp.path(),
         OpenOptions {
             content_feed: true,
@@ -90,11 +93,16 @@ fn content_feeds_on_disk_match_the_reference() {
     )
     .unwrap();
     assert_eq!(
-        hex::encode(db.local_content().unwrap().key()),
+        hex::encode(db.with_local_content(|f| *f.key()).unwrap()),
         js["contentKey"]
     );
-    assert_eq!(db.local_content().unwrap().get(0).unwrap(), b"from js");
-    db.local_content().unwrap().append(b"from rust").unwrap();
+    assert_eq!(
+        db.with_local_content(|f| f.get(0)).unwrap().unwrap(),
+        b"from js"
+    );
+    db.with_local_content(|f| f.append(b"from rust"))
+        .unwrap()
+        .unwrap();
     db.put("k2", b"v2").unwrap();
     drop(db);
     let js = node("db-content.js", &[tmp.path().to_str().unwrap(), "--read"]);
@@ -133,7 +141,7 @@ async fn content_feeds_replicate_with_the_reference() {
         },
     )
     .unwrap();
-    let db = Arc::new(Mutex::new(db));
+    let db = db;
     let socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -145,7 +153,7 @@ async fn content_feeds_replicate_with_the_reference() {
     .expect("sync ends")
     .unwrap();
     server.finish();
-    let mut db = db.lock().unwrap();
+    let db = &db;
     assert_eq!(db.get("k").unwrap()[0].value_str().unwrap(), "v");
     assert_eq!(
         db.content_feed(0)

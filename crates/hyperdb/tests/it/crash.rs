@@ -7,8 +7,6 @@
 //! all, no writer signed two different trees of one length, later writes
 //! work, and a sync from the source converges.
 
-use std::sync::{Arc, Mutex};
-
 use hypercore_feed::{Feed, FeedOptions, KeyPair};
 use hyperdb::fault::{signed_lengths, Crash, Faults};
 use hyperdb::{
@@ -34,7 +32,7 @@ fn value(i: usize) -> Vec<u8> {
 /// An owner's database in memory with `entries` keys `k0`, `k1`, ...
 fn prepared(entries: usize) -> DbStorage {
     let storage = DbStorage::memory();
-    let mut db = Db::open_storage(storage.clone(), options(Durability::Buffered)).unwrap();
+    let db = Db::open_storage(storage.clone(), options(Durability::Buffered)).unwrap();
     let ops = (0..entries).map(|i| Op::Put {
         key: format!("k{i}"),
         value: value(i),
@@ -43,7 +41,7 @@ fn prepared(entries: usize) -> DbStorage {
     storage
 }
 
-fn get(db: &mut Db, key: &str) -> Vec<Vec<u8>> {
+fn get(db: &Db, key: &str) -> Vec<Vec<u8>> {
     db.get(key)
         .unwrap()
         .iter()
@@ -60,7 +58,7 @@ fn at_every_point(
     new: &[(String, Vec<u8>)],
     crash: Crash,
     durability: Durability,
-    op: impl Fn(&mut Db) -> hyperdb::Result<()>,
+    op: impl Fn(&Db) -> hyperdb::Result<()>,
 ) -> u64 {
     let done = start.deep_copy();
     let faults = Faults::new();
@@ -101,7 +99,7 @@ fn at_every_point(
         let source = disk.memory_feed("source").unwrap();
         let signed = signed_lengths(&source.contents("signatures"), &mut reference).unwrap();
 
-        let mut db = Db::open_storage(storage.clone(), options(durability))
+        let db = Db::open_storage(storage.clone(), options(durability))
             .unwrap_or_else(|e| panic!("{context}: the database does not open: {e}"));
         let length = db.feed(0).unwrap().len();
         assert!(
@@ -109,15 +107,11 @@ fn at_every_point(
             "{context}: {signed:?} signed, length {length}: a fork"
         );
         for i in (0..entries).step_by(997).chain(entries.checked_sub(1)) {
-            assert_eq!(
-                get(&mut db, &format!("k{i}")),
-                [value(i)],
-                "{context}: k{i}"
-            );
+            assert_eq!(get(&db, &format!("k{i}")), [value(i)], "{context}: k{i}");
         }
         let there: Vec<bool> = new
             .iter()
-            .map(|(k, v)| get(&mut db, k) == [v.clone()])
+            .map(|(k, v)| get(&db, k) == [v.clone()])
             .collect();
         let all = there.iter().all(|&t| t);
         assert!(
@@ -129,7 +123,7 @@ fn at_every_point(
         // proof: the recovered feed is one a sync can copy.
         let last = db.feed(0).unwrap().len() - 1;
         let (block, proof) = {
-            let mut feed = db.feed(0).unwrap();
+            let feed = db.feed(0).unwrap();
             let proof = feed.proof(last, 0, false, &mut hypercore_feed::SparseBits::new());
             (feed.get(last).unwrap(), proof.unwrap())
         };
@@ -142,12 +136,12 @@ fn at_every_point(
             .unwrap_or_else(|e| panic!("{context}: a peer refuses the last block: {e}"));
         db.put("after", b"the crash").unwrap();
         drop(db);
-        let mut db = Db::open_storage(storage, options(durability)).unwrap();
+        let db = Db::open_storage(storage, options(durability)).unwrap();
         assert!(
             db.recovered().is_empty(),
             "{context}: the repair was written"
         );
-        assert_eq!(get(&mut db, "after"), [b"the crash".to_vec()], "{context}");
+        assert_eq!(get(&db, "after"), [b"the crash".to_vec()], "{context}");
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "outcomes {outcomes:?}");
     points
@@ -162,7 +156,7 @@ fn a_put_crashed_at_every_write() {
     // Entry 16,383 of the source feed is marked in two bitfield pages.
     let start = prepared(16_382);
     let new = puts(0..1);
-    let put = |db: &mut Db| db.put("new0", &value(0)).map(|_| ());
+    let put = |db: &Db| db.put("new0", &value(0)).map(|_| ());
     for crash in [Crash::Kill, Crash::Fail] {
         at_every_point(&start, 16_382, &new, crash, Durability::Buffered, put);
     }
@@ -181,7 +175,7 @@ fn a_put_crashed_at_every_write() {
 fn a_batch_across_bitfield_pages_crashed_at_every_write() {
     let start = prepared(8_150);
     let new = puts(0..100);
-    let batch = |db: &mut Db| {
+    let batch = |db: &Db| {
         let ops: Vec<Op> = (0..100)
             .map(|i| Op::Put {
                 key: format!("new{i}"),
@@ -222,7 +216,7 @@ fn a_batch_across_bitfield_pages_crashed_at_every_write() {
 fn an_authorization_crashed_at_every_write() {
     let start = prepared(10);
     let writer = KeyPair::from_seed(&[2; 32]).public_key;
-    let authorize = |db: &mut Db| db.authorize(&writer).map(|_| ());
+    let authorize = |db: &Db| db.authorize(&writer).map(|_| ());
     for (crash, durability) in [
         (Crash::Kill, Durability::Buffered),
         (Crash::Fail, Durability::Buffered),
@@ -256,14 +250,14 @@ fn an_authorization_crashed_at_every_write() {
             let context = format!("{crash:?} at point {point} of {points}");
             let source = storage.memory_feed("source").unwrap();
             let signed = signed_lengths(&source.contents("signatures"), &mut reference).unwrap();
-            let mut db = Db::open_storage(storage, options(durability))
+            let db = Db::open_storage(storage, options(durability))
                 .unwrap_or_else(|e| panic!("{context}: {e}"));
             let length = db.feed(0).unwrap().len();
             assert!(
                 signed.iter().all(|&s| s <= length),
                 "{context}: {signed:?} signed, length {length}: a fork"
             );
-            assert_eq!(get(&mut db, "k9"), [value(9)], "{context}");
+            assert_eq!(get(&db, "k9"), [value(9)], "{context}");
             // Authorized or not, never half: authorizing again either says
             // it is done or does it.
             match db.authorize(&writer) {
@@ -304,7 +298,7 @@ fn create_at_every_point(
         let context = format!("{crash:?} at point {point} of {points}");
         match ReadOnlyDb::open_storage(base.clone(), OpenOptions::default()) {
             Err(Error::NotFound(_)) => outcomes[0] += 1,
-            Ok(mut db) => {
+            Ok(db) => {
                 outcomes[1] += 1;
                 assert_eq!(*db.key(), expected_key, "{context}");
                 let local = db.writers().iter().position(|w| w.local).unwrap();
@@ -313,7 +307,7 @@ fn create_at_every_point(
             }
             Err(e) => panic!("{context}: neither no database nor a whole one: {e}"),
         }
-        let mut db =
+        let db =
             Db::open_storage(faulty, options.clone()).unwrap_or_else(|e| panic!("{context}: {e}"));
         assert_eq!(*db.key(), expected_key, "{context}");
         db.put("x", b"1").unwrap();
@@ -350,7 +344,7 @@ fn creating_a_database_crashed_at_every_write() {
 }
 
 /// Replicates `replica` with `source` over an in-memory stream, one-shot.
-fn sync(source: &Arc<Mutex<Db>>, replica: &Arc<Mutex<Db>>) -> hyperdb::Result<()> {
+fn sync(source: &Db, replica: &Db) -> hyperdb::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -372,28 +366,18 @@ fn a_replica_crashed_at_every_write_of_a_sync_converges() {
     // An owner and an authorized writer, each with entries.
     let owner = Db::open_storage(DbStorage::memory(), options(Durability::Buffered)).unwrap();
     let key = *owner.key();
-    let owner = Arc::new(Mutex::new(owner));
+    let owner = owner;
     let writer_options = OpenOptions {
         key: Some(key),
         ..Default::default()
     };
-    let writer = Arc::new(Mutex::new(
-        Db::open_storage(DbStorage::memory(), writer_options.clone()).unwrap(),
-    ));
-    let writer_key = *writer.lock().unwrap().local_key();
-    owner.lock().unwrap().authorize(&writer_key).unwrap();
+    let writer = Db::open_storage(DbStorage::memory(), writer_options.clone()).unwrap();
+    let writer_key = *writer.local_key();
+    owner.authorize(&writer_key).unwrap();
     sync(&owner, &writer).unwrap();
     for i in 0..150 {
-        owner
-            .lock()
-            .unwrap()
-            .put(&format!("o{i}"), &value(i))
-            .unwrap();
-        writer
-            .lock()
-            .unwrap()
-            .put(&format!("w{i}"), &value(i))
-            .unwrap();
+        owner.put(&format!("o{i}"), &value(i)).unwrap();
+        writer.put(&format!("w{i}"), &value(i)).unwrap();
     }
     sync(&owner, &writer).unwrap();
 
@@ -413,7 +397,7 @@ fn a_replica_crashed_at_every_write_of_a_sync_converges() {
             replica_options.clone(),
         )
         .unwrap();
-        let counted = Arc::new(Mutex::new(counted));
+        let counted = counted;
         let before = faults.points();
         sync(&owner, &counted).unwrap();
         let points = faults.points() - before;
@@ -422,7 +406,7 @@ fn a_replica_crashed_at_every_write_of_a_sync_converges() {
             let faults = Faults::new();
             let storage = replica_start.deep_copy().with_faults(faults.clone());
             let replica = Db::open_storage(storage.clone(), replica_options.clone()).unwrap();
-            let replica = Arc::new(Mutex::new(replica));
+            let replica = replica;
             faults.crash_at(faults.points() + point, crash);
             let _ = sync(&owner, &replica);
             drop(replica);
@@ -430,10 +414,10 @@ fn a_replica_crashed_at_every_write_of_a_sync_converges() {
             let context = format!("{crash:?} at point {point} of {points}");
             let replica = Db::open_storage(storage, replica_options.clone())
                 .unwrap_or_else(|e| panic!("{context}: the replica does not open: {e}"));
-            let mut replica = replica;
+            let replica = replica;
             for i in 0..replica.writers().len() {
                 // Every length it claims is one it can prove to a peer.
-                let mut feed = replica.feed(i).unwrap();
+                let feed = replica.feed(i).unwrap();
                 if let Some(last) = feed.len().checked_sub(1) {
                     let proof = feed.proof(last, 0, false, &mut hypercore_feed::SparseBits::new());
                     assert!(
@@ -442,23 +426,15 @@ fn a_replica_crashed_at_every_write_of_a_sync_converges() {
                     );
                 }
             }
-            let replica = Arc::new(Mutex::new(replica));
+            let replica = replica;
             sync(&owner, &replica).unwrap_or_else(|e| panic!("{context}: {e}"));
-            let mut db = replica.lock().unwrap();
+            let db = &replica;
             for i in [0, 77, 149] {
-                assert_eq!(
-                    get(&mut db, &format!("o{i}")),
-                    [value(i)],
-                    "{context}: o{i}"
-                );
-                assert_eq!(
-                    get(&mut db, &format!("w{i}")),
-                    [value(i)],
-                    "{context}: w{i}"
-                );
+                assert_eq!(get(db, &format!("o{i}")), [value(i)], "{context}: o{i}");
+                assert_eq!(get(db, &format!("w{i}")), [value(i)], "{context}: w{i}");
             }
             for i in 0..db.writers().len() {
-                let mut feed = db.feed(i).unwrap();
+                let feed = db.feed(i).unwrap();
                 assert!(feed.has_all(), "{context}: writer {i} incomplete");
                 let last = feed.len() - 1;
                 feed.get(last).unwrap_or_else(|e| panic!("{context}: {e}"));

@@ -34,7 +34,7 @@ fn compare(dir: &Path, versions: &[Vec<u8>], prefixes: &[&str]) {
                     prefix,
                 ],
             );
-            let mut db = Db::open_with(
+            let db = Db::open_with(
                 dir,
                 OpenOptions {
                     create: false,
@@ -63,7 +63,7 @@ fn diffs_against_every_earlier_version_agree() {
     let tmp = tempfile::tempdir().unwrap();
     let mut versions = vec![Vec::new()];
     {
-        let mut db = Db::open(tmp.path()).unwrap();
+        let db = Db::open(tmp.path()).unwrap();
         for round in 0..4 {
             for i in 0..12 {
                 let key = format!("d{}/k{}", i % 3, (i * 7 + round) % 10);

@@ -117,10 +117,10 @@ fn compare(dir: &Path, versions: &[String]) {
     let d = dir.to_str().unwrap();
     // Version bytes and history order.
     let js = node("db-history.js", &[d]);
-    let mut db = open(dir);
-    crate::support::check_version(&mut db, &js, d);
+    let db = open(dir);
+    crate::support::check_version(&db, &js, d);
     for reverse in [false, true] {
-        crate::support::check_history(&mut db, &js, reverse, d);
+        crate::support::check_history(&db, &js, reverse, d);
     }
     // Every iterator option, on a few prefixes.
     for prefix in ["", "p1", "p2/k3"] {

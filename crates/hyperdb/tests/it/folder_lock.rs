@@ -7,7 +7,7 @@ use hyperdb::{Db, Error, ReadOnlyDb};
 fn a_second_writer_is_refused_until_the_first_closes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    let mut first = Db::open(&dir).unwrap();
+    let first = Db::open(&dir).unwrap();
     first.put("a", b"1").unwrap();
 
     let err = Db::open(&dir).unwrap_err();
@@ -18,7 +18,7 @@ fn a_second_writer_is_refused_until_the_first_closes() {
     );
 
     drop(first);
-    let mut again = Db::open(&dir).unwrap();
+    let again = Db::open(&dir).unwrap();
     assert_eq!(again.get("a").unwrap()[0].value.as_deref(), Some(&b"1"[..]));
 }
 
@@ -26,18 +26,18 @@ fn a_second_writer_is_refused_until_the_first_closes() {
 fn read_only_opens_see_the_writes_and_write_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    let mut writer = Db::open(&dir).unwrap();
+    let writer = Db::open(&dir).unwrap();
     writer.put("a", b"1").unwrap();
     let files_before = listing(&dir);
 
-    let mut reader = ReadOnlyDb::open(&dir).unwrap();
+    let reader = ReadOnlyDb::open(&dir).unwrap();
     assert!(reader.is_read_only());
     assert_eq!(reader.get("a").unwrap().len(), 1);
     assert_eq!(listing(&dir), files_before, "the reader wrote no file");
 
     // The writer keeps writing; a fresh read-only open sees it.
     writer.put("b", b"2").unwrap();
-    let mut later = ReadOnlyDb::open(&dir).unwrap();
+    let later = ReadOnlyDb::open(&dir).unwrap();
     assert_eq!(later.get("b").unwrap().len(), 1);
 }
 

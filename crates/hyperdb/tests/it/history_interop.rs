@@ -20,7 +20,7 @@ fn open(dir: &Path) -> Db {
     .unwrap()
 }
 
-fn ours_key_history(db: &mut Db, key: &str) -> Vec<BTreeSet<(String, u64)>> {
+fn ours_key_history(db: &Db, key: &str) -> Vec<BTreeSet<(String, u64)>> {
     let writers = db.writers();
     db.key_history(key)
         .unwrap()
@@ -58,15 +58,15 @@ fn compare(dir: &Path, keys: &[&str]) {
         "db-history.js",
         &[dir.to_str().unwrap(), "--keys", &keys.join(",")],
     );
-    let mut db = open(dir);
+    let db = open(dir);
     let what = dir.display().to_string();
-    crate::support::check_version(&mut db, &js, &what);
+    crate::support::check_version(&db, &js, &what);
     for reverse in [false, true] {
-        crate::support::check_history(&mut db, &js, reverse, &what);
+        crate::support::check_history(&db, &js, reverse, &what);
     }
     for key in keys {
         assert_eq!(
-            ours_key_history(&mut db, key),
+            ours_key_history(&db, key),
             theirs_key_history(&js, key),
             "{}: key history of {key}",
             dir.display()
@@ -119,7 +119,7 @@ fn a_three_writer_database_has_the_same_version_and_histories() {
 #[test]
 fn a_checkout_reads_the_database_as_it_was() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut db = Db::open(tmp.path()).unwrap();
+    let db = Db::open(tmp.path()).unwrap();
     db.put("a", b"1").unwrap();
     let v1 = db.version().unwrap();
     db.put("a", b"2").unwrap();
@@ -128,13 +128,13 @@ fn a_checkout_reads_the_database_as_it_was() {
     db.del("a").unwrap();
     assert!(db.get("a").unwrap().is_empty());
     {
-        let mut old = db.checkout(&v1).unwrap();
+        let old = db.checkout(&v1).unwrap();
         assert_eq!(old.get("a").unwrap()[0].value_str().unwrap(), "1");
         assert!(old.get("b").unwrap().is_empty());
         assert_eq!(old.version(), v1);
         assert_eq!(old.history(false).count(), 1);
     }
-    let mut mid = db.checkout(&v2).unwrap();
+    let mid = db.checkout(&v2).unwrap();
     assert_eq!(mid.get("a").unwrap()[0].value_str().unwrap(), "2");
     assert_eq!(mid.key_history("a").count(), 2);
     assert!(
@@ -147,6 +147,6 @@ fn a_checkout_reads_the_database_as_it_was() {
     // The version written by Rust is the version JS computes.
     drop(db);
     let js = node("db-history.js", &[tmp.path().to_str().unwrap()]);
-    let mut db = open(tmp.path());
+    let db = open(tmp.path());
     assert_eq!(hex::encode(db.version().unwrap()), js["version"]);
 }

@@ -23,7 +23,7 @@ fn open_existing(dir: &Path) -> Db {
 }
 
 /// Every live key with its sorted values, as our lookups answer.
-fn rust_values(db: &mut Db, keys: &[String]) -> BTreeMap<String, Vec<String>> {
+fn rust_values(db: &Db, keys: &[String]) -> BTreeMap<String, Vec<String>> {
     keys.iter()
         .map(|k| {
             let mut values: Vec<String> = db
@@ -71,7 +71,7 @@ fn the_seed_example_written_by_js_opens_in_rust() {
 
     for name in ["db1", "db2"] {
         let dir = tmp.path().join(name);
-        let mut db = open_existing(&dir);
+        let db = open_existing(&dir);
         assert_eq!(hex::encode(db.key()), db1_key);
         let writers = db.writers();
         assert_eq!(writers.len(), 2, "{name}: two feeds");
@@ -140,7 +140,7 @@ fn the_seed_example_written_by_js_opens_in_rust() {
         let js = dump(&dir);
         let keys: Vec<String> = js_values(&js).keys().cloned().collect();
         assert_eq!(
-            rust_values(&mut db, &keys),
+            rust_values(&db, &keys),
             js_values(&js),
             "{name}: same answers as JS"
         );
@@ -164,7 +164,7 @@ fn js_ops(dir: &Path, extra: &[String], ops: &Value) -> Value {
     node("db-ops.js", &args)
 }
 
-fn apply_rust(db: &mut Db, ops: &Value) {
+fn apply_rust(db: &Db, ops: &Value) {
     for op in ops.as_array().unwrap() {
         let key = op["key"].as_str().unwrap_or("");
         match op["type"].as_str().unwrap() {
@@ -253,8 +253,8 @@ fn same_operations_give_byte_identical_feeds() {
             secret_key: Some(pair.secret_key),
             ..Default::default()
         };
-        let mut db = Db::open_with(&rust_dir, options).unwrap();
-        apply_rust(&mut db, part);
+        let db = Db::open_with(&rust_dir, options).unwrap();
+        apply_rust(&db, part);
     }
     let writer_dir = format!(
         "peers/{}",
@@ -289,8 +289,8 @@ fn a_database_written_by_rust_opens_in_js_and_back() {
     let tmp = tempfile::tempdir().unwrap();
     let writer = KeyPair::generate();
     let ops = single_writer_ops(&hex::encode(writer.public_key));
-    let mut db = Db::open(tmp.path()).unwrap();
-    apply_rust(&mut db, &ops);
+    let db = Db::open(tmp.path()).unwrap();
+    apply_rust(&db, &ops);
     let keys: Vec<String> = {
         let js = dump(tmp.path());
         js_values(&js).keys().cloned().collect()
@@ -298,7 +298,7 @@ fn a_database_written_by_rust_opens_in_js_and_back() {
     assert!(keys.contains(&"batch/1".to_string()));
     assert!(!keys.contains(&"hello".to_string()), "deleted in the batch");
     let js = dump(tmp.path());
-    assert_eq!(rust_values(&mut db, &keys), js_values(&js));
+    assert_eq!(rust_values(&db, &keys), js_values(&js));
     assert_eq!(js["authorized"][hex::encode(writer.public_key)], true);
     drop(db);
 
@@ -311,7 +311,7 @@ fn a_database_written_by_rust_opens_in_js_and_back() {
             {"type": "del", "key": "batch/2"},
         ]),
     );
-    let mut db = open_existing(tmp.path());
+    let db = open_existing(tmp.path());
     assert_eq!(db.get("from/js").unwrap()[0].value_str().unwrap(), "hi");
     assert!(db.get("batch/2").unwrap().is_empty());
     assert_eq!(db.get("batch/1").unwrap()[0].value_str().unwrap(), "uno");
@@ -337,7 +337,7 @@ fn crashed_mid_batch(dir: &Path) -> KeyPair {
     };
     // The same writes in memory first, to count the batch's write points.
     let faults = Faults::new();
-    let mut db = Db::open_storage(
+    let db = Db::open_storage(
         DbStorage::memory().with_faults(faults.clone()),
         options.clone(),
     )
@@ -348,8 +348,7 @@ fn crashed_mid_batch(dir: &Path) -> KeyPair {
     let points = faults.points() - before;
 
     let faults = Faults::new();
-    let mut db =
-        Db::open_storage(DbStorage::dir(dir).with_faults(faults.clone()), options).unwrap();
+    let db = Db::open_storage(DbStorage::dir(dir).with_faults(faults.clone()), options).unwrap();
     db.write_all(entries(0..8_150), 1_000).unwrap();
     faults.crash_at(faults.points() + points, Crash::Kill);
     assert!(db.batch(&entries(8_150..8_250)).is_err());
@@ -361,10 +360,10 @@ fn a_folder_repaired_after_a_crash_opens_in_the_reference() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     crashed_mid_batch(&dir);
-    let mut db = open_existing(&dir);
+    let db = open_existing(&dir);
     assert!(!db.recovered().is_empty(), "opening repaired the folder");
     let keys: Vec<String> = (0..8_250).map(|i| format!("k{i}")).collect();
-    let ours = rust_values(&mut db, &keys);
+    let ours = rust_values(&db, &keys);
     assert_eq!(ours.len(), 8_250, "the batch was signed: it is recovered");
     drop(db);
 
@@ -380,7 +379,7 @@ fn a_folder_repaired_after_a_crash_opens_in_the_reference() {
         &[],
         &json!([{"type": "put", "key": "from", "value": "js"}]),
     );
-    let mut db = open_existing(&dir);
+    let db = open_existing(&dir);
     assert_eq!(
         db.get("from").unwrap()[0].value.as_deref(),
         Some(&b"js"[..])
@@ -392,7 +391,7 @@ fn a_folder_repaired_after_a_crash_opens_in_the_reference() {
 fn a_rebuilt_bitfield_opens_in_the_reference() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    let mut db = Db::open(&dir).unwrap();
+    let db = Db::open(&dir).unwrap();
     for i in 0..50 {
         db.put(&format!("k{i}"), format!("v{i}").as_bytes())
             .unwrap();
@@ -401,7 +400,7 @@ fn a_rebuilt_bitfield_opens_in_the_reference() {
     let bitfield = dir.join("source/bitfield");
     let original = std::fs::read(&bitfield).unwrap();
     std::fs::write(&bitfield, b"").unwrap();
-    let mut db = open_existing(&dir);
+    let db = open_existing(&dir);
     assert_eq!(db.get("k49").unwrap().len(), 1);
     drop(db);
     assert_eq!(

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use testkit::node;
 
 fn ours(dir: &Path, prefix: &str, options: IterOptions) -> Vec<(String, BTreeSet<String>)> {
-    let mut db = Db::open_with(
+    let db = Db::open_with(
         dir,
         OpenOptions {
             create: false,
@@ -106,7 +106,7 @@ fn compare_single_writer(dir: &Path, prefixes: &[&str]) {
 #[test]
 fn one_writer_same_keys_same_order_for_every_option() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut db = Db::open(tmp.path()).unwrap();
+    let db = Db::open(tmp.path()).unwrap();
     let mut x = 17u64;
     let mut ops = Vec::new();
     for i in 0..400 {

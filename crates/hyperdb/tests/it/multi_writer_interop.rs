@@ -20,7 +20,7 @@ fn multi(dir: &Path, steps: &Value) -> Value {
     )
 }
 
-fn rust_values(db: &mut Db, key: &str) -> BTreeSet<String> {
+fn rust_values(db: &Db, key: &str) -> BTreeSet<String> {
     db.get(key)
         .unwrap()
         .iter()
@@ -67,7 +67,7 @@ fn a_three_writer_database_built_by_js_opens_in_rust_from_every_folder() {
         let dir = tmp.path().join(name);
         let dump = node("db-dump.js", &[dir.to_str().unwrap()]);
         let js = js_values(&dump);
-        let mut db = Db::open_with(
+        let db = Db::open_with(
             &dir,
             OpenOptions {
                 create: false,
@@ -86,8 +86,8 @@ fn a_three_writer_database_built_by_js_opens_in_rust_from_every_folder() {
         }
         assert!(!db.is_authorized(&[9; 32]).unwrap());
         for key in keys {
-            let ours = rust_values(&mut db, key);
-            let causal = causal_values(&mut db, key);
+            let ours = rust_values(&db, key);
+            let causal = causal_values(&db, key);
             assert_eq!(ours, causal, "{name}: {key} follows causality");
             let theirs = js.get(key).cloned().unwrap_or_default();
             assert!(
@@ -100,11 +100,11 @@ fn a_three_writer_database_built_by_js_opens_in_rust_from_every_folder() {
         }
         // Everyone saw a2, b2 and c2 concurrently.
         assert_eq!(
-            rust_values(&mut db, "x"),
+            rust_values(&db, "x"),
             ["a2", "b2", "c2"].map(String::from).into()
         );
-        assert_eq!(rust_values(&mut db, "dir/one"), BTreeSet::new());
-        assert_eq!(rust_values(&mut db, "dir/sub/deep"), BTreeSet::new());
+        assert_eq!(rust_values(&db, "dir/one"), BTreeSet::new());
+        assert_eq!(rust_values(&db, "dir/sub/deep"), BTreeSet::new());
     }
 }
 
@@ -137,7 +137,7 @@ fn the_seed_flow_writes_the_same_bytes_in_both_implementations() {
     multi(&js_dir, &steps);
 
     let rust_dir = tmp.path().join("rust");
-    let mut db1 = Db::open_with(
+    let db1 = Db::open_with(
         rust_dir.join("db1"),
         OpenOptions {
             key: Some(owner.public_key),
@@ -149,7 +149,7 @@ fn the_seed_flow_writes_the_same_bytes_in_both_implementations() {
     db1.put("example/first", b"db1 was here").unwrap();
     db1.put("example/second", b"db1 was here").unwrap();
     write_local_key_pair(&rust_dir.join("db2"), &second);
-    let mut db2 = Db::open_with(
+    let db2 = Db::open_with(
         rust_dir.join("db2"),
         OpenOptions {
             key: Some(*db1.key()),
@@ -161,12 +161,12 @@ fn the_seed_flow_writes_the_same_bytes_in_both_implementations() {
     db2.put("example/third", b"db2 was here").unwrap();
     db2.put("example/second", b"db2 was here").unwrap();
     db1.authorize(db2.local_key()).unwrap();
-    local_sync::sync(&mut db1, &mut db2).unwrap();
+    local_sync::sync(&db1, &db2).unwrap();
     db1.put("example/fourth", b"db1 after sync").unwrap();
     db2.put("example/first", b"db2 after sync").unwrap();
     db2.put("example/second", b"db2 resolves").unwrap();
     assert_eq!(
-        rust_values(&mut db2, "example/second"),
+        rust_values(&db2, "example/second"),
         ["db2 resolves".to_string()].into()
     );
     drop((db1, db2));

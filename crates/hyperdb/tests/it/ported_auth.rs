@@ -12,7 +12,7 @@ use hyperdb::Error;
 // (the first of two tests with this name: the owner writes)
 #[test]
 fn authorized_writer_passes_authorized_api() {
-    let (mut a, mut b) = two();
+    let (a, b) = two();
     a.put("foo", b"bar").unwrap();
     let a_local = *a.local_key();
     let b_local = *b.local_key();
@@ -24,7 +24,7 @@ fn authorized_writer_passes_authorized_api() {
 // (the second of two tests with this name: the authorized replica writes)
 #[test]
 fn authorized_writer_passes_authorized_api_after_replica_put() {
-    let (mut a, mut b) = two();
+    let (a, b) = two();
     b.put("foo", b"bar").unwrap();
     let a_local = *a.local_key();
     let b_local = *b.local_key();
@@ -36,7 +36,7 @@ fn authorized_writer_passes_authorized_api_after_replica_put() {
 #[test]
 fn unauthorized_writer_fails_authorized_api() {
     let a = one();
-    let mut b = replica_of(a.key());
+    let b = replica_of(a.key());
     let b_local = *b.local_key();
     assert!(!b.is_authorized(&b_local).unwrap());
 }
@@ -45,7 +45,7 @@ fn unauthorized_writer_fails_authorized_api() {
 #[test]
 fn local_unauthorized_writes_do_not_make_authorized() {
     let a = one();
-    let mut b = replica_of(a.key());
+    let b = replica_of(a.key());
     b.put("/foo", b"bar").unwrap();
     let b_local = *b.local_key();
     assert!(!b.is_authorized(&b_local).unwrap());
@@ -55,42 +55,42 @@ fn local_unauthorized_writes_do_not_make_authorized() {
 // hyperdb test/auth.js: 'unauthorized writer doing a put after replication'
 #[test]
 fn unauthorized_writer_doing_a_put_after_replication() {
-    let mut a = one();
-    let mut b = replica_of(a.key());
-    sync(&mut a, &mut b);
+    let a = one();
+    let b = replica_of(a.key());
+    sync(&a, &b);
     b.put("foo", b"bar").unwrap();
 }
 
 // hyperdb test/auth.js: 'unauthorized writer fails "authorized" after some writes'
 #[test]
 fn unauthorized_writer_fails_authorized_after_some_writes() {
-    let mut a = one();
+    let a = one();
     for value in ["bar", "bar2", "bar3", "bar4"] {
         a.put("foo", value.as_bytes()).unwrap();
     }
-    let mut b = replica_of(a.key());
-    sync(&mut a, &mut b);
+    let b = replica_of(a.key());
+    sync(&a, &b);
     let b_local = *b.local_key();
     assert!(!b.is_authorized(&b_local).unwrap());
     // Not in the JS test: the replica did get the owner's writes.
-    assert_one(&mut b, "foo", "foo", "bar4");
+    assert_one(&b, "foo", "foo", "bar4");
 }
 
 // hyperdb test/auth.js: 'authorized is consistent'
 #[test]
 fn authorized_is_consistent() {
-    let mut a = one();
-    let mut b = replica_of(a.key());
+    let a = one();
+    let b = replica_of(a.key());
     b.put("bar", b"foo").unwrap();
     a.put("foo", b"bar").unwrap();
     let b_local = *b.local_key();
     a.authorize(&b_local).unwrap();
-    sync(&mut a, &mut b);
+    sync(&a, &b);
     assert!(a.is_authorized(&b_local).unwrap());
     assert!(b.is_authorized(&b_local).unwrap());
     // Not in the JS test: once authorized, b's earlier write counts for a.
-    assert_one(&mut a, "bar", "bar", "foo");
-    assert_one(&mut b, "foo", "foo", "bar");
+    assert_one(&a, "bar", "bar", "foo");
+    assert_one(&b, "foo", "foo", "bar");
 }
 
 // Not a JS test: JS's authorize silently accepts the db key or an
@@ -98,7 +98,7 @@ fn authorized_is_consistent() {
 // (Counterpart of the authorize calls in test/auth.js.)
 #[test]
 fn authorize_refuses_db_key_repeats_and_bad_lengths() {
-    let (mut a, b) = two();
+    let (a, b) = two();
     let db_key = *a.key();
     let b_local = *b.local_key();
     assert!(matches!(

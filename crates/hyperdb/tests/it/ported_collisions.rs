@@ -15,22 +15,22 @@ fn two_keys_with_same_siphash() {
         hyperdb::hash::path("idgcmnmna", false),
         hyperdb::hash::path("mpomeiehc", false)
     );
-    let mut db = one();
+    let db = one();
     db.put("idgcmnmna", b"a").unwrap();
     db.put("mpomeiehc", b"b").unwrap();
-    assert_one(&mut db, "idgcmnmna", "idgcmnmna", "a");
-    assert_one(&mut db, "mpomeiehc", "mpomeiehc", "b");
+    assert_one(&db, "idgcmnmna", "idgcmnmna", "a");
+    assert_one(&db, "mpomeiehc", "mpomeiehc", "b");
 }
 
 // hyperdb test/collisions.js: 'two prefixes with same siphash (iterator)'
 // (the put/get part only; the prefix iteration needs iterators)
 #[test]
 fn two_prefixes_with_same_siphash() {
-    let mut db = one();
+    let db = one();
     db.put("idgcmnmna/a", b"a").unwrap();
     db.put("mpomeiehc/b", b"b").unwrap();
-    assert_one(&mut db, "idgcmnmna/a", "idgcmnmna/a", "a");
-    assert_one(&mut db, "mpomeiehc/b", "mpomeiehc/b", "b");
-    assert_missing(&mut db, "idgcmnmna/b");
-    assert_missing(&mut db, "mpomeiehc/a");
+    assert_one(&db, "idgcmnmna/a", "idgcmnmna/a", "a");
+    assert_one(&db, "mpomeiehc/b", "mpomeiehc/b", "b");
+    assert_missing(&db, "idgcmnmna/b");
+    assert_missing(&db, "mpomeiehc/a");
 }

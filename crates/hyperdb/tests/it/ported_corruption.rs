@@ -26,7 +26,7 @@ fn three_writers_with_a_put() -> (DbStorage, Db) {
 
 /// Entry 3 of the owner's source with its inflate pointer moved back to
 /// entry 1 (which lists only two feeds); the same size as the original.
-fn corrupt_entry_3(a: &mut Db) -> Vec<u8> {
+fn corrupt_entry_3(a: &Db) -> Vec<u8> {
     let original = a.feed(0).unwrap().get(3).unwrap();
     let mut entry = a.raw_entry(0, 3).unwrap().unwrap();
     assert_eq!(entry.inflate, Some(2));
@@ -42,8 +42,8 @@ fn corrupt_entry_3(a: &mut Db) -> Vec<u8> {
 // (bytes overwritten in place, as in JS: our feed's hash check refuses them)
 #[test]
 fn feed_with_corrupted_inflate_generates_error() {
-    let (storage, mut a) = three_writers_with_a_put();
-    let corrupt = corrupt_entry_3(&mut a);
+    let (storage, a) = three_writers_with_a_put();
+    let corrupt = corrupt_entry_3(&a);
     let offset: usize = (0..3)
         .map(|i| a.feed(0).unwrap().get(i).unwrap().len())
         .sum();
@@ -69,13 +69,12 @@ fn feed_with_corrupted_inflate_generates_error() {
 // error JS calls 'Missing feed mappings')
 #[test]
 fn feed_with_corrupted_inflate_generates_error_when_signed() {
-    let (storage, mut a) = three_writers_with_a_put();
-    let corrupt = corrupt_entry_3(&mut a);
+    let (storage, a) = three_writers_with_a_put();
+    let corrupt = corrupt_entry_3(&a);
     let key = *a.key();
     let secret_key = a
-        .feed_mut(0)
+        .with_feed_mut(0, |f| f.secret_key())
         .unwrap()
-        .secret_key()
         .expect("the owner's key");
     let mut blocks: Vec<Vec<u8>> = (0..3).map(|i| a.feed(0).unwrap().get(i).unwrap()).collect();
     blocks.push(corrupt);

@@ -9,36 +9,36 @@ use crate::ported_support::*;
 // hyperdb test/deletes.js: 'basic delete'
 #[test]
 fn basic_delete() {
-    let mut db = one();
+    let db = one();
     db.put("hello", b"world").unwrap();
-    assert_one(&mut db, "hello", "hello", "world");
+    assert_one(&db, "hello", "hello", "world");
     db.del("hello").unwrap();
-    assert_missing(&mut db, "hello");
+    assert_missing(&db, "hello");
 }
 
 // hyperdb test/deletes.js: 'delete one in many'
 #[test]
 fn delete_one_in_many() {
-    let mut db = one();
+    let db = one();
     for i in 0..50 {
         let k = i.to_string();
         db.put(&k, k.as_bytes()).unwrap();
     }
     db.del("42").unwrap();
-    assert_missing(&mut db, "42");
-    assert_one(&mut db, "43", "43", "43");
+    assert_missing(&db, "42");
+    assert_one(&db, "43", "43", "43");
     // Not in the JS test (its iteration variant checks this): every other
     // key is still there.
     for i in (0..50).filter(|&i| i != 42) {
         let k = i.to_string();
-        assert_one(&mut db, &k, &k, &k);
+        assert_one(&db, &k, &k, &k);
     }
 }
 
 // hyperdb test/deletes.js: 'delete marks node as deleted'
 #[test]
 fn delete_marks_node_as_deleted() {
-    let mut db = one();
+    let db = one();
     let put = db.put("hello", b"world").unwrap();
     let del = db.del("hello").unwrap();
     // What the writes returned...

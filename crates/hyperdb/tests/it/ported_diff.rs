@@ -14,7 +14,7 @@ use crate::ported_support::*;
 use hyperdb::{Change, Db, Node};
 
 /// `collect(db.createDiffStream(version, prefix))`.
-fn diff(db: &mut Db, version: &[u8], prefix: &str) -> Vec<Change> {
+fn diff(db: &Db, version: &[u8], prefix: &str) -> Vec<Change> {
     db.diff(version, prefix).unwrap()
 }
 
@@ -35,16 +35,16 @@ fn assert_single(side: &Option<Vec<Arc<Node>>>, key: &str, value: &str) {
 // hyperdb test/diff.js: 'empty diff'
 #[test]
 fn empty_diff() {
-    let mut db = one();
-    assert_eq!(diff(&mut db, &[], "a"), [], "diff as expected");
+    let db = one();
+    assert_eq!(diff(&db, &[], "a"), [], "diff as expected");
 }
 
 // hyperdb test/diff.js: 'implicit checkout'
 #[test]
 fn implicit_checkout() {
-    let mut db = one();
+    let db = one();
     db.put("a", b"2").unwrap();
-    let actual = diff(&mut db, &[], "a");
+    let actual = diff(&db, &[], "a");
     assert_eq!(actual.len(), 1);
     assert_eq!(actual[0].key, "a");
     assert_single(&actual[0].left, "a", "2");
@@ -54,10 +54,10 @@ fn implicit_checkout() {
 // hyperdb test/diff.js: 'new value'
 #[test]
 fn new_value() {
-    let mut db = one();
+    let db = one();
     db.put("a", b"1").unwrap();
     db.put("a", b"2").unwrap();
-    let actual = diff(&mut db, &[], "a");
+    let actual = diff(&db, &[], "a");
     assert_eq!(actual.len(), 1);
     assert_single(&actual[0].left, "a", "2");
     assert_eq!(actual[0].right, None);
@@ -66,10 +66,10 @@ fn new_value() {
 // hyperdb test/diff.js: 'two new nodes'
 #[test]
 fn two_new_nodes() {
-    let mut db = one();
+    let db = one();
     db.put("a/foo", b"quux").unwrap();
     db.put("a/bar", b"baz").unwrap();
-    let actual = sorted(diff(&mut db, &[], "a"));
+    let actual = sorted(diff(&db, &[], "a"));
     assert_eq!(actual.len(), 2);
     assert_single(&actual[0].left, "a/bar", "baz");
     assert_eq!(actual[0].right, None);
@@ -80,20 +80,20 @@ fn two_new_nodes() {
 // hyperdb test/diff.js: 'checkout === head'
 #[test]
 fn checkout_head() {
-    let mut db = one();
+    let db = one();
     db.put("a", b"2").unwrap();
     let head = db.version().unwrap();
-    assert_eq!(diff(&mut db, &head, "a").len(), 0);
+    assert_eq!(diff(&db, &head, "a").len(), 0);
 }
 
 // hyperdb test/diff.js: 'new value, twice'
 #[test]
 fn new_value_twice() {
-    let mut db = one();
+    let db = one();
     let snap = db.version().unwrap();
     db.put("/a", b"1").unwrap();
     db.put("/a", b"2").unwrap();
-    let actual = diff(&mut db, &snap, "a");
+    let actual = diff(&db, &snap, "a");
     assert_eq!(actual.len(), 1);
     assert_eq!(actual[0].key, "a");
     assert_single(&actual[0].left, "a", "2");
@@ -103,12 +103,12 @@ fn new_value_twice() {
 // hyperdb test/diff.js: 'untracked value'
 #[test]
 fn untracked_value() {
-    let mut db = one();
+    let db = one();
     db.put("a", b"1").unwrap();
     let snap = db.version().unwrap();
     db.put("a", b"2").unwrap();
     db.put("b", b"17").unwrap();
-    let actual = diff(&mut db, &snap, "a");
+    let actual = diff(&db, &snap, "a");
     assert_eq!(actual.len(), 1);
     assert_single(&actual[0].left, "a", "2");
     assert_single(&actual[0].right, "a", "1");
@@ -117,12 +117,12 @@ fn untracked_value() {
 // hyperdb test/diff.js: 'diff root'
 #[test]
 fn diff_root() {
-    let mut db = one();
+    let db = one();
     db.put("a", b"1").unwrap();
     let snap = db.version().unwrap();
     db.put("a", b"2").unwrap();
     db.put("b", b"17").unwrap();
-    let actual = sorted(diff(&mut db, &snap, ""));
+    let actual = sorted(diff(&db, &snap, ""));
     assert_eq!(actual.len(), 2);
     assert_single(&actual[0].left, "a", "2");
     assert_single(&actual[0].right, "a", "1");
@@ -133,11 +133,11 @@ fn diff_root() {
 // hyperdb test/diff.js: 'updated value'
 #[test]
 fn updated_value() {
-    let mut db = one();
+    let db = one();
     db.put("a/d/r", b"1").unwrap();
     let snap = db.version().unwrap();
     db.put("a/d/r", b"3").unwrap();
-    let actual = diff(&mut db, &snap, "a");
+    let actual = diff(&db, &snap, "a");
     assert_eq!(actual.len(), 1);
     assert_single(&actual[0].left, "a/d/r", "3");
     assert_single(&actual[0].right, "a/d/r", "1");
@@ -146,10 +146,10 @@ fn updated_value() {
 // hyperdb test/diff.js: 'basic with 2 feeds'
 #[test]
 fn basic_with_2_feeds() {
-    let (mut a, mut b) = two();
+    let (a, b) = two();
     a.put("a", b"a").unwrap();
-    sync(&mut a, &mut b);
-    let actual = diff(&mut b, &[], "a");
+    sync(&a, &b);
+    let actual = diff(&b, &[], "a");
     assert_eq!(actual.len(), 1);
     assert_single(&actual[0].left, "a", "a");
     assert_eq!(actual[0].right, None);
@@ -158,11 +158,11 @@ fn basic_with_2_feeds() {
 // hyperdb test/diff.js: 'two feeds /w competing for a value'
 #[test]
 fn two_feeds_w_competing_for_a_value() {
-    let (mut a, mut b) = two();
+    let (a, b) = two();
     a.put("a", b"a").unwrap();
     b.put("a", b"b").unwrap();
-    sync(&mut a, &mut b);
-    let actual = diff(&mut b, &[], "a");
+    sync(&a, &b);
+    let actual = diff(&b, &[], "a");
     assert_eq!(actual.len(), 1);
     let mut left = actual[0].left.clone().expect("writes now");
     left.sort_by(|x, y| x.value.cmp(&y.value));
@@ -177,14 +177,14 @@ fn two_feeds_w_competing_for_a_value() {
 // hyperdb test/diff.js: 'small diff on big db'
 #[test]
 fn small_diff_on_big_db() {
-    let mut db = one();
+    let db = one();
     let keys: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
     for k in &keys {
         db.put(k, k.as_bytes()).unwrap();
     }
     let snap = db.version().unwrap();
     db.put("42", b"42*").unwrap();
-    let actual = diff(&mut db, &snap, "");
+    let actual = diff(&db, &snap, "");
     assert_eq!(actual.len(), 1);
     assert_single(&actual[0].left, "42", "42*");
     assert_single(&actual[0].right, "42", "42");

@@ -10,7 +10,7 @@ use crate::ported_support::*;
 use hyperdb::{Db, Node};
 
 /// `collect(db.createHistoryStream({reverse}))`.
-fn history(db: &mut Db, reverse: bool) -> Vec<Arc<Node>> {
+fn history(db: &Db, reverse: bool) -> Vec<Arc<Node>> {
     db.history(reverse)
         .unwrap()
         .collect::<hyperdb::Result<_>>()
@@ -24,18 +24,18 @@ fn feed_seq(nodes: &[Arc<Node>]) -> Vec<(usize, u64)> {
 // hyperdb test/history.js: 'empty history'
 #[test]
 fn empty_history() {
-    let mut db = one();
-    assert!(history(&mut db, false).is_empty(), "diff as expected");
+    let db = one();
+    assert!(history(&db, false).is_empty(), "diff as expected");
     // Not in the JS test: the same backwards.
-    assert!(history(&mut db, true).is_empty());
+    assert!(history(&db, true).is_empty());
 }
 
 // hyperdb test/history.js: 'single value'
 #[test]
 fn single_value() {
-    let mut db = one();
+    let db = one();
     db.put("a", b"2").unwrap();
-    let actual = history(&mut db, false);
+    let actual = history(&db, false);
     assert_eq!(actual.len(), 1);
     assert_eq!(actual[0].key, "a");
     assert_eq!(actual[0].value_str().as_deref(), Some("2"));
@@ -44,10 +44,10 @@ fn single_value() {
 // hyperdb test/history.js: 'multiple values'
 #[test]
 fn multiple_values() {
-    let mut db = one();
+    let db = one();
     db.put("a", b"2").unwrap();
     db.put("b/0", b"boop").unwrap();
-    let actual = history(&mut db, false);
+    let actual = history(&db, false);
     assert_eq!(actual.len(), 2);
     assert_eq!(actual[0].key, "a");
     assert_eq!(actual[0].value_str().as_deref(), Some("2"));
@@ -58,10 +58,10 @@ fn multiple_values() {
 // hyperdb test/history.js: 'multiple values: same key'
 #[test]
 fn multiple_values_same_key() {
-    let mut db = one();
+    let db = one();
     db.put("a", b"2").unwrap();
     db.put("a", b"boop").unwrap();
-    let actual = history(&mut db, false);
+    let actual = history(&db, false);
     assert_eq!(actual.len(), 2);
     assert_eq!(actual[0].key, "a");
     assert_eq!(actual[0].value_str().as_deref(), Some("2"));
@@ -73,10 +73,10 @@ fn multiple_values_same_key() {
 /// entry 1), then concurrently a's put (a's entry 2) and b's (b's entry 1).
 /// Returns b and the two writers' indexes in b's list.
 fn two_feeds() -> (Db, usize, usize) {
-    let (mut a, mut b) = two();
+    let (a, b) = two();
     a.put("a", b"a").unwrap();
     b.put("b", b"12").unwrap();
-    sync(&mut a, &mut b);
+    sync(&a, &b);
     let bi = b.writer_index(b.local_key()).unwrap();
     let ai = b.writer_index(a.local_key()).unwrap();
     assert_eq!(ai, if bi == 0 { 1 } else { 0 });
@@ -86,8 +86,8 @@ fn two_feeds() -> (Db, usize, usize) {
 // hyperdb test/history.js: '2 feeds'
 #[test]
 fn two_feeds_history() {
-    let (mut b, ai, bi) = two_feeds();
-    let actual = history(&mut b, false);
+    let (b, ai, bi) = two_feeds();
+    let actual = history(&b, false);
     assert_eq!(feed_seq(&actual), [(ai, 1), (ai, 2), (bi, 1)]);
     // Not in the JS test: what those entries are.
     assert!(
@@ -101,7 +101,7 @@ fn two_feeds_history() {
 // hyperdb test/history.js: 'reverse'
 #[test]
 fn reverse() {
-    let (mut b, ai, bi) = two_feeds();
-    let actual = history(&mut b, true);
+    let (b, ai, bi) = two_feeds();
+    let actual = history(&b, true);
     assert_eq!(feed_seq(&actual), [(bi, 1), (ai, 2), (ai, 1)]);
 }

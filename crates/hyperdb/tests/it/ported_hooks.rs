@@ -10,7 +10,7 @@ fn one() -> Db {
 // hyperdb test/hooks.js: 'onlookup hook'
 #[test]
 fn onlookup_hook() {
-    let mut db = one();
+    let db = one();
     let batch: Vec<Op> = (0..200)
         .map(|i| Op::Put {
             key: i.to_string(),
@@ -56,7 +56,7 @@ fn onlookup_hook() {
 
 #[test]
 fn write_all_batches_a_stream_of_operations() {
-    let mut db = one();
+    let db = one();
     let ops = (0..2500).map(|i| Op::Put {
         key: format!("k/{i}"),
         value: vec![b'v'; 10],
@@ -64,7 +64,7 @@ fn write_all_batches_a_stream_of_operations() {
     assert_eq!(db.write_all(ops, 1000).unwrap(), 2500);
     assert_eq!(db.writers()[0].length, 2501);
     // One signature per batch: three batches.
-    let mut feed = db.feed(0).unwrap();
+    let feed = db.feed(0).unwrap();
     let signed = (1..2501)
         .filter(|&i| feed.signature(i).map(|(at, _)| at == i).unwrap_or(false))
         .count();

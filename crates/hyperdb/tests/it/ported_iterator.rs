@@ -18,7 +18,7 @@ use hyperdb::{Db, IterOptions};
 type Map = BTreeMap<String, Vec<Option<String>>>;
 
 /// `all(db.iterator(prefix, opts))`.
-fn all(db: &mut Db, prefix: &str, options: IterOptions) -> Map {
+fn all(db: &Db, prefix: &str, options: IterOptions) -> Map {
     collect_entries(db.iter(prefix, options).unwrap())
 }
 
@@ -48,11 +48,11 @@ const DELETES: IterOptions = IterOptions {
 // hyperdb test/iterator.js: 'basic iteration'
 #[test]
 fn basic_iteration() {
-    let mut db = one();
+    let db = one();
     let vals = ["a", "b", "c"].map(String::from);
-    put_keys(&mut db, &strs(&vals));
+    put_keys(&db, &strs(&vals));
     assert_eq!(
-        all(&mut db, "", IterOptions::default()),
+        all(&db, "", IterOptions::default()),
         to_map(&vals),
         "iterated all values"
     );
@@ -61,11 +61,11 @@ fn basic_iteration() {
 // hyperdb test/iterator.js: 'iterate a big db'
 #[test]
 fn iterate_a_big_db() {
-    let mut db = one();
+    let db = one();
     let vals = range(1000, "#");
-    put_keys(&mut db, &strs(&vals));
+    put_keys(&db, &strs(&vals));
     assert_eq!(
-        all(&mut db, "", IterOptions::default()),
+        all(&db, "", IterOptions::default()),
         to_map(&vals),
         "iterated all values"
     );
@@ -74,13 +74,13 @@ fn iterate_a_big_db() {
 // hyperdb test/iterator.js: 'prefix basic iteration'
 #[test]
 fn prefix_basic_iteration() {
-    let mut db = one();
+    let db = one();
     let vals = ["foo/a", "foo/b", "foo/c"].map(String::from);
     let expected = to_map(&vals);
-    put_keys(&mut db, &strs(&vals));
-    put_keys(&mut db, &["a", "b", "c"]);
+    put_keys(&db, &strs(&vals));
+    put_keys(&db, &["a", "b", "c"]);
     assert_eq!(
-        all(&mut db, "foo", IterOptions::default()),
+        all(&db, "foo", IterOptions::default()),
         expected,
         "iterated all values"
     );
@@ -89,10 +89,10 @@ fn prefix_basic_iteration() {
 // hyperdb test/iterator.js: 'empty prefix iteration'
 #[test]
 fn empty_prefix_iteration() {
-    let mut db = one();
-    put_keys(&mut db, &["foo/a", "foo/b", "foo/c"]);
+    let db = one();
+    put_keys(&db, &["foo/a", "foo/b", "foo/c"]);
     assert_eq!(
-        all(&mut db, "bar", IterOptions::default()),
+        all(&db, "bar", IterOptions::default()),
         Map::new(),
         "iterated all values"
     );
@@ -101,13 +101,13 @@ fn empty_prefix_iteration() {
 // hyperdb test/iterator.js: 'prefix iterate a big db'
 #[test]
 fn prefix_iterate_a_big_db() {
-    let mut db = one();
+    let db = one();
     let vals = range(1000, "foo/#");
     let expected = to_map(&vals);
-    put_keys(&mut db, &strs(&vals));
-    put_keys(&mut db, &strs(&range(1000, "#")));
+    put_keys(&db, &strs(&vals));
+    put_keys(&db, &strs(&range(1000, "#")));
     assert_eq!(
-        all(&mut db, "foo", IterOptions::default()),
+        all(&db, "foo", IterOptions::default()),
         expected,
         "iterated all values"
     );
@@ -116,10 +116,10 @@ fn prefix_iterate_a_big_db() {
 // hyperdb test/iterator.js: 'non recursive iteration'
 #[test]
 fn non_recursive_iteration() {
-    let mut db = one();
-    put_keys(&mut db, &["a", "a/b/c/d", "a/c", "b", "b/b/c", "c/a", "c"]);
+    let db = one();
+    put_keys(&db, &["a", "a/b/c/d", "a/c", "b", "b/b/c", "c/a", "c"]);
     let map = all(
-        &mut db,
+        &db,
         "",
         IterOptions {
             shallow: true,
@@ -154,11 +154,11 @@ fn non_recursive_iteration() {
 // hyperdb test/iterator.js: 'mixed nested and non nexted iteration'
 #[test]
 fn mixed_nested_and_non_nexted_iteration() {
-    let mut db = one();
+    let db = one();
     let vals = ["a", "a/a", "a/b", "a/c", "a/a/a", "a/a/b", "a/a/c"].map(String::from);
-    put_keys(&mut db, &strs(&vals));
+    put_keys(&db, &strs(&vals));
     assert_eq!(
-        all(&mut db, "", IterOptions::default()),
+        all(&db, "", IterOptions::default()),
         to_map(&vals),
         "iterated all values"
     );
@@ -167,18 +167,18 @@ fn mixed_nested_and_non_nexted_iteration() {
 // hyperdb test/iterator.js: 'two writers, simple fork'
 #[test]
 fn two_writers_simple_fork() {
-    let (mut db1, mut db2) = two();
+    let (db1, db2) = two();
     db1.put("0", b"0").unwrap();
-    sync(&mut db1, &mut db2);
+    sync(&db1, &db2);
     db1.put("1", b"1a").unwrap();
     db2.put("1", b"1b").unwrap();
     db1.put("10", b"10").unwrap();
-    sync(&mut db1, &mut db2);
+    sync(&db1, &db2);
     db1.put("2", b"2").unwrap();
     db1.put("1/0", b"1/0").unwrap();
 
     assert_eq!(
-        all(&mut db1, "", IterOptions::default()),
+        all(&db1, "", IterOptions::default()),
         entries(&[
             ("0", &[Some("0")]),
             ("1", &[Some("1a"), Some("1b")]),
@@ -188,7 +188,7 @@ fn two_writers_simple_fork() {
         ])
     );
     assert_eq!(
-        all(&mut db2, "", IterOptions::default()),
+        all(&db2, "", IterOptions::default()),
         entries(&[
             ("0", &[Some("0")]),
             ("1", &[Some("1a"), Some("1b")]),
@@ -211,58 +211,58 @@ fn digits(zero: &str, one: &[Option<&'static str>]) -> Map {
 // hyperdb test/iterator.js: 'two writers, one fork'
 #[test]
 fn two_writers_one_fork() {
-    let (mut db1, mut db2) = two();
+    let (db1, db2) = two();
     db1.put("0", b"0").unwrap();
-    put_keys(&mut db2, &["2", "3", "4", "5", "6", "7", "8", "9"]);
-    sync(&mut db1, &mut db2);
+    put_keys(&db2, &["2", "3", "4", "5", "6", "7", "8", "9"]);
+    sync(&db1, &db2);
     db1.put("1", b"1a").unwrap();
     db2.put("1", b"1b").unwrap();
-    sync(&mut db1, &mut db2);
+    sync(&db1, &db2);
     db1.put("0", b"00").unwrap();
-    sync(&mut db1, &mut db2);
+    sync(&db1, &db2);
     db2.put("hi", b"ho").unwrap();
 
     let expected = digits("00", &[Some("1a"), Some("1b")]);
-    assert_eq!(all(&mut db1, "", IterOptions::default()), expected);
+    assert_eq!(all(&db1, "", IterOptions::default()), expected);
     let mut expected = expected;
     expected.extend(entries(&[("hi", &[Some("ho")])]));
-    assert_eq!(all(&mut db2, "", IterOptions::default()), expected);
+    assert_eq!(all(&db2, "", IterOptions::default()), expected);
 }
 
 // hyperdb test/iterator.js: 'two writers, one fork, many values'
 #[test]
 fn two_writers_one_fork_many_values() {
     let r = range(100, "i");
-    let (mut db1, mut db2) = two();
+    let (db1, db2) = two();
     db1.put("0", b"0").unwrap();
-    put_keys(&mut db2, &["2", "3", "4", "5", "6", "7", "8", "9"]);
-    sync(&mut db1, &mut db2);
+    put_keys(&db2, &["2", "3", "4", "5", "6", "7", "8", "9"]);
+    sync(&db1, &db2);
     db1.put("1", b"1a").unwrap();
     db2.put("1", b"1b").unwrap();
-    sync(&mut db1, &mut db2);
+    sync(&db1, &db2);
     db1.put("0", b"00").unwrap();
-    put_keys(&mut db1, &strs(&r));
-    sync(&mut db1, &mut db2);
+    put_keys(&db1, &strs(&r));
+    sync(&db1, &db2);
 
     let mut expected = digits("00", &[Some("1a"), Some("1b")]);
     expected.extend(to_map(&r));
-    assert_eq!(all(&mut db1, "", IterOptions::default()), expected);
-    assert_eq!(all(&mut db2, "", IterOptions::default()), expected);
+    assert_eq!(all(&db1, "", IterOptions::default()), expected);
+    assert_eq!(all(&db2, "", IterOptions::default()), expected);
 }
 
 // hyperdb test/iterator.js: 'two writers, fork'
 #[test]
 fn two_writers_fork() {
-    let (mut a, mut b) = two();
+    let (a, b) = two();
     a.put("a", b"a").unwrap();
-    sync(&mut a, &mut b);
+    sync(&a, &b);
     b.put("a", b"b").unwrap();
     a.put("b", b"c").unwrap();
-    sync(&mut a, &mut b);
+    sync(&a, &b);
 
     let expected = entries(&[("b", &[Some("c")]), ("a", &[Some("b")])]);
-    assert_eq!(all(&mut a, "", IterOptions::default()), expected);
-    assert_eq!(all(&mut b, "", IterOptions::default()), expected);
+    assert_eq!(all(&a, "", IterOptions::default()), expected);
+    assert_eq!(all(&b, "", IterOptions::default()), expected);
 }
 
 // hyperdb test/iterator.js: 'three writers, two forks'
@@ -270,12 +270,12 @@ fn two_writers_fork() {
 fn three_writers_two_forks() {
     let (mut a, mut b, mut c) = three();
     a.put("a", b"a").unwrap();
-    sync3(&mut a, &mut b, &mut c);
+    sync3(&a, &b, &c);
     b.put("a", b"ab").unwrap();
     a.put("some", b"some").unwrap();
-    sync(&mut a, &mut c);
+    sync(&a, &c);
     c.put("c", b"c").unwrap();
-    sync3(&mut a, &mut b, &mut c);
+    sync3(&a, &b, &c);
 
     let expected = entries(&[
         ("a", &[Some("ab")]),
@@ -290,8 +290,8 @@ fn three_writers_two_forks() {
 // hyperdb test/iterator.js: 'list buffers an iterator'
 #[test]
 fn list_buffers_an_iterator() {
-    let mut db = one();
-    put_keys(&mut db, &["a", "b", "b/c"]);
+    let db = one();
+    put_keys(&db, &["a", "b", "b/c"]);
     let mut keys: Vec<String> = db.list("").unwrap().into_iter().map(|e| e.0).collect();
     keys.sort();
     assert_eq!(keys, ["a", "b", "b/c"]);
@@ -317,17 +317,17 @@ fn list_buffers_an_iterator() {
 // hyperdb test/iterator.js: 'options to get deleted keys'
 #[test]
 fn options_to_get_deleted_keys() {
-    let mut db = one();
-    put_keys(&mut db, &["a", "b", "c"]);
+    let db = one();
+    put_keys(&db, &["a", "b", "c"]);
     db.del("a").unwrap();
     assert_eq!(
-        all(&mut db, "", DELETES),
+        all(&db, "", DELETES),
         entries(&[("a", &[None]), ("b", &[Some("b")]), ("c", &[Some("c")])]),
         "iterated all values"
     );
     // Not in the JS test: without the option the deleted key is left out.
     assert_eq!(
-        all(&mut db, "", IterOptions::default()),
+        all(&db, "", IterOptions::default()),
         entries(&[("b", &[Some("b")]), ("c", &[Some("c")])])
     );
 }
@@ -337,15 +337,15 @@ fn options_to_get_deleted_keys() {
 fn three_writers_two_forks_with_deletes() {
     let (mut a, mut b, mut c) = three();
     a.put("a", b"a").unwrap();
-    sync3(&mut a, &mut b, &mut c);
+    sync3(&a, &b, &c);
     b.put("a", b"ab").unwrap();
     a.put("some", b"some").unwrap();
-    sync(&mut a, &mut c);
+    sync(&a, &c);
     c.put("c", b"c").unwrap();
     c.del("c").unwrap();
     a.del("a").unwrap();
     a.del("some").unwrap();
-    sync3(&mut a, &mut b, &mut c);
+    sync3(&a, &b, &c);
 
     // `a`: b's put and a's delete are concurrent, so both are current.
     let expected = entries(&[

@@ -18,7 +18,7 @@ fn hash_sorted(keys: &[&str], reverse: bool) -> Vec<String> {
 }
 
 /// `testIteratorOrder`: the iterator yields exactly the keys, in hash order.
-fn assert_iterator_order(db: &mut Db, keys: &[&str], reverse: bool) {
+fn assert_iterator_order(db: &Db, keys: &[&str], reverse: bool) {
     let options = IterOptions {
         reverse,
         ..Default::default()
@@ -38,21 +38,21 @@ fn assert_iterator_order(db: &mut Db, keys: &[&str], reverse: bool) {
 
 /// `testSingleFeedWithKeys`.
 fn single_feed_with_keys(keys: &[&str], reverse: bool) {
-    let mut db = one();
-    put_keys(&mut db, keys);
-    assert_iterator_order(&mut db, keys, reverse);
+    let db = one();
+    put_keys(&db, keys);
+    assert_iterator_order(&db, keys, reverse);
 }
 
 /// `testTwoFeedsWithKeys`: the first half written by one writer, the rest
 /// by the other, then replicated; both see the same order.
 fn two_feeds_with_keys(keys: &[&str], reverse: bool) {
-    let (mut db1, mut db2) = two();
+    let (db1, db2) = two();
     let half = keys.len() / 2;
-    put_keys(&mut db1, &keys[..half]);
-    put_keys(&mut db2, &keys[half..]);
-    sync(&mut db1, &mut db2);
-    assert_iterator_order(&mut db1, keys, reverse);
-    assert_iterator_order(&mut db2, keys, reverse);
+    put_keys(&db1, &keys[..half]);
+    put_keys(&db2, &keys[half..]);
+    sync(&db1, &db2);
+    assert_iterator_order(&db1, keys, reverse);
+    assert_iterator_order(&db2, keys, reverse);
 }
 
 fn hash_order_sorted(keys: &[&str]) {
@@ -83,8 +83,8 @@ fn iterator_is_hash_order_sorted_3_paths_deep() {
 // hyperdb test/iterator-order.js: 'fully visit a folder before visiting the next one'
 #[test]
 fn fully_visit_a_folder_before_visiting_the_next_one() {
-    let mut db = one();
-    put_keys(&mut db, &["a", "a/b", "a/b/c", "b/c", "b/c/d"]);
+    let db = one();
+    put_keys(&db, &["a", "a/b", "a/b/c", "b/c", "b/c/d"]);
     let keys = iter_keys(db.iter("", IterOptions::default()).unwrap());
     // Whichever folder comes first, it is visited fully (and in order)
     // before the other.

@@ -11,7 +11,7 @@ use hyperdb::Db;
 /// the order its `get` happens to find them in, e.g. `world, again, welt`
 /// for the writers 1, 2, 0; ours lists them by writer. Which writes make up
 /// the step is what both promise.)
-fn assert_history(db: &mut Db, key: &str, expected: &[&[&str]]) {
+fn assert_history(db: &Db, key: &str, expected: &[&[&str]]) {
     let got: Vec<Vec<String>> = db
         .key_history(key)
         .unwrap()
@@ -39,7 +39,7 @@ fn assert_history(db: &mut Db, key: &str, expected: &[&[&str]]) {
     assert_eq!(got, expected, "history of {key:?}");
 }
 
-fn versions(db: &mut Db, values: &[String]) {
+fn versions(db: &Db, values: &[String]) {
     for v in values {
         db.put("version", v.as_bytes()).unwrap();
     }
@@ -48,94 +48,94 @@ fn versions(db: &mut Db, values: &[String]) {
 // hyperdb test/key-history.js: 'empty db'
 #[test]
 fn empty_db() {
-    let mut db = one();
-    assert_history(&mut db, "hello", &[]);
+    let db = one();
+    assert_history(&db, "hello", &[]);
 }
 
 // hyperdb test/key-history.js: 'single feed'
 #[test]
 fn single_feed() {
-    let mut db = one();
+    let db = one();
     put_pairs(
-        &mut db,
+        &db,
         &[("hello", "welt"), ("null", "void"), ("hello", "world")],
     );
-    assert_history(&mut db, "hello", &[&["world"], &["welt"]]);
-    assert_history(&mut db, "null", &[&["void"]]);
+    assert_history(&db, "hello", &[&["world"], &["welt"]]);
+    assert_history(&db, "null", &[&["void"]]);
 }
 
 // hyperdb test/key-history.js: 'single feed (same value)'
 #[test]
 fn single_feed_same_value() {
-    let mut db = one();
+    let db = one();
     put_pairs(
-        &mut db,
+        &db,
         &[("hello", "welt"), ("hello", "darkness"), ("hello", "world")],
     );
-    assert_history(&mut db, "hello", &[&["world"], &["darkness"], &["welt"]]);
+    assert_history(&db, "hello", &[&["world"], &["darkness"], &["welt"]]);
 }
 
 // hyperdb test/key-history.js: 'two feeds'
 #[test]
 fn two_feeds() {
-    let (mut db1, mut db2) = two();
-    put_pairs(&mut db1, &[("hello", "welt"), ("null", "void")]);
-    sync(&mut db1, &mut db2);
-    put_pairs(&mut db2, &[("hello", "world")]);
-    sync(&mut db1, &mut db2);
-    assert_history(&mut db1, "hello", &[&["world"], &["welt"]]);
+    let (db1, db2) = two();
+    put_pairs(&db1, &[("hello", "welt"), ("null", "void")]);
+    sync(&db1, &db2);
+    put_pairs(&db2, &[("hello", "world")]);
+    sync(&db1, &db2);
+    assert_history(&db1, "hello", &[&["world"], &["welt"]]);
 }
 
 // hyperdb test/key-history.js: 'two feeds with conflict'
 #[test]
 fn two_feeds_with_conflict() {
-    let (mut db1, mut db2) = two();
-    put_pairs(&mut db1, &[("hello", "welt"), ("null", "void")]);
-    put_pairs(&mut db2, &[("hello", "world")]);
-    sync(&mut db1, &mut db2);
-    assert_history(&mut db1, "hello", &[&["world", "welt"]]);
+    let (db1, db2) = two();
+    put_pairs(&db1, &[("hello", "welt"), ("null", "void")]);
+    put_pairs(&db2, &[("hello", "world")]);
+    sync(&db1, &db2);
+    assert_history(&db1, "hello", &[&["world", "welt"]]);
 }
 
 // hyperdb test/key-history.js: 'three feeds with conflict'
 #[test]
 fn three_feeds_with_conflict() {
-    let (mut db1, mut db2, mut db3) = three();
-    put_pairs(&mut db1, &[("hello", "welt"), ("null", "void")]);
-    sync(&mut db1, &mut db2);
-    put_pairs(&mut db2, &[("hello", "world")]);
-    sync(&mut db1, &mut db2);
-    put_pairs(&mut db3, &[("hello", "again")]);
-    sync3(&mut db1, &mut db2, &mut db3);
+    let (db1, db2, db3) = three();
+    put_pairs(&db1, &[("hello", "welt"), ("null", "void")]);
+    sync(&db1, &db2);
+    put_pairs(&db2, &[("hello", "world")]);
+    sync(&db1, &db2);
+    put_pairs(&db3, &[("hello", "again")]);
+    sync3(&db1, &db2, &db3);
     // `world` replaced `welt`; `again` saw neither.
-    assert_history(&mut db1, "hello", &[&["world", "again"], &["welt"]]);
+    assert_history(&db1, "hello", &[&["world", "again"], &["welt"]]);
 }
 
 // hyperdb test/key-history.js: 'three feeds with all conflicting'
 #[test]
 fn three_feeds_with_all_conflicting() {
-    let (mut db1, mut db2, mut db3) = three();
-    put_pairs(&mut db1, &[("hello", "welt"), ("null", "void")]);
-    put_pairs(&mut db2, &[("hello", "world")]);
-    put_pairs(&mut db3, &[("hello", "again")]);
-    sync3(&mut db1, &mut db2, &mut db3);
-    assert_history(&mut db1, "hello", &[&["world", "again", "welt"]]);
+    let (db1, db2, db3) = three();
+    put_pairs(&db1, &[("hello", "welt"), ("null", "void")]);
+    put_pairs(&db2, &[("hello", "world")]);
+    put_pairs(&db3, &[("hello", "again")]);
+    sync3(&db1, &db2, &db3);
+    assert_history(&db1, "hello", &[&["world", "again", "welt"]]);
 }
 
 // hyperdb test/key-history.js: 'three feeds (again)'
 #[test]
 fn three_feeds_again() {
-    let (mut db1, mut db2, mut db3) = three();
+    let (db1, db2, db3) = three();
     let len = 5;
     let expected: Vec<String> = (0..len * 3).map(|i| i.to_string()).collect();
-    versions(&mut db1, &expected[..len]);
-    sync3(&mut db1, &mut db2, &mut db3);
-    versions(&mut db2, &expected[len..len * 2]);
-    sync3(&mut db1, &mut db2, &mut db3);
-    versions(&mut db3, &expected[len * 2..]);
-    sync3(&mut db1, &mut db2, &mut db3);
+    versions(&db1, &expected[..len]);
+    sync3(&db1, &db2, &db3);
+    versions(&db2, &expected[len..len * 2]);
+    sync3(&db1, &db2, &db3);
+    versions(&db3, &expected[len * 2..]);
+    sync3(&db1, &db2, &db3);
     let steps: Vec<[&str; 1]> = expected.iter().rev().map(|v| [v.as_str()]).collect();
     let steps: Vec<&[&str]> = steps.iter().map(|s| &s[..]).collect();
-    assert_history(&mut db1, "version", &steps);
+    assert_history(&db1, "version", &steps);
 }
 
 // Not a JS test: a write that is its writer's first entry, replaced by
@@ -144,9 +144,9 @@ fn three_feeds_again() {
 // `_nextHeads` of lib/key-history.js, and yields only `[['y']]` here.)
 #[test]
 fn a_peers_first_entry_is_in_the_history() {
-    let (mut db1, mut db2) = two();
+    let (db1, db2) = two();
     db2.put("hello", b"x").unwrap();
-    sync(&mut db1, &mut db2);
+    sync(&db1, &db2);
     db1.put("hello", b"y").unwrap();
-    assert_history(&mut db1, "hello", &[&["y"], &["x"]]);
+    assert_history(&db1, "hello", &[&["y"], &["x"]]);
 }

@@ -13,7 +13,7 @@ use hyperdb::{Db, IterOptions};
 type Map = BTreeMap<String, Vec<Option<String>>>;
 
 /// `createReadStream(prefix, opts)`, collected as key -> sorted values.
-fn read(db: &mut Db, prefix: &str, options: IterOptions) -> Map {
+fn read(db: &Db, prefix: &str, options: IterOptions) -> Map {
     collect_entries(db.iter(prefix, options).unwrap())
 }
 
@@ -36,16 +36,16 @@ fn sorted<'a>(list: &[&'a str]) -> Vec<&'a str> {
 // hyperdb test/read-stream.js: 'basic readStream'
 #[test]
 fn basic_read_stream() {
-    let mut db = one();
+    let db = one();
     put_keys(
-        &mut db,
+        &db,
         &[
             "foo", "foo/a", "foo/b", "a", "bar/a", "foo/abc", "foo/b", "bar/b", "foo/bar",
             "foo/a/b",
         ],
     );
     let map = read(
-        &mut db,
+        &db,
         "foo/",
         IterOptions {
             gt: true,
@@ -65,24 +65,24 @@ fn basic_read_stream() {
 // hyperdb test/read-stream.js: 'basic readStream (again)'
 #[test]
 fn basic_read_stream_again() {
-    let mut db = one();
-    put_keys(&mut db, &["foo/a", "foo/abc", "foo/a/b"]);
+    let db = one();
+    put_keys(&db, &["foo/a", "foo/abc", "foo/a/b"]);
     // The prefix is a path prefix: `foo/a` and what is under it, not
     // `foo/abc`.
-    let map = read(&mut db, "foo/a", IterOptions::default());
+    let map = read(&db, "foo/a", IterOptions::default());
     assert_eq!(keys(&map), sorted(&["foo/a", "foo/a/b"]));
 }
 
 // hyperdb test/read-stream.js: 'readStream with two feeds'
 #[test]
 fn read_stream_with_two_feeds() {
-    let (mut a, mut b) = two();
-    put_pairs(&mut a, &with_value(&["b/a", "a/b/c", "b/c", "b/c/d"], "A"));
-    sync(&mut a, &mut b);
-    put_pairs(&mut b, &with_value(&["a/b", "a/b/c", "b/c/d", "b/c"], "B"));
-    sync(&mut a, &mut b);
+    let (a, b) = two();
+    put_pairs(&a, &with_value(&["b/a", "a/b/c", "b/c", "b/c/d"], "A"));
+    sync(&a, &b);
+    put_pairs(&b, &with_value(&["a/b", "a/b/c", "b/c/d", "b/c"], "B"));
+    sync(&a, &b);
 
-    let map = read(&mut a, "b/", IterOptions::default());
+    let map = read(&a, "b/", IterOptions::default());
     assert_eq!(
         map,
         entries(&[
@@ -96,17 +96,17 @@ fn read_stream_with_two_feeds() {
 // hyperdb test/read-stream.js: 'readStream with two feeds (again)'
 #[test]
 fn read_stream_with_two_feeds_again() {
-    let (mut a, mut b) = two();
-    put_pairs(&mut a, &with_value(&["/a/a", "/a/b", "/a/c"], "A"));
-    sync(&mut a, &mut b);
+    let (a, b) = two();
+    put_pairs(&a, &with_value(&["/a/a", "/a/b", "/a/c"], "A"));
+    sync(&a, &b);
     put_pairs(
-        &mut b,
+        &b,
         &with_value(&["/b/a", "/b/b", "/b/c", "/a/a", "/a/b", "/a/c"], "B"),
     );
-    sync(&mut a, &mut b);
+    sync(&a, &b);
 
     // Keys come back normalized (no leading `/`); b's writes replaced a's.
-    let map = read(&mut b, "/", IterOptions::default());
+    let map = read(&b, "/", IterOptions::default());
     let expected: Map = ["b/a", "b/b", "b/c", "a/a", "a/b", "a/c"]
         .iter()
         .map(|k| (k.to_string(), vec![Some("B".to_string())]))
@@ -118,18 +118,18 @@ fn read_stream_with_two_feeds_again() {
 #[test]
 fn read_stream_with_conflicting_feeds() {
     let conflicting = ["c/a", "c/b", "c/c", "c/d"];
-    let (mut a, mut b) = two();
-    put_pairs(&mut a, &with_value(&["a/a", "a/b", "a/c"], "A"));
-    sync(&mut a, &mut b);
-    put_pairs(&mut b, &with_value(&["b/a", "b/b", "b/c"], "B"));
-    sync(&mut a, &mut b);
-    put_pairs(&mut a, &with_value(&conflicting, "A"));
+    let (a, b) = two();
+    put_pairs(&a, &with_value(&["a/a", "a/b", "a/c"], "A"));
+    sync(&a, &b);
+    put_pairs(&b, &with_value(&["b/a", "b/b", "b/c"], "B"));
+    sync(&a, &b);
+    put_pairs(&a, &with_value(&conflicting, "A"));
     let mut reversed = conflicting;
     reversed.reverse();
-    put_pairs(&mut b, &with_value(&reversed, "B"));
-    sync(&mut a, &mut b);
+    put_pairs(&b, &with_value(&reversed, "B"));
+    sync(&a, &b);
 
-    let map = read(&mut a, "/", IterOptions::default());
+    let map = read(&a, "/", IterOptions::default());
     let mut expected = entries(&[
         ("a/a", &[Some("A")]),
         ("a/b", &[Some("A")]),
@@ -148,6 +148,6 @@ fn read_stream_with_conflicting_feeds() {
 // hyperdb test/read-stream.js: 'returns no data if db is empty'
 #[test]
 fn returns_no_data_if_db_is_empty() {
-    let mut db = one();
+    let db = one();
     assert_eq!(db.iter("foo/", IterOptions::default()).unwrap().count(), 0);
 }

@@ -15,11 +15,11 @@ fn reopen_and_write(storage: DbStorage) {
     // Close the owner (the replicas stay open, as in JS).
     drop(dbs.remove(0));
 
-    let mut reopened = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+    let reopened = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
     reopened.put("foo2", b"bar2").unwrap();
     drop(reopened);
 
-    let mut reopened = Db::open_storage(storage, OpenOptions::default()).unwrap();
+    let reopened = Db::open_storage(storage, OpenOptions::default()).unwrap();
     assert_eq!(reopened.feed(0).unwrap().len(), 5, "correct length");
     let entry = reopened.raw_entry(0, 4).unwrap().unwrap();
     assert_eq!(entry.inflate, Some(2), "correct inflate for new entry");
@@ -31,8 +31,8 @@ fn reopen_and_write(storage: DbStorage) {
     let keys: Vec<_> = reopened.writers().iter().map(|w| w.key).collect();
     assert_eq!(keys, writer_keys);
     assert!(reopened.writers().iter().all(|w| w.authorized));
-    assert_one(&mut reopened, "foo", "foo", "bar");
-    assert_one(&mut reopened, "foo2", "foo2", "bar2");
+    assert_one(&reopened, "foo", "foo", "bar");
+    assert_one(&reopened, "foo2", "foo2", "bar2");
 }
 
 // hyperdb test/reopen-and-write.js: '3 writers, re-open and write, re-open again'

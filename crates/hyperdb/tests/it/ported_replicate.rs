@@ -12,21 +12,20 @@
 //! the caller's JS options object untouched; our `replicate` takes its
 //! `ReplicateOptions` by value, so there is nothing to mutate.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::ported_support::{one, replica_of};
 use hyperdb::{replicate, Db, ReplicateOptions, Summary};
 
-type Shared = Arc<Mutex<Db>>;
+type Shared = Db;
 
 fn shared(db: Db) -> Shared {
-    Arc::new(Mutex::new(db))
+    db
 }
 
 /// Runs `f` on the database, holding its lock only for the call.
-fn with<R>(db: &Shared, f: impl FnOnce(&mut Db) -> R) -> R {
-    f(&mut db.lock().unwrap())
+fn with<R>(db: &Shared, f: impl FnOnce(&Db) -> R) -> R {
+    f(db)
 }
 
 fn put(db: &Shared, key: &str, value: &str) {

@@ -31,7 +31,7 @@ pub fn many(count: usize) -> Vec<Db> {
 }
 
 /// `create.many(count)` with a given first database (for instance one on disk).
-pub fn many_from(mut first: Db, count: usize) -> Vec<Db> {
+pub fn many_from(first: Db, count: usize) -> Vec<Db> {
     let mut dbs = Vec::with_capacity(count);
     let mut others = Vec::new();
     for _ in 1..count {
@@ -83,12 +83,12 @@ pub fn sync_all(dbs: &mut [Db]) {
 }
 
 /// Replicates two databases both ways until nothing moves (`replicate(a, b)`).
-pub fn sync(a: &mut Db, b: &mut Db) {
+pub fn sync(a: &Db, b: &Db) {
     local_sync::sync(a, b).unwrap();
 }
 
 /// The current values of `key`, as text, in the order `get` gives them.
-pub fn values(db: &mut Db, key: &str) -> Vec<String> {
+pub fn values(db: &Db, key: &str) -> Vec<String> {
     db.get(key)
         .unwrap()
         .iter()
@@ -97,7 +97,7 @@ pub fn values(db: &mut Db, key: &str) -> Vec<String> {
 }
 
 /// The current values of `key`, as text, sorted.
-pub fn sorted_values(db: &mut Db, key: &str) -> Vec<String> {
+pub fn sorted_values(db: &Db, key: &str) -> Vec<String> {
     let mut v = values(db, key);
     v.sort();
     v
@@ -105,7 +105,7 @@ pub fn sorted_values(db: &mut Db, key: &str) -> Vec<String> {
 
 /// The single current node of `key` (the JS helper's reduced `get`), checking
 /// there is exactly one.
-pub fn get_one(db: &mut Db, key: &str) -> Arc<Node> {
+pub fn get_one(db: &Db, key: &str) -> Arc<Node> {
     let nodes = db.get(key).unwrap();
     assert_eq!(
         nodes.len(),
@@ -118,7 +118,7 @@ pub fn get_one(db: &mut Db, key: &str) -> Arc<Node> {
 
 /// Asserts that `key` has exactly one current value, `value`, under the
 /// normalized key `node_key` (JS: `t.same(node.key, ...)`, `t.same(node.value, ...)`).
-pub fn assert_one(db: &mut Db, key: &str, node_key: &str, value: &str) {
+pub fn assert_one(db: &Db, key: &str, node_key: &str, value: &str) {
     let node = get_one(db, key);
     assert_eq!(node.key, node_key, "same key");
     assert_eq!(node.value_str().as_deref(), Some(value), "same value");
@@ -126,7 +126,7 @@ pub fn assert_one(db: &mut Db, key: &str, node_key: &str, value: &str) {
 }
 
 /// Asserts that `key` has no current value (JS: `t.same(node, null)`).
-pub fn assert_missing(db: &mut Db, key: &str) {
+pub fn assert_missing(db: &Db, key: &str) {
     let nodes = db.get(key).unwrap();
     assert!(
         nodes.is_empty(),
@@ -145,7 +145,7 @@ pub fn three() -> (Db, Db, Db) {
 }
 
 /// `replicateAll` of `create.three()` (every pair until nothing moves).
-pub fn sync3(a: &mut Db, b: &mut Db, c: &mut Db) {
+pub fn sync3(a: &Db, b: &Db, c: &Db) {
     loop {
         let moved = local_sync::sync(a, b).unwrap()
             + local_sync::sync(a, c).unwrap()
@@ -158,14 +158,14 @@ pub fn sync3(a: &mut Db, b: &mut Db, c: &mut Db) {
 
 /// The JS `put` helper with a list of strings: each key is written with
 /// itself as value, in order.
-pub fn put_keys(db: &mut Db, keys: &[&str]) {
+pub fn put_keys(db: &Db, keys: &[&str]) {
     for k in keys {
         db.put(k, k.as_bytes()).unwrap();
     }
 }
 
 /// The JS `put` helper with `{key, value}` pairs, in order.
-pub fn put_pairs(db: &mut Db, pairs: &[(&str, &str)]) {
+pub fn put_pairs(db: &Db, pairs: &[(&str, &str)]) {
     for (k, v) in pairs {
         db.put(k, v.as_bytes()).unwrap();
     }

@@ -1,27 +1,23 @@
 //! Replication between Rust replicas over TCP on loopback.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyperdb::{replicate, Db, DbStorage, OpenOptions, ReplicateOptions};
 use tokio::net::{TcpListener, TcpStream};
 
-fn memory(key: Option<[u8; 32]>) -> Arc<Mutex<Db>> {
-    let db = Db::open_storage(
+fn memory(key: Option<[u8; 32]>) -> Db {
+    Db::open_storage(
         DbStorage::memory(),
         OpenOptions {
             key,
             ..Default::default()
         },
     )
-    .unwrap();
-    Arc::new(Mutex::new(db))
+    .unwrap()
 }
 
-fn values(db: &Arc<Mutex<Db>>, key: &str) -> Vec<String> {
+fn values(db: &Db, key: &str) -> Vec<String> {
     let mut v: Vec<String> = db
-        .lock()
-        .unwrap()
         .get(key)
         .unwrap()
         .iter()
@@ -32,7 +28,7 @@ fn values(db: &Arc<Mutex<Db>>, key: &str) -> Vec<String> {
 }
 
 /// Replicates two databases over a real TCP connection, one-shot.
-async fn sync(a: &Arc<Mutex<Db>>, b: &Arc<Mutex<Db>>) -> (hyperdb::Summary, hyperdb::Summary) {
+async fn sync(a: &Db, b: &Db) -> (hyperdb::Summary, hyperdb::Summary) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let a2 = a.clone();
@@ -52,12 +48,12 @@ async fn sync(a: &Arc<Mutex<Db>>, b: &Arc<Mutex<Db>>) -> (hyperdb::Summary, hype
 
 /// An owner and a replica whose writer it authorized, synced once, so each
 /// knows both writers.
-async fn two_writers() -> (Arc<Mutex<Db>>, Arc<Mutex<Db>>) {
+async fn two_writers() -> (Db, Db) {
     let owner = memory(None);
-    let key = *owner.lock().unwrap().key();
+    let key = *owner.key();
     let other = memory(Some(key));
-    let other_key = *other.lock().unwrap().local_key();
-    owner.lock().unwrap().authorize(&other_key).unwrap();
+    let other_key = *other.local_key();
+    owner.authorize(&other_key).unwrap();
     sync(&owner, &other).await;
     (owner, other)
 }
@@ -65,26 +61,14 @@ async fn two_writers() -> (Arc<Mutex<Db>>, Arc<Mutex<Db>>) {
 #[tokio::test]
 async fn the_seed_flow_over_tcp() {
     let db1 = memory(None);
-    db1.lock()
-        .unwrap()
-        .put("example/first", b"db1 was here")
-        .unwrap();
-    db1.lock()
-        .unwrap()
-        .put("example/second", b"db1 was here")
-        .unwrap();
-    let key = *db1.lock().unwrap().key();
+    db1.put("example/first", b"db1 was here").unwrap();
+    db1.put("example/second", b"db1 was here").unwrap();
+    let key = *db1.key();
     let db2 = memory(Some(key));
-    db2.lock()
-        .unwrap()
-        .put("example/third", b"db2 was here")
-        .unwrap();
-    db2.lock()
-        .unwrap()
-        .put("example/second", b"db2 was here")
-        .unwrap();
-    let db2_local = *db2.lock().unwrap().local_key();
-    db1.lock().unwrap().authorize(&db2_local).unwrap();
+    db2.put("example/third", b"db2 was here").unwrap();
+    db2.put("example/second", b"db2 was here").unwrap();
+    let db2_local = *db2.local_key();
+    db1.authorize(&db2_local).unwrap();
 
     let (s1, s2) = sync(&db1, &db2).await;
     assert!(s2.total_received() >= 3, "db2 received db1's feed: {s2:?}");
@@ -99,7 +83,7 @@ async fn the_seed_flow_over_tcp() {
             ["db1 was here", "db2 was here"]
         );
         assert_eq!(values(db, "example/third"), ["db2 was here"]);
-        assert!(db.lock().unwrap().is_authorized(&db2_local).unwrap());
+        assert!(db.is_authorized(&db2_local).unwrap());
     }
 }
 
@@ -107,23 +91,23 @@ async fn the_seed_flow_over_tcp() {
 async fn a_replica_that_knows_only_the_key_finds_a_chain_of_writers() {
     // owner -> b -> c, each writing; a fresh replica learns all three.
     let owner = memory(None);
-    let key = *owner.lock().unwrap().key();
+    let key = *owner.key();
     let b = memory(Some(key));
     let c = memory(Some(key));
-    owner.lock().unwrap().put("from/owner", b"o").unwrap();
-    let b_key = *b.lock().unwrap().local_key();
-    owner.lock().unwrap().authorize(&b_key).unwrap();
+    owner.put("from/owner", b"o").unwrap();
+    let b_key = *b.local_key();
+    owner.authorize(&b_key).unwrap();
     sync(&owner, &b).await;
-    let c_key = *c.lock().unwrap().local_key();
-    b.lock().unwrap().authorize(&c_key).unwrap();
-    b.lock().unwrap().put("from/b", b"b").unwrap();
+    let c_key = *c.local_key();
+    b.authorize(&c_key).unwrap();
+    b.put("from/b", b"b").unwrap();
     sync(&b, &c).await;
-    c.lock().unwrap().put("from/c", b"c").unwrap();
+    c.put("from/c", b"c").unwrap();
     sync(&c, &owner).await;
 
     let fresh = memory(Some(key));
     sync(&owner, &fresh).await;
-    let writers = fresh.lock().unwrap().writers();
+    let writers = fresh.writers();
     assert_eq!(writers.len(), 4, "source, its own local, b and c");
     for (k, v) in [("from/owner", "o"), ("from/b", "b"), ("from/c", "c")] {
         assert_eq!(values(&fresh, k), [v], "{k}");
@@ -151,8 +135,8 @@ async fn live_replication_carries_new_writes_both_ways() {
         replicate(b2, socket, live3).await
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    a.lock().unwrap().put("live/a", b"from a").unwrap();
-    b.lock().unwrap().put("live/b", b"from b").unwrap();
+    a.put("live/a", b"from a").unwrap();
+    b.put("live/b", b"from b").unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let done = values(&b, "live/a") == ["from a"] && values(&a, "live/b") == ["from b"];
@@ -183,7 +167,7 @@ async fn two_writers_uploading_to_each_other_at_once_both_finish() {
             key: format!("{name}/{i}"),
             value: vec![b'v'; 300],
         });
-        db.lock().unwrap().write_all(ops, 1000).unwrap();
+        db.write_all(ops, 1000).unwrap();
     }
     // A stream that holds little, so answers cannot hide in its buffers.
     let (x, y) = tokio::io::duplex(16 * 1024);
@@ -210,14 +194,14 @@ async fn two_writers_uploading_to_each_other_at_once_both_finish() {
 async fn fifty_concurrent_syncs_converge() {
     let owner = memory(None);
     {
-        let mut db = owner.lock().unwrap();
+        let db = &owner;
         let ops = (0..1_000).map(|i| hyperdb::Op::Put {
             key: format!("k{i}"),
             value: format!("v{i}").into_bytes(),
         });
         db.write_all(ops, 100).unwrap();
     }
-    let key = *owner.lock().unwrap().key();
+    let key = *owner.key();
     let budget = hyperdb::replicate::MemoryBudget::new(8 << 20);
     let mut tasks = Vec::new();
     for _ in 0..50 {

@@ -11,23 +11,19 @@ use hypercore_wire::{Event, Message, Protocol, ProtocolOptions};
 use hyperdb::{replicate, Db, DbStorage, OpenOptions, ReplicateOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-fn memory(key: Option<[u8; 32]>) -> Arc<Mutex<Db>> {
-    Arc::new(Mutex::new(
-        Db::open_storage(
-            DbStorage::memory(),
-            OpenOptions {
-                key,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    ))
+fn memory(key: Option<[u8; 32]>) -> Db {
+    Db::open_storage(
+        DbStorage::memory(),
+        OpenOptions {
+            key,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
-fn values(db: &Arc<Mutex<Db>>, key: &str) -> Vec<String> {
-    db.lock()
-        .unwrap()
-        .get(key)
+fn values(db: &Db, key: &str) -> Vec<String> {
+    db.get(key)
         .unwrap()
         .iter()
         .map(|n| n.value_str().unwrap())
@@ -35,8 +31,8 @@ fn values(db: &Arc<Mutex<Db>>, key: &str) -> Vec<String> {
 }
 
 async fn sync(
-    a: &Arc<Mutex<Db>>,
-    b: &Arc<Mutex<Db>>,
+    a: &Db,
+    b: &Db,
 ) -> (
     hyperdb::Result<hyperdb::Summary>,
     hyperdb::Result<hyperdb::Summary>,
@@ -87,12 +83,10 @@ impl Fake {
 
 /// A database with a few entries, and a replica that knows only its key,
 /// replicating with a fake peer that has the owner's feed.
-fn owner_with_entries() -> Arc<Mutex<Db>> {
+fn owner_with_entries() -> Db {
     let owner = memory(None);
     for i in 0..5 {
         owner
-            .lock()
-            .unwrap()
             .put(&format!("k{i}"), format!("v{i}").as_bytes())
             .unwrap();
     }
@@ -103,7 +97,7 @@ type Session = tokio::task::JoinHandle<hyperdb::Result<hyperdb::Summary>>;
 
 /// Replicates `db` (with a short timeout) with a fake peer that has opened
 /// the feed of `key`, over a stream holding `capacity` bytes.
-fn fake_peer(db: &Arc<Mutex<Db>>, key: &[u8; 32], capacity: usize) -> (Fake, Session) {
+fn fake_peer(db: &Db, key: &[u8; 32], capacity: usize) -> (Fake, Session) {
     let (x, y) = tokio::io::duplex(capacity);
     let options = ReplicateOptions {
         timeout: Duration::from_millis(800),
@@ -120,17 +114,17 @@ fn fake_peer(db: &Arc<Mutex<Db>>, key: &[u8; 32], capacity: usize) -> (Fake, Ses
 
 /// A replica that knows only the owner's key, replicating with a fake peer
 /// that serves the owner's feed.
-async fn fake_serving(owner: &Arc<Mutex<Db>>) -> (Fake, Session, Arc<Mutex<Db>>) {
-    let key = *owner.lock().unwrap().key();
+async fn fake_serving(owner: &Db) -> (Fake, Session, Db) {
+    let key = *owner.key();
     let replica = memory(Some(key));
     let (mut fake, session) = fake_peer(&replica, &key, 1 << 20);
     fake.flush().await;
     (fake, session, replica)
 }
 
-fn proof_data(owner: &Arc<Mutex<Db>>, index: u64) -> Data {
-    let mut db = owner.lock().unwrap();
-    let mut feed = db.feed(0).unwrap();
+fn proof_data(owner: &Db, index: u64) -> Data {
+    let db = &owner;
+    let feed = db.feed(0).unwrap();
     let proof = feed.proof(index, 0, false, &mut SparseBits::new()).unwrap();
     Data {
         index,
@@ -164,7 +158,7 @@ async fn expect_error(session: Session, needle: &str) {
 async fn data_that_does_not_verify_is_rejected_and_nothing_is_stored() {
     let owner = owner_with_entries();
     let (mut fake, session, replica) = fake_serving(&owner).await;
-    let dk = hypercore_feed::crypto::discovery_key(owner.lock().unwrap().key());
+    let dk = hypercore_feed::crypto::discovery_key(owner.key());
     fake.read(200).await;
     fake.protocol.send(
         &dk,
@@ -192,7 +186,7 @@ async fn data_that_does_not_verify_is_rejected_and_nothing_is_stored() {
     fake.flush().await;
     expect_error(session, "does not verify").await;
     {
-        let mut db = replica.lock().unwrap();
+        let db = &replica;
         assert!(!db.feed(0).unwrap().has(index), "nothing stored");
         assert_eq!(db.feed(0).unwrap().len(), 0);
     }
@@ -259,8 +253,8 @@ async fn a_connection_cut_halfway_keeps_what_verified_and_resumes() {
         key: format!("key/{i}"),
         value: vec![b'x'; 200],
     });
-    owner.lock().unwrap().write_all(ops, 300).unwrap();
-    let key = *owner.lock().unwrap().key();
+    owner.write_all(ops, 300).unwrap();
+    let key = *owner.key();
     let replica = memory(Some(key));
     let (x, y) = tokio::io::duplex(1 << 16);
     let server = tokio::spawn(replicate(owner.clone(), x, ReplicateOptions::default()));
@@ -268,7 +262,7 @@ async fn a_connection_cut_halfway_keeps_what_verified_and_resumes() {
     // Cut the connection once some blocks have arrived.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let have = replica.lock().unwrap().feed(0).unwrap().downloaded(0, 3001);
+        let have = replica.feed(0).unwrap().downloaded(0, 3001);
         if have > 200 {
             break;
         }
@@ -280,14 +274,14 @@ async fn a_connection_cut_halfway_keeps_what_verified_and_resumes() {
         .await
         .unwrap()
         .unwrap();
-    let partial = replica.lock().unwrap().feed(0).unwrap().downloaded(0, 3001);
+    let partial = replica.feed(0).unwrap().downloaded(0, 3001);
     assert!(partial < 3001, "the cut came before the end");
     if let Err(e) = result {
         assert!(e.to_string().contains("replication"), "{e}");
     }
     {
-        let mut db = replica.lock().unwrap();
-        let report = db.feed_mut(0).unwrap().audit().unwrap();
+        let db = &replica;
+        let report = db.with_feed_mut(0, |f| f.audit()).unwrap().unwrap();
         assert_eq!(report.invalid, 0, "what was stored verifies");
         // Reads answer from what is there without failing.
         db.get("key/1").unwrap();
@@ -306,25 +300,17 @@ async fn a_connection_cut_halfway_keeps_what_verified_and_resumes() {
 #[tokio::test]
 async fn an_unauthorized_writer_never_reaches_the_answers() {
     let owner = owner_with_entries();
-    let key = *owner.lock().unwrap().key();
+    let key = *owner.key();
     let stranger = memory(Some(key));
-    stranger
-        .lock()
-        .unwrap()
-        .put("k0", b"overwritten by a stranger")
-        .unwrap();
-    stranger
-        .lock()
-        .unwrap()
-        .put("stranger", b"was here")
-        .unwrap();
+    stranger.put("k0", b"overwritten by a stranger").unwrap();
+    stranger.put("stranger", b"was here").unwrap();
     let (left, right) = sync(&owner, &stranger).await;
     left.unwrap();
     right.unwrap();
     assert_eq!(values(&owner, "k0"), ["v0"]);
     assert!(values(&owner, "stranger").is_empty());
     assert_eq!(
-        owner.lock().unwrap().writers().len(),
+        owner.writers().len(),
         1,
         "the stranger's feed was never opened"
     );
@@ -336,7 +322,7 @@ async fn an_unauthorized_writer_never_reaches_the_answers() {
 #[tokio::test]
 async fn the_onwrite_hook_sees_entries_and_can_refuse_them() {
     let owner = owner_with_entries();
-    let key = *owner.lock().unwrap().key();
+    let key = *owner.key();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let replica = memory(Some(key));
     let seen2 = seen.clone();
@@ -369,7 +355,7 @@ async fn the_onwrite_hook_sees_entries_and_can_refuse_them() {
         seen.iter().all(|(seq, _)| *seq > 0),
         "the header is not shown"
     );
-    let mut db = replica.lock().unwrap();
+    let db = &replica;
     assert!(
         !db.feed(0).unwrap().has(4),
         "the refused entry was not stored"
@@ -379,7 +365,7 @@ async fn the_onwrite_hook_sees_entries_and_can_refuse_them() {
 #[tokio::test]
 async fn a_peer_that_asks_but_never_reads_is_given_up() {
     let owner = owner_with_entries();
-    let key = *owner.lock().unwrap().key();
+    let key = *owner.key();
     let dk = hypercore_feed::crypto::discovery_key(&key);
     let (mut fake, session) = fake_peer(&owner, &key, 1 << 16);
     // Far more answers than any buffer holds, then keep-alives only: the

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyperdb::{local_sync, replicate, Db, OpenOptions, ReplicateOptions};
@@ -18,7 +17,7 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-fn values(db: &mut Db, key: &str) -> BTreeSet<String> {
+fn values(db: &Db, key: &str) -> BTreeSet<String> {
     db.get(key)
         .unwrap()
         .iter()
@@ -31,7 +30,7 @@ const KEYS: [&str; 5] = ["x", "dir/one", "dir/two", "only/owner", "only/c"];
 /// A three-writer database built in Rust: owner authorizes b, b authorizes
 /// c, concurrent writes to `x`, a delete, nested keys.
 fn rust_chain(root: &Path) -> Db {
-    let mut owner = Db::open(root.join("owner")).unwrap();
+    let owner = Db::open(root.join("owner")).unwrap();
     let key = *owner.key();
     let replica = |name: &str| {
         Db::open_with(
@@ -43,29 +42,26 @@ fn rust_chain(root: &Path) -> Db {
         )
         .unwrap()
     };
-    let mut b = replica("b");
-    let mut c = replica("c");
+    let b = replica("b");
+    let c = replica("c");
     owner.put("x", b"owner").unwrap();
     owner.put("dir/one", b"1").unwrap();
     owner.put("only/owner", b"o").unwrap();
     owner.authorize(b.local_key()).unwrap();
-    local_sync::sync(&mut owner, &mut b).unwrap();
+    local_sync::sync(&owner, &b).unwrap();
     b.authorize(c.local_key()).unwrap();
-    local_sync::sync(&mut b, &mut c).unwrap();
+    local_sync::sync(&b, &c).unwrap();
     b.put("x", b"b").unwrap();
     c.put("x", b"c").unwrap();
     c.del("dir/one").unwrap();
     c.put("dir/two", b"2").unwrap();
     c.put("only/c", b"c").unwrap();
-    local_sync::sync(&mut b, &mut c).unwrap();
-    local_sync::sync(&mut owner, &mut c).unwrap();
+    local_sync::sync(&b, &c).unwrap();
+    local_sync::sync(&owner, &c).unwrap();
     owner
 }
 
-async fn serve(
-    db: Arc<Mutex<Db>>,
-    options: ReplicateOptions,
-) -> (u16, tokio::task::JoinHandle<()>) {
+async fn serve(db: Db, options: ReplicateOptions) -> (u16, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
@@ -83,16 +79,16 @@ async fn serve(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_serves_and_a_js_replica_that_knows_only_the_key_gets_everything() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut owner = rust_chain(tmp.path());
+    let owner = rust_chain(tmp.path());
     let key = hex::encode(owner.key());
     let expected: BTreeMap<&str, BTreeSet<String>> =
-        KEYS.iter().map(|k| (*k, values(&mut owner, k))).collect();
+        KEYS.iter().map(|k| (*k, values(&owner, k))).collect();
     assert_eq!(
         expected["x"],
         ["b", "c"].map(String::from).into(),
         "b and c wrote x concurrently, after owner"
     );
-    let owner = Arc::new(Mutex::new(owner));
+    let owner = owner;
     let (port, server) = serve(owner.clone(), ReplicateOptions::default()).await;
 
     let js_dir = tmp.path().join("js");
@@ -138,7 +134,7 @@ async fn sync_from_js(js_dir: &Path, rust_dir: &Path, key: [u8; 32]) -> (Db, hyp
         key: Some(key),
         ..Default::default()
     };
-    let db = Arc::new(Mutex::new(Db::open_with(rust_dir, options).unwrap()));
+    let db = Db::open_with(rust_dir, options).unwrap();
     let socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let summary = tokio::time::timeout(
         Duration::from_secs(120),
@@ -149,7 +145,6 @@ async fn sync_from_js(js_dir: &Path, rust_dir: &Path, key: [u8; 32]) -> (Db, hyp
     .unwrap();
     let done = server.finish();
     assert_eq!(done["errors"], json!([]), "{done}");
-    let db = Arc::into_inner(db).unwrap().into_inner().unwrap();
     (db, summary)
 }
 
@@ -184,22 +179,21 @@ async fn js_serves_and_a_rust_replica_that_knows_only_the_key_gets_everything() 
     let dump = node("db-dump.js", &[p(&tmp.path().join("a"))]);
     let js = js_values(&dump);
 
-    let (mut db, summary) =
-        sync_from_js(&tmp.path().join("a"), &tmp.path().join("rust"), key).await;
+    let (db, summary) = sync_from_js(&tmp.path().join("a"), &tmp.path().join("rust"), key).await;
     assert!(summary.total_received() > 0);
 
     assert_eq!(db.writers().len(), 4);
     for key in ["x", "dir/one", "dir/two"] {
-        let ours = values(&mut db, key);
+        let ours = values(&db, key);
         let theirs = js.get(key).cloned().unwrap_or_default();
         assert!(
             theirs.is_superset(&ours),
             "{key}: ours {ours:?}, JS {theirs:?}"
         );
     }
-    assert_eq!(values(&mut db, "x"), ["b", "c"].map(String::from).into());
-    assert!(values(&mut db, "dir/one").is_empty());
-    assert_eq!(values(&mut db, "dir/two"), ["2".to_string()].into());
+    assert_eq!(values(&db, "x"), ["b", "c"].map(String::from).into());
+    assert!(values(&db, "dir/one").is_empty());
+    assert_eq!(values(&db, "dir/two"), ["2".to_string()].into());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,8 +205,8 @@ async fn live_with_js_connecting_to_rust() {
     let js_dir = tmp.path().join("js");
     let created = node("db-ops.js", &[p(&js_dir), "--key", &key, "--ops", "[]"]);
     let js_local = hex::decode(created["localKey"].as_str().unwrap()).unwrap();
-    let owner = Arc::new(Mutex::new(owner));
-    owner.lock().unwrap().authorize(&js_local).unwrap();
+    let owner = owner;
+    owner.authorize(&js_local).unwrap();
     let (port, server) = serve(
         owner.clone(),
         ReplicateOptions {
@@ -242,7 +236,7 @@ async fn live_with_js_connecting_to_rust() {
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if values(&mut owner.lock().unwrap(), "js/said") == ["hi".to_string()].into() {
+        if values(&owner, "js/said") == ["hi".to_string()].into() {
             break;
         }
         assert!(
@@ -251,7 +245,7 @@ async fn live_with_js_connecting_to_rust() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    owner.lock().unwrap().put("rust/said", b"hello").unwrap();
+    owner.put("rust/said", b"hello").unwrap();
     let out = client.await.unwrap();
     assert_eq!(out["error"], Value::Null, "{out}");
     server.abort();
@@ -282,7 +276,7 @@ async fn live_with_rust_connecting_to_js() {
         &[p(&js_dir), "--live", "--authorize", &local],
     );
     let port = server.read_json()["port"].as_u64().unwrap() as u16;
-    let db = Arc::new(Mutex::new(db));
+    let db = db;
     let socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let session = tokio::spawn(replicate(
         db.clone(),
@@ -299,20 +293,16 @@ async fn live_with_rust_connecting_to_js() {
         true
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while values(&mut db.lock().unwrap(), "js/said") != ["hi".to_string()].into() {
+    while values(&db, "js/said") != ["hi".to_string()].into() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the JS write did not arrive"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(db
-        .lock()
-        .unwrap()
-        .is_authorized(&hex::decode(&local).unwrap())
-        .unwrap());
+    assert!(db.is_authorized(&hex::decode(&local).unwrap()).unwrap());
     // Rust writes while connected; JS sees it.
-    db.lock().unwrap().put("rust/said", b"hello").unwrap();
+    db.put("rust/said", b"hello").unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let got = server.command(&json!({"get": "rust/said"}));
@@ -347,14 +337,14 @@ async fn a_large_database_crosses_to_and_from_the_reference() {
     let tmp = tempfile::tempdir().unwrap();
 
     // Rust serves; a JS replica that knows only the key gets every value.
-    let mut owner = Db::open(tmp.path().join("rust-owner")).unwrap();
+    let owner = Db::open(tmp.path().join("rust-owner")).unwrap();
     let ops = (0..ENTRIES).map(|i| hyperdb::Op::Put {
         key: format!("big/{i}"),
         value: big_value(i).into_bytes(),
     });
     owner.write_all(ops, 1000).unwrap();
     let key = hex::encode(owner.key());
-    let (port, server) = serve(Arc::new(Mutex::new(owner)), ReplicateOptions::default()).await;
+    let (port, server) = serve(owner, ReplicateOptions::default()).await;
     let js_dir = tmp.path().join("js-replica");
     let (dir, key2) = (js_dir.clone(), key.clone());
     let out = tokio::task::spawn_blocking(move || {
@@ -393,11 +383,11 @@ async fn a_large_database_crosses_to_and_from_the_reference() {
         .unwrap()
         .try_into()
         .unwrap();
-    let (mut db, summary) = sync_from_js(&js_owner, &tmp.path().join("rust-replica"), key).await;
+    let (db, summary) = sync_from_js(&js_owner, &tmp.path().join("rust-replica"), key).await;
     assert_eq!(summary.total_received(), ENTRIES as u64 + 1);
     for i in 0..ENTRIES {
         assert_eq!(
-            values(&mut db, &format!("big/{i}")),
+            values(&db, &format!("big/{i}")),
             [big_value(i)].into(),
             "big/{i}"
         );

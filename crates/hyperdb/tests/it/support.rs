@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// The causal rule, computed from every entry the replica holds: the writes
 /// to `key` that no other write to it has seen, deletes left out.
-pub fn causal_writes(db: &mut Db, key: &str) -> Vec<Arc<Node>> {
+pub fn causal_writes(db: &Db, key: &str) -> Vec<Arc<Node>> {
     let writers = db.writers();
     let mut writes = Vec::new();
     for (i, w) in writers.iter().enumerate() {
@@ -37,7 +37,7 @@ pub fn causal_writes(db: &mut Db, key: &str) -> Vec<Arc<Node>> {
 }
 
 /// [`causal_writes`] as text values.
-pub fn causal_values(db: &mut Db, key: &str) -> BTreeSet<String> {
+pub fn causal_values(db: &Db, key: &str) -> BTreeSet<String> {
     causal_writes(db, key)
         .iter()
         .map(|n| n.value_str().unwrap())
@@ -76,7 +76,7 @@ fn same_numbering(db: &Db, js: &Value) -> bool {
 
 /// Checks the version bytes against the reference's: identical when both
 /// number the writers alike, else the same heads in another order.
-pub fn check_version(db: &mut Db, js: &Value, what: &str) {
+pub fn check_version(db: &Db, js: &Value, what: &str) {
     let ours = hex::encode(db.version().unwrap());
     if same_numbering(db, js) {
         assert_eq!(ours, js["version"], "{what}: version bytes");
@@ -106,7 +106,7 @@ pub fn check_version(db: &mut Db, js: &Value, what: &str) {
 /// of concurrent writes follows that numbering, which the reference builds
 /// in the order its feed files finish opening); otherwise the same entries,
 /// each writer's in seq order.
-pub fn check_history(db: &mut Db, js: &Value, reverse: bool, what: &str) {
+pub fn check_history(db: &Db, js: &Value, reverse: bool, what: &str) {
     let writers = db.writers();
     let nodes: Vec<Arc<Node>> = db.history(reverse).unwrap().map(|n| n.unwrap()).collect();
     let ours: Vec<Value> = nodes

@@ -16,14 +16,14 @@ fn replica_of(key: &[u8; 32]) -> Db {
 /// nothing authorized) and holds `c`'s feed, each having written `k`.
 fn unauthorized_feed_stored() -> (Db, [u8; 32]) {
     let owner = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
-    let mut b = replica_of(owner.key());
-    let mut c = replica_of(owner.key());
+    let b = replica_of(owner.key());
+    let c = replica_of(owner.key());
     let c_key = *c.local_key();
     b.put("k", b"from b").unwrap();
     b.authorize(&c_key).unwrap();
     c.put("k", b"from c").unwrap();
     c.put("only/c", b"from c").unwrap();
-    let copied = local_sync::copy_feed(&mut c, &mut b, &c_key, None).unwrap();
+    let copied = local_sync::copy_feed(&c, &b, &c_key, None).unwrap();
     assert_eq!(copied, 3, "c's header and two entries are stored in b");
     assert!(!b.is_authorized(&c_key).unwrap());
     (b, c_key)
@@ -31,7 +31,7 @@ fn unauthorized_feed_stored() -> (Db, [u8; 32]) {
 
 #[test]
 fn an_unlisted_writer_is_in_no_answer() {
-    let (mut b, c_key) = unauthorized_feed_stored();
+    let (b, c_key) = unauthorized_feed_stored();
     let c = b.writer_index(&c_key).unwrap();
     let values: Vec<_> = b
         .get("k")
