@@ -71,6 +71,19 @@ impl VerifiedWrite {
     pub fn block(&self) -> Option<&[u8]> {
         self.block.as_deref()
     }
+
+    /// The tree nodes the write stores (verified along with the block).
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+}
+
+/// Where a proof's check stopped climbing the tree: the highest node
+/// reached, the proof's nodes not used yet, the nodes passed.
+struct Climbed {
+    top: Node,
+    remote: std::collections::VecDeque<Node>,
+    visited: Vec<Node>,
 }
 
 /// What [`Feed::audit`] found.
@@ -760,6 +773,26 @@ impl Feed {
         block: Option<&[u8]>,
         proof: &Proof,
     ) -> Result<VerifiedWrite> {
+        self.verify_block_with(index, block, proof, &|_| None)
+    }
+
+    /// [`Feed::verify_block`] for a block of a batch whose earlier blocks
+    /// are verified but not stored yet: `pending` gives their tree nodes,
+    /// which count as stored, so each proof is checked only up to what an
+    /// earlier block already proved. The writes must then be committed in
+    /// the order they were verified.
+    pub fn verify_block_with(
+        &self,
+        index: u64,
+        block: Option<&[u8]>,
+        proof: &Proof,
+        pending: &dyn Fn(u64) -> Option<Node>,
+    ) -> Result<VerifiedWrite> {
+        let has = |i: u64| Bits::get(&self.bitfield, i) || pending(i).is_some();
+        let node = |i: u64| match pending(i) {
+            Some(n) => Ok(n),
+            None => self.node(i),
+        };
         let invalid = |reason: &str| Error::InvalidProof {
             index,
             reason: reason.to_string(),
@@ -769,7 +802,7 @@ impl Feed {
         let mut next = 2 * index;
         let mut i = usize::from(block.is_none());
         loop {
-            if Bits::get(&self.bitfield, next) {
+            if has(next) {
                 trusted = Some(next);
                 break;
             }
@@ -779,7 +812,7 @@ impl Feed {
                 i += 1;
                 continue;
             }
-            if !Bits::get(&self.bitfield, sibling) {
+            if !has(sibling) {
                 break;
             }
             missing.push(sibling);
@@ -787,15 +820,15 @@ impl Feed {
                 return Err(invalid("the proof does not lead to a known node"));
             }
         }
-        if trusted.is_none() && Bits::get(&self.bitfield, next) {
+        if trusted.is_none() && has(next) {
             trusted = Some(next);
         }
         let mut local_nodes = std::collections::VecDeque::new();
         for m in missing {
-            local_nodes.push_back(self.node(m)?);
+            local_nodes.push_back(node(m)?);
         }
         let trusted = match trusted {
-            Some(t) => Some(self.node(t)?),
+            Some(t) => Some(node(t)?),
             None => None,
         };
 
@@ -832,7 +865,12 @@ impl Feed {
             } else if local_nodes.front().is_some_and(|n| n.index == next) {
                 local_nodes.pop_front().expect("checked")
             } else {
-                return self.verify_roots(index, block, top, remote, visited, proof);
+                let climbed = Climbed {
+                    top,
+                    remote,
+                    visited,
+                };
+                return self.verify_roots(index, block, climbed, proof, pending);
             };
             visited.push(top);
             let size = top
@@ -854,11 +892,15 @@ impl Feed {
         &self,
         index: u64,
         block: Option<&[u8]>,
-        top: Node,
-        mut remote: std::collections::VecDeque<Node>,
-        mut visited: Vec<Node>,
+        climbed: Climbed,
         proof: &Proof,
+        pending: &dyn Fn(u64) -> Option<Node>,
     ) -> Result<VerifiedWrite> {
+        let Climbed {
+            top,
+            mut remote,
+            mut visited,
+        } = climbed;
         let invalid = |reason: &str| Error::InvalidProof {
             index,
             reason: reason.to_string(),
@@ -873,6 +915,8 @@ impl Feed {
             } else if remote.front().is_some_and(|n| n.index == root) {
                 let node = remote.pop_front().expect("checked");
                 visited.push(node);
+                roots.push(node);
+            } else if let Some(node) = pending(root) {
                 roots.push(node);
             } else if Bits::get(&self.bitfield, root) {
                 roots.push(self.node(root)?);

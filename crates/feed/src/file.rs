@@ -225,6 +225,8 @@ impl File {
             let result = self.handle.read_exact_at(offset, part);
             result.map_err(|e| self.io(e))?;
         }
+        // In the order made, so a later write to the same bytes wins. (Such
+        // reads are rare: a feed flushes before others may read it.)
         for &(at, from, len) in &self.pending {
             let (lo, hi) = (at.max(offset), (at + len as u64).min(end));
             if lo < hi {

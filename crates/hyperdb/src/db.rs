@@ -4,6 +4,7 @@
 //! [`ReadOnlyDb`](crate::ReadOnlyDb) (which cannot) both dereference to it,
 //! so every read works on either.
 
+use std::cell::{Ref, RefCell};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hypercore_feed::cache::{KeyMap, SharedCache};
@@ -84,7 +85,9 @@ pub enum Op {
 pub struct GetOptions<'a> {
     /// Keep deletes among the current writes.
     pub deletes: bool,
-    /// Called with every entry the lookup reads, heads first.
+    /// Called with every entry the lookup reads, heads first. It runs while
+    /// the lookup holds the database for reading, so it must not write to
+    /// it (that would wait for the lookup forever).
     pub on_lookup: Option<&'a mut dyn FnMut(Ptr)>,
 }
 
@@ -198,7 +201,7 @@ impl State {
             .find(|f| f.key() == key)
     }
 
-    fn feed_by_key_mut(&mut self, key: &[u8; 32]) -> Option<&mut Feed> {
+    pub(crate) fn feed_by_key_mut(&mut self, key: &[u8; 32]) -> Option<&mut Feed> {
         if let Some(&i) = self.by_key.get(key) {
             return Some(&mut self.writers[i].feed);
         }
@@ -587,15 +590,6 @@ impl DbReader {
         self.state().feed_by_key(key).map(f)
     }
 
-    /// Runs `f` on the feed with `key`, alone: to store blocks.
-    pub(crate) fn write_feed<T>(
-        &self,
-        key: &[u8; 32],
-        f: impl FnOnce(&mut Feed) -> T,
-    ) -> Option<T> {
-        self.state_mut().feed_by_key_mut(key).map(f)
-    }
-
     /// Derives this replica's content feed from its writer's secret key, as
     /// hyperdb 3.5.0 does, and opens it.
     pub(crate) fn open_local_content(&self) -> Result<()> {
@@ -675,99 +669,56 @@ impl DbReader {
         Ok(state.push_writer(&dir, feed, self.cache_size))
     }
 
+    /// Reads under one hold of the state, for a lookup's many steps.
+    pub(crate) fn reading(&self) -> Reading<'_> {
+        Reading {
+            db: self,
+            guard: RefCell::new(None),
+        }
+    }
+
     /// Loads every writer's latest entry until no new writer turns up.
     pub(crate) fn discover(&self) -> Result<()> {
-        let mut i = 0;
-        while i < self.state().writers.len() {
-            self.writer_head(i)?;
-            i += 1;
-        }
-        Ok(())
+        self.reading().discover()
     }
 
     /// The latest entry of writer `id` (none for a feed with only its header).
     pub(crate) fn writer_head(&self, id: usize) -> Result<Option<Arc<Node>>> {
-        let (available, checked) = {
-            let state = self.state();
-            let w = &state.writers[id];
-            (w.available(), w.header_checked)
-        };
-        if !checked && available > 0 {
-            let mut state = self.state_mut();
-            let w = &mut state.writers[id];
-            let block = w.feed.get(0)?;
-            let header = Header::decode(block.as_slice()).map_err(|e| Error::BadHeader {
+        self.reading().writer_head(id)
+    }
+
+    /// Checks writer `id`'s header block, once.
+    fn check_header(&self, id: usize) -> Result<()> {
+        let mut state = self.state_mut();
+        let w = &mut state.writers[id];
+        if w.header_checked {
+            return Ok(());
+        }
+        let block = w.feed.get(0)?;
+        let header = Header::decode(block.as_slice()).map_err(|e| Error::BadHeader {
+            feed: hex::encode(w.key),
+            reason: e.to_string(),
+        })?;
+        if header.protocol != "hyperdb" {
+            return Err(Error::BadHeader {
                 feed: hex::encode(w.key),
-                reason: e.to_string(),
-            })?;
-            if header.protocol != "hyperdb" {
-                return Err(Error::BadHeader {
-                    feed: hex::encode(w.key),
-                    reason: format!("its protocol is {:?}", header.protocol),
-                });
-            }
-            w.header_checked = true;
+                reason: format!("its protocol is {:?}", header.protocol),
+            });
         }
-        if available < 2 {
-            return Ok(None);
-        }
-        self.node(id, available - 1)
+        w.header_checked = true;
+        Ok(())
     }
 
     /// The current heads: the latest entry of every counted writer, less
     /// those another head has seen.
     pub fn heads(&self) -> Result<Vec<Arc<Node>>> {
-        self.discover()?;
-        let mut nodes = Vec::new();
-        let writers = self.state().writers.len();
-        for id in 0..writers {
-            if !self.included(id) {
-                continue;
-            }
-            if let Some(head) = self.writer_head(id)? {
-                nodes.push(head);
-            }
-        }
-        Ok(crate::node::unseen(&nodes))
+        self.reading().heads()
     }
 
     /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored
     /// here (yet).
     pub fn node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
-        let (msg, inflate) = {
-            let state = self.state();
-            let Some(w) = state.writers.get(feed) else {
-                return Ok(None);
-            };
-            if let Some(n) = w.cache.get_cloned(&seq) {
-                return Ok(Some(n));
-            }
-            if seq == 0 || !w.feed.has(seq) {
-                return Ok(None);
-            }
-            let block = w.feed.get(seq)?;
-            let msg = InflatedEntry::decode(block.as_slice())
-                .map_err(|e| bad_entry(w, seq, e.to_string()))?;
-            let inflate = msg.inflate.unwrap_or(0);
-            if inflate > seq {
-                return Err(bad_entry(
-                    w,
-                    seq,
-                    format!("its inflate pointer ({inflate}) points forward"),
-                ));
-            }
-            if w.feeds_loaded.is_some_and(|l| inflate <= l) {
-                return self.finish_node(&state, feed, seq, msg, inflate);
-            }
-            (msg, inflate)
-        };
-        // The entry names a newer feed list than the writer's loaded one:
-        // take the state alone to load it (another thread may have).
-        let mut state = self.state_mut();
-        if state.writers[feed].feeds_loaded.is_none_or(|l| inflate > l) {
-            self.load_feeds(&mut state, feed, seq, &msg, inflate)?;
-        }
-        self.finish_node(&state, feed, seq, msg, inflate)
+        self.reading().node(feed, seq)
     }
 
     /// Takes in writer `feed`'s feed list from its inflated entry
@@ -898,30 +849,6 @@ impl DbReader {
         self.state().writers[feed].cache.insert(node.seq, node);
     }
 
-    /// A node for a pointer, seeing the entries of a batch being written.
-    pub(crate) fn pointer(&self, ptr: Ptr, batch: Option<&Batching>) -> Result<Option<Arc<Node>>> {
-        if ptr.feed == self.local {
-            if let Some(batch) = batch {
-                let len = self.state().writers[self.local].feed.len();
-                if ptr.seq >= len {
-                    return Ok(batch.nodes.get((ptr.seq - len) as usize).cloned());
-                }
-            }
-        }
-        {
-            let state = self.state();
-            if ptr.feed < state.writers.len() && !state.included(ptr.feed) {
-                return Ok(None);
-            }
-        }
-        match self.node(ptr.feed, ptr.seq) {
-            Ok(node) => Ok(node),
-            // A damaged entry behind a pointer is skipped, not fatal.
-            Err(Error::BadEntry { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     /// The clock a new local write starts from: every writer's length.
     pub(crate) fn clock(&self) -> Vec<u64> {
         self.state()
@@ -1023,6 +950,148 @@ impl DbReader {
             .by_key
             .get(&key)
             .is_some_and(|&id| state.writers[id].authorized))
+    }
+}
+
+/// Reads that hold the state's read lock from one step to the next (a
+/// lookup takes many), letting go only to load what a step finds new (a
+/// writer's newer feed list, a header to check) under the write lock.
+///
+/// One is made per lookup and dropped at its end: never kept while the
+/// caller may write, and never beside another on the same thread (a
+/// waiting writer would block the second).
+pub(crate) struct Reading<'a> {
+    db: &'a DbReader,
+    guard: RefCell<Option<RwLockReadGuard<'a, State>>>,
+}
+
+impl Reading<'_> {
+    fn state(&self) -> Ref<'_, State> {
+        if self.guard.borrow().is_none() {
+            *self.guard.borrow_mut() = Some(self.db.state());
+        }
+        Ref::map(self.guard.borrow(), |g| &**g.as_ref().expect("just taken"))
+    }
+
+    /// Lets the read lock go, so the write lock can be taken.
+    fn release(&self) {
+        *self.guard.borrow_mut() = None;
+    }
+
+    /// Whether writer `index`'s entries count in answers.
+    pub(crate) fn included(&self, index: usize) -> bool {
+        self.state().included(index)
+    }
+
+    /// Loads every writer's latest entry until no new writer turns up.
+    pub(crate) fn discover(&self) -> Result<()> {
+        let mut i = 0;
+        while i < self.state().writers.len() {
+            self.writer_head(i)?;
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// The latest entry of writer `id` (none for a feed with only its header).
+    pub(crate) fn writer_head(&self, id: usize) -> Result<Option<Arc<Node>>> {
+        let (available, checked) = {
+            let state = self.state();
+            let w = &state.writers[id];
+            (w.available(), w.header_checked)
+        };
+        if !checked && available > 0 {
+            self.release();
+            self.db.check_header(id)?;
+        }
+        if available < 2 {
+            return Ok(None);
+        }
+        self.node(id, available - 1)
+    }
+
+    /// The current heads: the latest entry of every counted writer, less
+    /// those another head has seen.
+    pub(crate) fn heads(&self) -> Result<Vec<Arc<Node>>> {
+        self.discover()?;
+        let mut nodes = Vec::new();
+        let writers = self.state().writers.len();
+        for id in 0..writers {
+            if !self.included(id) {
+                continue;
+            }
+            if let Some(head) = self.writer_head(id)? {
+                nodes.push(head);
+            }
+        }
+        Ok(crate::node::unseen(&nodes))
+    }
+
+    /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored
+    /// here (yet).
+    pub(crate) fn node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
+        let (msg, inflate) = {
+            let state = self.state();
+            let Some(w) = state.writers.get(feed) else {
+                return Ok(None);
+            };
+            if let Some(n) = w.cache.get_cloned(&seq) {
+                return Ok(Some(n));
+            }
+            if seq == 0 || !w.feed.has(seq) {
+                return Ok(None);
+            }
+            let block = w.feed.get(seq)?;
+            let msg = InflatedEntry::decode(block.as_slice())
+                .map_err(|e| bad_entry(w, seq, e.to_string()))?;
+            let inflate = msg.inflate.unwrap_or(0);
+            if inflate > seq {
+                return Err(bad_entry(
+                    w,
+                    seq,
+                    format!("its inflate pointer ({inflate}) points forward"),
+                ));
+            }
+            if w.feeds_loaded.is_some_and(|l| inflate <= l) {
+                return self.db.finish_node(&state, feed, seq, msg, inflate);
+            }
+            (msg, inflate)
+        };
+        // The entry names a newer feed list than the writer's loaded one:
+        // take the state alone to load it (another thread may have).
+        self.release();
+        {
+            let mut state = self.db.state_mut();
+            if state.writers[feed].feeds_loaded.is_none_or(|l| inflate > l) {
+                self.db.load_feeds(&mut state, feed, seq, &msg, inflate)?;
+            }
+        }
+        self.db.finish_node(&self.state(), feed, seq, msg, inflate)
+    }
+
+    /// A node for a pointer, seeing the entries of a batch being written.
+    pub(crate) fn pointer(&self, ptr: Ptr, batch: Option<&Batching>) -> Result<Option<Arc<Node>>> {
+        let local = self.db.local;
+        if ptr.feed == local {
+            if let Some(batch) = batch {
+                let len = self.state().writers[local].feed.len();
+                if ptr.seq >= len {
+                    return Ok(batch.nodes.get((ptr.seq - len) as usize).cloned());
+                }
+            }
+        }
+        {
+            let state = self.state();
+            if ptr.feed < state.writers.len() && !state.included(ptr.feed) {
+                return Ok(None);
+            }
+        }
+        match self.node(ptr.feed, ptr.seq) {
+            Ok(node) => Ok(node),
+            // A damaged entry behind a pointer is skipped, not fatal.
+            Err(Error::BadEntry { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

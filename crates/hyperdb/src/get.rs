@@ -37,6 +37,7 @@ pub(crate) fn candidates_with(
     key: &str,
     on_lookup: &mut dyn FnMut(Ptr),
 ) -> Result<Vec<Arc<Node>>> {
+    let db = db.reading();
     for head in heads {
         on_lookup(Ptr {
             feed: head.feed,

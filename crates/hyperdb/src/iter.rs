@@ -230,6 +230,7 @@ fn dedupe(mut nodes: Vec<Arc<Node>>) -> Vec<Arc<Node>> {
 /// The nodes below `pos` for `digit`: those whose path has it, and those the
 /// others' tries point to for it.
 fn descend(db: &DbReader, nodes: &[Arc<Node>], pos: usize, digit: u8) -> Result<Vec<Arc<Node>>> {
+    let db = db.reading();
     let mut next = Vec::new();
     for node in nodes {
         let own = node.path.get(pos).copied();

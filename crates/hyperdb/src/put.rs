@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::db::{Batching, DbReader};
+use crate::db::{Batching, DbReader, Reading};
 use crate::error::{Error, Result};
 use crate::hash::TERMINATOR;
 use crate::node::Node;
@@ -35,7 +35,7 @@ enum Task {
 }
 
 struct PutRequest<'a> {
-    db: &'a DbReader,
+    db: Reading<'a>,
     batch: Option<&'a Batching>,
     key: &'a str,
     path: Vec<u8>,
@@ -57,7 +57,7 @@ pub(crate) fn put<'a>(
 ) -> Result<Node> {
     let path = crate::hash::path(key, true);
     let mut req = PutRequest {
-        db,
+        db: db.reading(),
         batch,
         key,
         path: path.clone(),

@@ -16,8 +16,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hypercore_feed::cache::KeyMap;
-use hypercore_feed::{Bits, Feed, Node as TreeNode, Proof, SparseBits};
+use hypercore_feed::cache::{IndexHasher, KeyMap};
+
+/// A map keyed by tree-node index.
+type IndexMap<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<IndexHasher>>;
+use hypercore_feed::{Bits, Feed, Node as TreeNode, Proof, SparseBits, VerifiedWrite};
 use hypercore_wire::messages::{Data, DataNode, Have, Info, Request, Want};
 use hypercore_wire::{Event, Message, Protocol, ProtocolOptions, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -259,6 +262,11 @@ pub struct Session {
     /// Answers waiting for the peer, in bytes, past which requests are
     /// deferred: [`MAX_BACKLOG`], or less when a memory budget is tight.
     backlog_limit: usize,
+    /// Blocks verified while handling the last input, stored together.
+    verified: Vec<([u8; 32], [u8; 32], VerifiedWrite)>,
+    /// The tree nodes of `verified`, by feed: later blocks of the batch are
+    /// checked against them as if they were stored.
+    pending_nodes: KeyMap<IndexMap<TreeNode>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -292,6 +300,8 @@ impl Session {
             error: None,
             deferred: Default::default(),
             backlog_limit: MAX_BACKLOG,
+            verified: Vec::new(),
+            pending_nodes: KeyMap::default(),
         };
         db.discover()?;
         session.open_authorized(db)?;
@@ -504,7 +514,7 @@ impl Session {
     }
 
     fn process(&mut self, db: &Db) -> Result<()> {
-        let mut stored = false;
+        let mut outcome = Ok(());
         while let Some(event) = self.protocol.next_event() {
             match event {
                 Event::Handshake(_) => {
@@ -521,14 +531,17 @@ impl Session {
                     discovery_key,
                     message,
                 } => {
-                    stored |= self.on_message(db, &discovery_key, message)?;
+                    if let Err(e) = self.on_message(db, &discovery_key, message) {
+                        outcome = Err(e);
+                        break;
+                    }
                 }
             }
         }
+        // What verified is kept, even when a later message was bad.
+        let stored = self.store_verified(db)?;
+        outcome?;
         if stored {
-            for key in feed_keys(db, false) {
-                db.write_feed(&key, Feed::flush_unsynced).transpose()?;
-            }
             db.discover()?;
             self.open_authorized(db)?;
         }
@@ -542,18 +555,69 @@ impl Session {
         Ok(())
     }
 
-    fn on_message(&mut self, db: &Db, dk: &[u8; 32], message: Message) -> Result<bool> {
-        let Some(peer) = self.peers.get_mut(dk) else {
+    /// Stores the blocks verified since the last call, all under one hold
+    /// of the database's write lock (readers wait once per input, not once
+    /// per block). Returns whether anything was stored.
+    fn store_verified(&mut self, db: &Db) -> Result<bool> {
+        if self.verified.is_empty() {
             return Ok(false);
+        }
+        let verified = std::mem::take(&mut self.verified);
+        self.pending_nodes.clear();
+        let mut lengths = Vec::with_capacity(verified.len());
+        let stored = {
+            let mut state = db.state_mut();
+            let mut touched: Vec<[u8; 32]> = Vec::new();
+            let mut result = Ok(());
+            for (dk, key, write) in verified {
+                let Some(feed) = state.feed_by_key_mut(&key) else {
+                    continue;
+                };
+                // Another session may have stored it meanwhile.
+                if !feed.has(write.index()) {
+                    if let Err(e) = feed.commit_unflushed(write) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                lengths.push((dk, key, feed.len()));
+                if !touched.contains(&key) {
+                    touched.push(key);
+                }
+            }
+            for key in &touched {
+                if let Some(feed) = state.feed_by_key_mut(key) {
+                    let flushed = feed.flush_unsynced();
+                    if result.is_ok() {
+                        result = flushed;
+                    }
+                }
+            }
+            result
+        };
+        if let Some(progress) = &self.options.on_progress {
+            for (dk, key, length) in &lengths {
+                let received = self.peers.get(dk).map_or(0, |p| p.received);
+                progress(key, received, *length);
+            }
+        }
+        db.changed();
+        stored?;
+        Ok(true)
+    }
+
+    fn on_message(&mut self, db: &Db, dk: &[u8; 32], message: Message) -> Result<()> {
+        let Some(peer) = self.peers.get_mut(dk) else {
+            return Ok(());
         };
         let key = peer.key;
         if db.read_feed(&key, |_| ()).is_none() {
-            return Ok(false);
+            return Ok(());
         }
         match message {
             Message::Want(want) => {
                 if want.start & 8191 != 0 || want.length.unwrap_or(0) & 8191 != 0 {
-                    return Ok(false);
+                    return Ok(());
                 }
                 let length = want.length.unwrap_or(WANT_LENGTH).min(WANT_LENGTH * 64);
                 let Some((len, has_last, bitfield, available)) = db.read_feed(&key, |feed| {
@@ -565,7 +629,7 @@ impl Session {
                         feed.next_missing(0, len).unwrap_or(len),
                     )
                 }) else {
-                    return Ok(false);
+                    return Ok(());
                 };
                 if !peer.remote_want && has_last {
                     self.protocol.send(
@@ -626,10 +690,10 @@ impl Session {
             Message::Info(info) => {
                 peer.remote_downloading = info.downloading.unwrap_or(true);
                 if peer.remote_downloading || self.options.live {
-                    return Ok(false);
+                    return Ok(());
                 }
                 if peer.downloading && !Self::complete(db, peer) {
-                    return Ok(false);
+                    return Ok(());
                 }
                 Self::end(&mut self.protocol, peer, dk, self.options.live);
             }
@@ -657,12 +721,12 @@ impl Session {
                 };
                 let Some(at) = requested else {
                     // Unrequested data is ignored, as in the reference.
-                    return Ok(false);
+                    return Ok(());
                 };
                 peer.inflight.remove(at);
                 peer.requested.remove(&data.index);
                 let Some(value) = data.value else {
-                    return Ok(false);
+                    return Ok(());
                 };
                 let proof =
                     proof_from(&data.nodes, data.signature.as_deref()).map_err(|reason| {
@@ -670,12 +734,14 @@ impl Session {
                     })?;
                 // Checked beside other readers; only storing it takes the
                 // database alone.
+                let pending = self.pending_nodes.get(&key);
+                let pending = |i: u64| pending.and_then(|nodes| nodes.get(&i).copied());
                 let verified = db.read_feed(&key, |feed| {
                     (!feed.has(data.index))
-                        .then(|| feed.verify_block(data.index, Some(&value), &proof))
+                        .then(|| feed.verify_block_with(data.index, Some(&value), &proof, &pending))
                 });
                 let Some(Some(write)) = verified else {
-                    return Ok(false);
+                    return Ok(());
                 };
                 let write = write.map_err(ReplicationError::Unverified)?;
                 let is_writer = db.writer_index(&key).is_some();
@@ -699,26 +765,16 @@ impl Session {
                         reason,
                     })?;
                 }
-                let stored = db.write_feed(&key, |feed| {
-                    // Another session may have stored it meanwhile.
-                    if !feed.has(write.index()) {
-                        feed.commit_unflushed(write)?;
-                    }
-                    Ok::<_, hypercore_feed::Error>(feed.len())
-                });
-                let length = stored.expect("feeds are never removed")?;
                 peer.received += 1;
                 peer.remote_has.set(data.index, true);
-                if let Some(progress) = &self.options.on_progress {
-                    progress(&key, peer.received, length);
-                }
-                db.changed();
-                return Ok(true);
+                let nodes = self.pending_nodes.entry(key).or_default();
+                nodes.extend(write.nodes().iter().map(|n| (n.index, *n)));
+                self.verified.push((*dk, key, write));
             }
             Message::Cancel(_) | Message::Unwant(_) | Message::Extension { .. } => {}
             Message::Handshake(_) => {}
         }
-        Ok(false)
+        Ok(())
     }
 
     /// Sends the block a peer asked for, with the proof it needs.

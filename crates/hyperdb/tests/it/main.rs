@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod causal;
+mod concurrent;
 mod content_feeds;
 mod crash;
 mod diff_interop;

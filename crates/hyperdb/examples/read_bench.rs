@@ -1,0 +1,156 @@
+//! Parallel reads: random gets on one shared `Db` from 1 and 2 threads,
+//! with nothing else running and while a replication stores new entries in
+//! the same database. Prints a table of medians over the rounds.
+//!
+//! `cargo run --release -p hyperdb --example read_bench -- [N] [ROUNDS]`
+//! (N keys, 100,000 by default; 5 rounds).
+//!
+//! The database read is a replica of an owner with N keys, on disk. In a
+//! "sync" round the owner first writes 20,000 more entries (under other
+//! keys), then the readers run for exactly as long as the replica takes
+//! to fetch them, in this process on one runtime thread; a "quiet" round
+//! runs the readers for as long again with nothing else going on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyperdb::{replicate, Db, Op, OpenOptions, ReplicateOptions};
+
+const NEW_PER_ROUND: usize = 20_000;
+
+fn write(db: &Db, prefix: &str, range: std::ops::Range<usize>) {
+    let ops = range.map(|i| Op::Put {
+        key: format!("{prefix}/{i}"),
+        value: format!("value {i}").into_bytes(),
+    });
+    db.write_all(ops, 1_000).unwrap();
+}
+
+/// Runs `threads` readers on `db` until `stop` is set; returns gets done.
+fn read(db: &Db, n: usize, threads: usize, stop: &AtomicBool) -> u64 {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads as u64)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ (t + 1) * 0x9e37_79b9;
+                    let mut gets = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let i = (rng % n as u64) as usize;
+                        let values = db.get(&format!("key/{i}")).unwrap();
+                        assert_eq!(values.len(), 1);
+                        gets += 1;
+                    }
+                    gets
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
+/// Gets per second with `threads` readers for `duration`.
+fn quiet(db: &Db, n: usize, threads: usize, duration: Duration) -> f64 {
+    let stop = AtomicBool::new(false);
+    let gets = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(duration);
+            stop.store(true, Ordering::Relaxed);
+        });
+        read(db, n, threads, &stop)
+    });
+    gets as f64 / duration.as_secs_f64()
+}
+
+/// Gets per second with `threads` readers while `replica` fetches what
+/// `owner` has; also returns how long the fetch took.
+fn during_sync(
+    owner: &Db,
+    replica: &Db,
+    n: usize,
+    threads: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> (f64, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let (x, y) = tokio::io::duplex(1 << 16);
+    let serving = runtime.spawn(replicate(owner.clone(), x, ReplicateOptions::default()));
+    let fetching = runtime.spawn(replicate(replica.clone(), y, ReplicateOptions::default()));
+    let gets = std::thread::scope(|s| {
+        let stop2 = stop.clone();
+        s.spawn(move || {
+            runtime.block_on(async {
+                serving.await.unwrap().unwrap();
+                fetching.await.unwrap().unwrap();
+            });
+            stop2.store(true, Ordering::Relaxed);
+        });
+        read(replica, n, threads, &stop)
+    });
+    let elapsed = start.elapsed();
+    (gets as f64 / elapsed.as_secs_f64(), elapsed)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let tmp = std::env::temp_dir().join(format!("hyperdb-read-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let owner = Db::open(tmp.join("owner")).unwrap();
+    write(&owner, "key", 0..n);
+    let replica = Db::open_with(
+        tmp.join("replica"),
+        OpenOptions {
+            key: Some(*owner.key()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    during_sync(&owner, &replica, n, 0, &runtime);
+    eprintln!("{n} keys replicated; {rounds} rounds");
+
+    let mut table: Vec<(usize, Vec<f64>, Vec<f64>)> =
+        vec![(1, vec![], vec![]), (2, vec![], vec![])];
+    let mut written = 0;
+    for round in 0..rounds {
+        for (threads, quiet_rates, sync_rates) in &mut table {
+            write(&owner, "new", written..written + NEW_PER_ROUND);
+            written += NEW_PER_ROUND;
+            let (rate, took) = during_sync(&owner, &replica, n, *threads, &runtime);
+            sync_rates.push(rate);
+            quiet_rates.push(quiet(&replica, n, *threads, took));
+            eprintln!(
+                "round {round}, {threads} thread(s): quiet {:.0} gets/s, during a sync {rate:.0} gets/s ({:.2} s)",
+                quiet_rates.last().unwrap(),
+                took.as_secs_f64()
+            );
+        }
+    }
+    let one = median(table[0].1.clone());
+    println!("| readers | gets/s, quiet | gets/s, during a sync | cost of the sync | vs 1 reader, quiet |");
+    println!("|---|---|---|---|---|");
+    for (threads, quiet_rates, sync_rates) in &table {
+        let (q, s) = (median(quiet_rates.clone()), median(sync_rates.clone()));
+        println!(
+            "| {threads} | {q:.0} | {s:.0} | {:.0}% | {:.2}x |",
+            100.0 * (1.0 - s / q),
+            q / one
+        );
+    }
+    drop((owner, replica));
+    let _ = std::fs::remove_dir_all(&tmp);
+}
