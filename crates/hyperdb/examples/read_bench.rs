@@ -33,7 +33,7 @@ fn read(db: &Db, n: usize, threads: usize, stop: &AtomicBool) -> u64 {
         let handles: Vec<_> = (0..threads as u64)
             .map(|t| {
                 s.spawn(move || {
-                    let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ (t + 1) * 0x9e37_79b9;
+                    let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ ((t + 1) * 0x9e37_79b9);
                     let mut gets = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         rng ^= rng << 13;
