@@ -184,9 +184,18 @@ impl File {
             ReadCache::Sequential { size, .. } if sequential && len < size => Some((offset, size)),
             _ => None,
         };
+        // A window holds only what storage holds, and nothing that buffered
+        // writes will change (a window over them would go stale once they
+        // are flushed).
+        let window = window.and_then(|(start, size)| {
+            let mut limit = self.stored_len.min(start + size as u64);
+            if self.pending_span.0 < self.pending_span.1 && start < self.pending_span.1 {
+                limit = limit.min(self.pending_span.0);
+            }
+            (limit >= end).then(|| (start, (limit - start) as usize))
+        });
         match window {
-            Some((start, size)) if end <= self.len => {
-                let size = (self.len - start).min(size as u64) as usize;
+            Some((start, size)) => {
                 let bytes = self.read_direct(start, size)?;
                 let at = (offset - start) as usize;
                 buf.copy_from_slice(&bytes[at..at + len]);
@@ -313,6 +322,7 @@ impl File {
             bytes[to..to + len].copy_from_slice(&arena[from..from + len]);
         }
         for (offset, bytes) in runs {
+            self.forget((offset, offset + bytes.len() as u64));
             let result = self.handle.write_all_at(offset, &bytes);
             result.map_err(|e| self.io(e))?;
             self.stored_len = self.stored_len.max(offset + bytes.len() as u64);
@@ -380,6 +390,29 @@ mod tests {
         want.resize(30, 0);
         want.extend_from_slice(b"yx");
         assert_eq!(storage.contents("f"), want);
+    }
+
+    #[test]
+    fn a_window_never_holds_bytes_a_buffered_write_changes() {
+        let storage = MemoryStorage::new();
+        storage.set_contents("f", vec![7; 200]);
+        for policy in [
+            ReadCache::Pages { size: 64, count: 2 },
+            ReadCache::Sequential { size: 64, count: 2 },
+        ] {
+            let mut f = file(&storage, policy);
+            f.write_buffered(150, b"xx").unwrap();
+            f.write_buffered(240, b"yy").unwrap();
+            // Reads before the buffered bytes, which could load a window
+            // over them.
+            assert_eq!(f.read(120, 10).unwrap(), [7; 10]);
+            assert_eq!(f.read(130, 4).unwrap(), [7; 4]);
+            assert_eq!(f.read(150, 2).unwrap(), b"xx");
+            f.flush().unwrap();
+            assert_eq!(f.read(148, 4).unwrap(), [7, 7, b'x', b'x']);
+            assert_eq!(f.read(238, 4).unwrap(), [0, 0, b'y', b'y']);
+            storage.set_contents("f", vec![7; 200]);
+        }
     }
 
     #[test]

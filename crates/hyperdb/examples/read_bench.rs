@@ -1,13 +1,15 @@
 //! Parallel reads: random gets on one shared `Db` from 1 and 2 threads,
 //! with nothing else running and while a replication stores new entries in
-//! the same database. Prints a table of medians over the rounds.
+//! the same database (each get from the current heads, which the sync keeps
+//! moving, or from a snapshot taken as the sync starts). Prints a table of
+//! medians over the rounds.
 //!
 //! `cargo run --release -p hyperdb --example read_bench -- [N] [ROUNDS]`
 //! (N keys, 100,000 by default; 5 rounds).
 //!
-//! The database read is a replica of an owner with N keys, on disk. In a
-//! "sync" round the owner first writes 20,000 more entries (under other
-//! keys), then the readers run for exactly as long as the replica takes
+//! The database read is a replica of an owner with N keys, on disk, each
+//! read once before the rounds. In a "sync" round the owner first writes
+//! 50,000 more entries (under other keys), then the readers run for exactly as long as the replica takes
 //! to fetch them, in this process on one runtime thread; a "quiet" round
 //! runs the readers for as long again with nothing else going on.
 
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use hyperdb::{replicate, Db, Op, OpenOptions, ReplicateOptions};
 
-const NEW_PER_ROUND: usize = 20_000;
+const NEW_PER_ROUND: usize = 50_000;
 
 fn write(db: &Db, prefix: &str, range: std::ops::Range<usize>) {
     let ops = range.map(|i| Op::Put {
@@ -28,11 +30,14 @@ fn write(db: &Db, prefix: &str, range: std::ops::Range<usize>) {
 }
 
 /// Runs `threads` readers on `db` until `stop` is set; returns gets done.
-fn read(db: &Db, n: usize, threads: usize, stop: &AtomicBool) -> u64 {
+/// With `snapshot`, each reader reads from a snapshot taken as it starts;
+/// otherwise every get starts from the current heads.
+fn read(db: &Db, n: usize, threads: usize, snapshot: bool, stop: &AtomicBool) -> u64 {
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads as u64)
             .map(|t| {
                 s.spawn(move || {
+                    let view = snapshot.then(|| db.snapshot().unwrap());
                     let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ ((t + 1) * 0x9e37_79b9);
                     let mut gets = 0u64;
                     while !stop.load(Ordering::Relaxed) {
@@ -40,7 +45,11 @@ fn read(db: &Db, n: usize, threads: usize, stop: &AtomicBool) -> u64 {
                         rng ^= rng >> 7;
                         rng ^= rng << 17;
                         let i = (rng % n as u64) as usize;
-                        let values = db.get(&format!("key/{i}")).unwrap();
+                        let key = format!("key/{i}");
+                        let values = match &view {
+                            Some(view) => view.get(&key).unwrap(),
+                            None => db.get(&key).unwrap(),
+                        };
                         assert_eq!(values.len(), 1);
                         gets += 1;
                     }
@@ -60,7 +69,7 @@ fn quiet(db: &Db, n: usize, threads: usize, duration: Duration) -> f64 {
             std::thread::sleep(duration);
             stop.store(true, Ordering::Relaxed);
         });
-        read(db, n, threads, &stop)
+        read(db, n, threads, false, &stop)
     });
     gets as f64 / duration.as_secs_f64()
 }
@@ -72,6 +81,7 @@ fn during_sync(
     replica: &Db,
     n: usize,
     threads: usize,
+    snapshot: bool,
     runtime: &tokio::runtime::Runtime,
 ) -> (f64, Duration) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -88,7 +98,7 @@ fn during_sync(
             });
             stop2.store(true, Ordering::Relaxed);
         });
-        read(replica, n, threads, &stop)
+        read(replica, n, threads, snapshot, &stop)
     });
     let elapsed = start.elapsed();
     (gets as f64 / elapsed.as_secs_f64(), elapsed)
@@ -120,34 +130,45 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    during_sync(&owner, &replica, n, 0, &runtime);
+    during_sync(&owner, &replica, n, 0, false, &runtime);
+    // Every key read once, so each round starts from the same cache.
+    for i in 0..n {
+        replica.get(&format!("key/{i}")).unwrap();
+    }
     eprintln!("{n} keys replicated; {rounds} rounds");
 
-    let mut table: Vec<(usize, Vec<f64>, Vec<f64>)> =
-        vec![(1, vec![], vec![]), (2, vec![], vec![])];
+    // Per reader count: quiet, during a sync, during a sync from a snapshot.
+    let mut table: Vec<(usize, [Vec<f64>; 3])> =
+        vec![(1, Default::default()), (2, Default::default())];
     let mut written = 0;
     for round in 0..rounds {
-        for (threads, quiet_rates, sync_rates) in &mut table {
-            write(&owner, "new", written..written + NEW_PER_ROUND);
-            written += NEW_PER_ROUND;
-            let (rate, took) = during_sync(&owner, &replica, n, *threads, &runtime);
-            sync_rates.push(rate);
-            quiet_rates.push(quiet(&replica, n, *threads, took));
+        for (threads, rates) in &mut table {
+            let mut took = Duration::ZERO;
+            for (column, snapshot) in [(1, false), (2, true)] {
+                write(&owner, "new", written..written + NEW_PER_ROUND);
+                written += NEW_PER_ROUND;
+                let (rate, time) = during_sync(&owner, &replica, n, *threads, snapshot, &runtime);
+                rates[column].push(rate);
+                took += time;
+            }
+            rates[0].push(quiet(&replica, n, *threads, took / 2));
             eprintln!(
-                "round {round}, {threads} thread(s): quiet {:.0} gets/s, during a sync {rate:.0} gets/s ({:.2} s)",
-                quiet_rates.last().unwrap(),
-                took.as_secs_f64()
+                "round {round}, {threads} reader(s): quiet {:.0} gets/s; during a sync {:.0} gets/s, from a snapshot {:.0} gets/s",
+                rates[0].last().unwrap(),
+                rates[1].last().unwrap(),
+                rates[2].last().unwrap(),
             );
         }
     }
-    let one = median(table[0].1.clone());
-    println!("| readers | gets/s, quiet | gets/s, during a sync | cost of the sync | vs 1 reader, quiet |");
-    println!("|---|---|---|---|---|");
-    for (threads, quiet_rates, sync_rates) in &table {
-        let (q, s) = (median(quiet_rates.clone()), median(sync_rates.clone()));
+    let one = median(table[0].1[0].clone());
+    println!("| readers | gets/s, quiet | during a sync | cost | during a sync, from a snapshot | cost | quiet, vs 1 reader |");
+    println!("|---|---|---|---|---|---|---|");
+    for (threads, rates) in &table {
+        let [q, s, p] = rates.clone().map(median);
         println!(
-            "| {threads} | {q:.0} | {s:.0} | {:.0}% | {:.2}x |",
+            "| {threads} | {q:.0} | {s:.0} | {:.0}% | {p:.0} | {:.0}% | {:.2}x |",
             100.0 * (1.0 - s / q),
+            100.0 * (1.0 - p / q),
             q / one
         );
     }

@@ -5,7 +5,8 @@
 //! so every read works on either.
 
 use std::cell::{Ref, RefCell};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hypercore_feed::cache::{KeyMap, SharedCache};
 use hypercore_feed::{Durability, Feed, FeedOptions, Recovery};
@@ -131,10 +132,74 @@ pub(crate) struct Writer {
     pub(crate) decode_map: Vec<usize>,
     pub(crate) clock: u64,
     pub(crate) authorized: bool,
-    pub(crate) header_checked: bool,
+    /// What readers find without the state lock.
+    pub(crate) shared: Arc<WriterShared>,
+    pub(crate) content: Option<Feed>,
+}
+
+/// What readers need of a writer without taking the state lock: its
+/// decoded entries (immutable once decoded), how many entries it has
+/// without a gap, and whether they count. A lookup whose entries are all
+/// cached never waits for an append or a replication in progress.
+pub(crate) struct WriterShared {
     /// Decoded entries by seq; readers on several threads share it.
     pub(crate) cache: SharedCache<u64, Arc<Node>>,
-    pub(crate) content: Option<Feed>,
+    /// [`Writer::available`], as of the last change to the state.
+    available: AtomicU64,
+    /// Authorized, or this replica's own writer.
+    included: AtomicBool,
+    /// Its header block was checked.
+    header_checked: AtomicBool,
+}
+
+/// The writers' shared parts by id. The registry only grows (ids never
+/// change), in chunks that never move, so readers index it without a
+/// lock; writers are added only under the state's write lock.
+pub(crate) struct Registry {
+    chunks: [OnceLock<Slots>; 48],
+    len: AtomicUsize,
+}
+
+/// One chunk of the registry.
+type Slots = Box<[OnceLock<Arc<WriterShared>>]>;
+
+impl Registry {
+    fn new() -> Self {
+        Registry {
+            chunks: std::array::from_fn(|_| OnceLock::new()),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Chunk `k` holds 32·2^k entries, after the 32·(2^k − 1) before it.
+    fn locate(i: usize) -> (usize, usize) {
+        let chunk = (i / 32 + 1).ilog2() as usize;
+        (chunk, i - 32 * ((1 << chunk) - 1))
+    }
+
+    /// Adds the next writer (the caller holds the state's write lock).
+    fn push(&self, writer: Arc<WriterShared>) {
+        let i = self.len.load(Ordering::Relaxed);
+        let (chunk, at) = Self::locate(i);
+        let slots =
+            self.chunks[chunk].get_or_init(|| (0..32 << chunk).map(|_| OnceLock::new()).collect());
+        if slots[at].set(writer).is_err() {
+            unreachable!("a registry slot is filled once");
+        }
+        self.len.store(i + 1, Ordering::Release);
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&Arc<WriterShared>> {
+        if i >= self.len() {
+            return None;
+        }
+        let (chunk, at) = Self::locate(i);
+        self.chunks[chunk].get()?.get(at)?.get()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
 }
 
 impl Writer {
@@ -150,8 +215,12 @@ impl Writer {
             decode_map: Vec::new(),
             clock: 0,
             authorized: false,
-            header_checked: false,
-            cache: SharedCache::new(cache_size),
+            shared: Arc::new(WriterShared {
+                cache: SharedCache::new(cache_size),
+                available: AtomicU64::new(0),
+                included: AtomicBool::new(false),
+                header_checked: AtomicBool::new(false),
+            }),
             content: None,
         }
     }
@@ -181,6 +250,9 @@ pub(crate) struct State {
     authorized_order: Vec<usize>,
     /// What opening the feeds repaired, by feed folder.
     recovered: Vec<(String, Recovery)>,
+    /// A feed was changed in a way that may have lost blocks (an audit):
+    /// the next refresh counts every writer's available entries afresh.
+    pub(crate) rescan: bool,
 }
 
 impl State {
@@ -225,6 +297,10 @@ impl State {
             return;
         }
         self.writers[id].authorized = true;
+        self.writers[id]
+            .shared
+            .included
+            .store(true, Ordering::Release);
         self.authorized_order.push(id);
         if self.writers[id].feeds_message.is_some() {
             self.update_feeds(id);
@@ -264,14 +340,66 @@ impl State {
         }
     }
 
-    fn push_writer(&mut self, dir: &str, feed: Feed, cache_size: usize) -> usize {
+    fn push_writer(
+        &mut self,
+        registry: &Registry,
+        dir: &str,
+        feed: Feed,
+        cache_size: usize,
+    ) -> usize {
         self.note_recovery(dir, &feed);
         let id = self.writers.len();
         self.by_key.insert(*feed.key(), id);
-        self.writers.push(Writer::new(feed, cache_size));
+        let writer = Writer::new(feed, cache_size);
+        writer
+            .shared
+            .available
+            .store(writer.available(), Ordering::Release);
+        registry.push(writer.shared.clone());
+        self.writers.push(writer);
         id
     }
+
+    /// Brings what readers see without the lock up to date with the feeds.
+    fn refresh(&mut self) {
+        let rescan = std::mem::take(&mut self.rescan);
+        for w in &self.writers {
+            let len = w.feed.len();
+            let before = w.shared.available.load(Ordering::Relaxed);
+            let start = if rescan || before > len { 0 } else { before };
+            let available = w.feed.next_missing(start, len).unwrap_or(len);
+            if available != before {
+                w.shared.available.store(available, Ordering::Release);
+            }
+        }
+    }
 }
+
+/// The state, held alone; on release, what readers see without the lock
+/// is brought up to date.
+pub(crate) struct StateMut<'a>(RwLockWriteGuard<'a, State>);
+
+impl std::ops::Deref for StateMut<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StateMut<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+impl Drop for StateMut<'_> {
+    fn drop(&mut self) {
+        self.0.refresh();
+    }
+}
+
+impl State {}
 
 /// An open database's state, and every read: what [`Db`](crate::Db) and
 /// [`ReadOnlyDb`](crate::ReadOnlyDb) have in common (both dereference to
@@ -292,6 +420,7 @@ pub struct DbReader {
     pub(crate) local: usize,
     local_key: [u8; 32],
     state: RwLock<State>,
+    pub(crate) registry: Registry,
     cache_size: usize,
     changes: Arc<tokio::sync::Notify>,
     content_enabled: bool,
@@ -431,10 +560,12 @@ impl DbReader {
             local: 0,
             authorized_order: Vec::new(),
             recovered: Vec::new(),
+            rescan: false,
         };
+        let registry = Registry::new();
         let key = *source.key();
         let discovery_key = *source.discovery_key();
-        state.push_writer("source", source, cache_size);
+        state.push_writer(&registry, "source", source, cache_size);
         if !owner {
             if !storage.has_feed("local") {
                 return Err(Error::NotFound(format!(
@@ -449,8 +580,12 @@ impl DbReader {
                 ..Default::default()
             };
             let local = storage.open_feed("local", options)?;
-            state.local = state.push_writer("local", local, cache_size);
+            state.local = state.push_writer(&registry, "local", local, cache_size);
         }
+        state.writers[state.local]
+            .shared
+            .included
+            .store(true, Ordering::Release);
         state.authorize_writer(0);
         let db = DbReader {
             discovery_key,
@@ -458,6 +593,7 @@ impl DbReader {
             local: state.local,
             local_key: state.writers[state.local].key,
             state: RwLock::new(state),
+            registry,
             cache_size,
             storage,
             changes: Arc::new(tokio::sync::Notify::new()),
@@ -480,8 +616,8 @@ impl DbReader {
     }
 
     /// The state, alone: for an append or a newly found writer.
-    pub(crate) fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn state_mut(&self) -> StateMut<'_> {
+        StateMut(self.state.write().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// What opening the feeds repaired after a crash or damage, by feed
@@ -666,7 +802,7 @@ impl DbReader {
         let feed = self
             .storage
             .open_feed(&dir, self.feed_options(Some(*key)))?;
-        Ok(state.push_writer(&dir, feed, self.cache_size))
+        Ok(state.push_writer(&self.registry, &dir, feed, self.cache_size))
     }
 
     /// Reads under one hold of the state, for a lookup's many steps.
@@ -689,9 +825,9 @@ impl DbReader {
 
     /// Checks writer `id`'s header block, once.
     fn check_header(&self, id: usize) -> Result<()> {
-        let mut state = self.state_mut();
-        let w = &mut state.writers[id];
-        if w.header_checked {
+        let state = self.state_mut();
+        let w = &state.writers[id];
+        if w.shared.header_checked.load(Ordering::Acquire) {
             return Ok(());
         }
         let block = w.feed.get(0)?;
@@ -705,7 +841,7 @@ impl DbReader {
                 reason: format!("its protocol is {:?}", header.protocol),
             });
         }
-        w.header_checked = true;
+        w.shared.header_checked.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -824,7 +960,7 @@ impl DbReader {
             inflate,
             feeds,
         });
-        w.cache.insert(seq, node.clone());
+        w.shared.cache.insert(seq, node.clone());
         Ok(Some(node))
     }
 
@@ -846,7 +982,9 @@ impl DbReader {
     }
 
     pub(crate) fn cache(&self, feed: usize, node: Arc<Node>) {
-        self.state().writers[feed].cache.insert(node.seq, node);
+        if let Some(w) = self.registry.get(feed) {
+            w.cache.insert(node.seq, node);
+        }
     }
 
     /// The clock a new local write starts from: every writer's length.
@@ -980,13 +1118,16 @@ impl Reading<'_> {
 
     /// Whether writer `index`'s entries count in answers.
     pub(crate) fn included(&self, index: usize) -> bool {
-        self.state().included(index)
+        self.db
+            .registry
+            .get(index)
+            .is_some_and(|w| w.included.load(Ordering::Acquire))
     }
 
     /// Loads every writer's latest entry until no new writer turns up.
     pub(crate) fn discover(&self) -> Result<()> {
         let mut i = 0;
-        while i < self.state().writers.len() {
+        while i < self.db.registry.len() {
             self.writer_head(i)?;
             i += 1;
         }
@@ -995,11 +1136,9 @@ impl Reading<'_> {
 
     /// The latest entry of writer `id` (none for a feed with only its header).
     pub(crate) fn writer_head(&self, id: usize) -> Result<Option<Arc<Node>>> {
-        let (available, checked) = {
-            let state = self.state();
-            let w = &state.writers[id];
-            (w.available(), w.header_checked)
-        };
+        let w = self.db.registry.get(id).expect("a known writer");
+        let available = w.available.load(Ordering::Acquire);
+        let checked = w.header_checked.load(Ordering::Acquire);
         if !checked && available > 0 {
             self.release();
             self.db.check_header(id)?;
@@ -1015,8 +1154,7 @@ impl Reading<'_> {
     pub(crate) fn heads(&self) -> Result<Vec<Arc<Node>>> {
         self.discover()?;
         let mut nodes = Vec::new();
-        let writers = self.state().writers.len();
-        for id in 0..writers {
+        for id in 0..self.db.registry.len() {
             if !self.included(id) {
                 continue;
             }
@@ -1030,14 +1168,16 @@ impl Reading<'_> {
     /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored
     /// here (yet).
     pub(crate) fn node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
+        // Decoded entries never change: no lock is needed to find one.
+        let Some(shared) = self.db.registry.get(feed) else {
+            return Ok(None);
+        };
+        if let Some(n) = shared.cache.get_cloned(&seq) {
+            return Ok(Some(n));
+        }
         let (msg, inflate) = {
             let state = self.state();
-            let Some(w) = state.writers.get(feed) else {
-                return Ok(None);
-            };
-            if let Some(n) = w.cache.get_cloned(&seq) {
-                return Ok(Some(n));
-            }
+            let w = &state.writers[feed];
             if seq == 0 || !w.feed.has(seq) {
                 return Ok(None);
             }
@@ -1080,11 +1220,8 @@ impl Reading<'_> {
                 }
             }
         }
-        {
-            let state = self.state();
-            if ptr.feed < state.writers.len() && !state.included(ptr.feed) {
-                return Ok(None);
-            }
+        if ptr.feed < self.db.registry.len() && !self.included(ptr.feed) {
+            return Ok(None);
         }
         match self.node(ptr.feed, ptr.seq) {
             Ok(node) => Ok(node),

@@ -18,6 +18,9 @@ use std::time::Duration;
 
 use hypercore_feed::cache::{IndexHasher, KeyMap};
 
+/// Verified blocks stored per hold of the database's write lock.
+const STORE_CHUNK: usize = 32;
+
 /// A map keyed by tree-node index.
 type IndexMap<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<IndexHasher>>;
 use hypercore_feed::{Bits, Feed, Node as TreeNode, Proof, SparseBits, VerifiedWrite};
@@ -565,11 +568,16 @@ impl Session {
         let verified = std::mem::take(&mut self.verified);
         self.pending_nodes.clear();
         let mut lengths = Vec::with_capacity(verified.len());
-        let stored = {
+        // A few dozen blocks per hold of the write lock, so a reader that
+        // needs the state (to decode an entry not cached) waits for a few
+        // dozen, not for the whole input; the writes reach the files once,
+        // at the end.
+        let mut touched: Vec<[u8; 32]> = Vec::new();
+        let mut result = Ok(());
+        let mut verified = verified.into_iter().peekable();
+        while verified.peek().is_some() && result.is_ok() {
             let mut state = db.state_mut();
-            let mut touched: Vec<[u8; 32]> = Vec::new();
-            let mut result = Ok(());
-            for (dk, key, write) in verified {
+            for (dk, key, write) in verified.by_ref().take(STORE_CHUNK) {
                 let Some(feed) = state.feed_by_key_mut(&key) else {
                     continue;
                 };
@@ -585,16 +593,18 @@ impl Session {
                     touched.push(key);
                 }
             }
-            for key in &touched {
-                if let Some(feed) = state.feed_by_key_mut(key) {
-                    let flushed = feed.flush_unsynced();
-                    if result.is_ok() {
-                        result = flushed;
-                    }
+        }
+        let mut state = db.state_mut();
+        for key in &touched {
+            if let Some(feed) = state.feed_by_key_mut(key) {
+                let flushed = feed.flush_unsynced();
+                if result.is_ok() {
+                    result = flushed;
                 }
             }
-            result
-        };
+        }
+        drop(state);
+        let stored = result;
         if let Some(progress) = &self.options.on_progress {
             for (dk, key, length) in &lengths {
                 let received = self.peers.get(dk).map_or(0, |p| p.received);

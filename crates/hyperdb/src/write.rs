@@ -157,6 +157,7 @@ impl Db {
     pub fn with_local_content<T>(&self, f: impl FnOnce(&mut Feed) -> T) -> Option<T> {
         let _writing = self.writing();
         let mut state = self.state_mut();
+        state.rescan = true;
         state.writers[self.local].content.as_mut().map(f)
     }
 
@@ -166,6 +167,8 @@ impl Db {
     pub fn with_feed_mut<T>(&self, index: usize, f: impl FnOnce(&mut Feed) -> T) -> Option<T> {
         let _writing = self.writing();
         let mut state = self.state_mut();
+        // `f` may drop blocks (an audit does): count them afresh.
+        state.rescan = true;
         state.writers.get_mut(index).map(|w| f(&mut w.feed))
     }
 
