@@ -14,7 +14,7 @@ mod explore;
 mod show;
 use hyperdb::{
     replicate, Db, DbReader, DbStorage, Durability, Node, Op, OpenOptions, ReadOnlyDb,
-    ReplicateOptions, Summary,
+    ReplicateOptions, Replicator, Summary,
 };
 use serde_json::{json, Value};
 
@@ -926,6 +926,16 @@ fn serve(dir: &Path, listen: &str, live: bool, limits: Limits) -> CliResult {
         writeln!(out, "listening on {addr}")?;
         out.flush()?;
         let terminal = io::stderr().is_terminal();
+        // One replicator for every connection: one peer id, one memory
+        // budget, one connection kept per peer.
+        let replicator = Replicator::new(
+            db,
+            ReplicateOptions {
+                live,
+                budget: Some(limits.budget.clone()),
+                ..Default::default()
+            },
+        );
         let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections));
         let mut backoff = Backoff::default();
         loop {
@@ -943,18 +953,12 @@ fn serve(dir: &Path, listen: &str, live: bool, limits: Limits) -> CliResult {
                     continue;
                 }
             };
-            let db = db.clone();
-            let budget = limits.budget.clone();
+            let replicator = replicator.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                let options = ReplicateOptions {
-                    live,
-                    budget: Some(budget),
-                    ..Default::default()
-                };
                 // A connection's error is always reported; what a good
                 // one exchanged, only to someone watching.
-                match replicate(db, socket, options).await {
+                match replicator.run(socket, false).await {
                     Ok(summary) if terminal => eprintln!(
                         "{peer}: received {} block(s), sent {}",
                         summary.total_received(),
@@ -1039,7 +1043,6 @@ fn sync(dir: &Path, addr: &str, live: bool) -> CliResult {
         bar.finish_and_clear();
     }
     let summary = summary?;
-    let db = db;
     print_summary(&mut io::stdout(), &db, &summary)?;
     Ok(())
 }

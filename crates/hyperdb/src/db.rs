@@ -27,7 +27,7 @@ use crate::{get, hash};
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let options = OpenOptions { durability: Durability::Fsync, ..Default::default() };
-/// let mut db = Db::open_with(dir.path(), options).unwrap();
+/// let db = Db::open_with(dir.path(), options).unwrap();
 /// db.put("a", b"1").unwrap(); // on disk, synced, when this returns
 /// ```
 #[derive(Clone, Debug)]

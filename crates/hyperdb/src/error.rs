@@ -93,6 +93,16 @@ pub enum ReplicationError {
         "the peer closed the connection before its handshake: it does not serve this database"
     )]
     NoHandshake,
+    /// The peer is already connected by another connection, which was kept
+    /// (hyperdb 3.5.0's rule: the connection whose initiator has the
+    /// smaller peer id), or the peer is this replicator itself.
+    #[error("closed a duplicate connection to peer {peer}: {reason}")]
+    Duplicate {
+        /// The peer's id, hex.
+        peer: String,
+        /// Which connection was kept.
+        reason: &'static str,
+    },
     /// A block did not verify against its proof; nothing was stored.
     #[error("the peer sent data that does not verify: {0}")]
     Unverified(#[source] hypercore_feed::Error),

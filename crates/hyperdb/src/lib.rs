@@ -11,7 +11,7 @@
 //! ```
 //! use hyperdb::{Db, DbStorage, OpenOptions};
 //!
-//! let mut db1 = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+//! let db1 = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
 //! db1.put("example/first", b"db1 was here").unwrap();
 //!
 //! // A second replica of the same database has its own writer...
@@ -38,6 +38,7 @@ mod node;
 mod put;
 mod read_only;
 pub mod replicate;
+mod replicator;
 mod storage;
 pub mod trie;
 mod write;
@@ -54,5 +55,6 @@ pub use lock::LOCK_FILE;
 pub use node::Node;
 pub use read_only::ReadOnlyDb;
 pub use replicate::{replicate, ReplicateOptions, Summary};
+pub use replicator::Replicator;
 pub use storage::DbStorage;
 pub use write::Db;

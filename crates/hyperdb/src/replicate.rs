@@ -184,6 +184,10 @@ pub struct ReplicateOptions {
     /// every connection the same one); `None` for a budget of its own of
     /// the default size.
     pub budget: Option<MemoryBudget>,
+    /// Our peer id, sent in the handshake; random when `None` (a
+    /// [`Replicator`](crate::Replicator) sends the same one on every
+    /// connection, so peers can tell duplicates apart).
+    pub id: Option<[u8; 32]>,
 }
 
 impl Default for ReplicateOptions {
@@ -194,6 +198,7 @@ impl Default for ReplicateOptions {
             on_write: None,
             on_progress: None,
             budget: None,
+            id: None,
         }
     }
 }
@@ -227,6 +232,20 @@ impl Summary {
     }
 }
 
+/// Where a feed's channel is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Opened on our side; the handshake has not arrived.
+    Opening,
+    /// Exchanging wants, haves, requests and data.
+    Open,
+    /// We said we want nothing more (an Info with `downloading: false`);
+    /// still answering the peer.
+    Ending,
+    /// Closed: nothing more is sent or asked.
+    Closed,
+}
+
 struct Peer {
     key: [u8; 32],
     remote_has: SparseBits,
@@ -238,9 +257,7 @@ struct Peer {
     downloading: bool,
     default_downloading: bool,
     remote_downloading: bool,
-    ending: bool,
-    closed: bool,
-    ready: bool,
+    stage: Stage,
     announced: u64,
     received: u64,
     /// Ticks since the peer last asked for a block.
@@ -290,9 +307,11 @@ impl Session {
     /// database's own feed first. A database opened read-only cannot
     /// replicate: it would store what arrives.
     pub fn new(db: &Db, options: ReplicateOptions) -> Result<Session> {
+        let defaults = ProtocolOptions::default();
         let protocol = Protocol::new(ProtocolOptions {
             live: options.live,
-            ..Default::default()
+            id: options.id.unwrap_or(defaults.id),
+            ..defaults
         });
         let mut session = Session {
             protocol,
@@ -365,6 +384,11 @@ impl Session {
         !self.deferred.is_empty()
     }
 
+    /// The peer's id from its handshake, once it has arrived.
+    pub fn remote_id(&self) -> Option<&[u8]> {
+        self.protocol.remote_handshake()?.id.as_deref()
+    }
+
     /// Answers requests held back while the peer was not reading, as far
     /// as the backlog allows.
     pub fn answer_deferred(&mut self, db: &Db) -> Result<()> {
@@ -383,7 +407,7 @@ impl Session {
         !self.options.live
             && self.handshake
             && self.deferred.is_empty()
-            && self.peers.values().all(|p| p.closed)
+            && self.peers.values().all(|p| p.stage == Stage::Closed)
     }
 
     fn open_authorized(&mut self, db: &Db) -> Result<()> {
@@ -407,9 +431,7 @@ impl Session {
                 downloading: !writable,
                 default_downloading: !writable,
                 remote_downloading: true,
-                ending: false,
-                closed: false,
-                ready: false,
+                stage: Stage::Opening,
                 announced: 0,
                 received: 0,
                 idle_ticks: 0,
@@ -425,7 +447,7 @@ impl Session {
     }
 
     fn ready(protocol: &mut Protocol, peer: &mut Peer, dk: &[u8; 32]) {
-        peer.ready = true;
+        peer.stage = Stage::Open;
         if peer.downloading {
             protocol.send(
                 dk,
@@ -461,8 +483,7 @@ impl Session {
             // asked for nothing for a while.
             if remote_live
                 && !self.options.live
-                && !peer.closed
-                && peer.ready
+                && matches!(peer.stage, Stage::Open | Stage::Ending)
                 && peer.idle_ticks > 2
                 && (!peer.downloading || Self::complete(db, peer))
             {
@@ -490,7 +511,7 @@ impl Session {
         db.discover()?;
         self.open_authorized(db)?;
         for (dk, peer) in self.peers.iter_mut() {
-            if !peer.remote_want || peer.closed {
+            if !peer.remote_want || peer.stage == Stage::Closed {
                 continue;
             }
             let Some(available) = db.read_feed(&peer.key, |feed| {
@@ -524,7 +545,7 @@ impl Session {
                     self.handshake = true;
                     self.summary.connected = true;
                     for (dk, peer) in self.peers.iter_mut() {
-                        if !peer.ready {
+                        if peer.stage == Stage::Opening {
                             Self::ready(&mut self.protocol, peer, dk);
                         }
                     }
@@ -856,7 +877,7 @@ impl Session {
     /// 6's `Peer#update` and `Peer#end`).
     fn update(&mut self, db: &Db, dk: &[u8; 32]) -> Result<()> {
         let peer = self.peers.get_mut(dk).expect("known peer");
-        if peer.closed || !peer.ready {
+        if matches!(peer.stage, Stage::Opening | Stage::Closed) {
             return Ok(());
         }
         if !peer.downloading {
@@ -911,7 +932,10 @@ impl Session {
             peer.cursor = next;
             true
         });
-        if requested == Some(true) && !self.options.live && Self::complete(db, peer) && !peer.ending
+        if requested == Some(true)
+            && !self.options.live
+            && Self::complete(db, peer)
+            && peer.stage == Stage::Open
         {
             Self::end(&mut self.protocol, peer, dk, self.options.live);
         }
@@ -932,8 +956,8 @@ impl Session {
             Self::close(protocol, peer, dk);
             return;
         }
-        if !peer.ending {
-            peer.ending = true;
+        if matches!(peer.stage, Stage::Opening | Stage::Open) {
+            peer.stage = Stage::Ending;
             peer.downloading = false;
             protocol.send(
                 dk,
@@ -942,14 +966,14 @@ impl Session {
                     downloading: Some(false),
                 }),
             );
-        } else if !live {
+        } else if peer.stage == Stage::Ending && !live {
             Self::close(protocol, peer, dk);
         }
     }
 
     fn close(protocol: &mut Protocol, peer: &mut Peer, dk: &[u8; 32]) {
-        if !peer.closed {
-            peer.closed = true;
+        if peer.stage != Stage::Closed {
+            peer.stage = Stage::Closed;
             protocol.close(dk);
         }
     }
@@ -995,8 +1019,30 @@ fn proof_from(nodes: &[DataNode], signature: Option<&[u8]>) -> std::result::Resu
 
 /// Replicates `db` over `stream` until the session is done (one-shot) or
 /// the stream closes (live). The database stays usable by others meanwhile:
-/// it is locked only while a message is handled.
+/// readers never wait for the session, except while it stores blocks.
 pub async fn replicate<S>(db: Db, stream: S, options: ReplicateOptions) -> Result<Summary>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    drive(db, stream, options, None).await
+}
+
+/// What a [`Replicator`](crate::Replicator) asks of a session it drives:
+/// to be told the peer's id once the handshake arrives, and to end when
+/// another connection to the same peer is kept instead.
+pub(crate) trait Registrar: Sync {
+    /// The peer with `remote_id` said hello. `Err` ends the session at once;
+    /// otherwise the returned notification ends it later.
+    fn register(&self, remote_id: &[u8]) -> Result<Arc<tokio::sync::Notify>>;
+}
+
+/// Runs a session over `stream` (see [`replicate`]).
+pub(crate) async fn drive<S>(
+    db: Db,
+    stream: S,
+    options: ReplicateOptions,
+    registrar: Option<&dyn Registrar>,
+) -> Result<Summary>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -1013,7 +1059,13 @@ where
     // sending each other a lot at once never wait on each other.
     let mut stalled_ticks = 0;
     let mut remote_closed = false;
+    // Set once the peer's id is registered: notified when another
+    // connection to it is kept instead of this one.
+    let mut replaced: Option<Arc<tokio::sync::Notify>> = None;
     loop {
+        if let (Some(registrar), None, Some(id)) = (registrar, &replaced, session.remote_id()) {
+            replaced = Some(registrar.register(id)?);
+        }
         share.hold(session.held_for_peer(), session.unsent())?;
         // Answers wait for the peer within this session's share.
         session.set_backlog_limit(share.fair().clamp(64 << 10, MAX_BACKLOG));
@@ -1056,6 +1108,15 @@ where
             }
             _ = changes.notified(), if live => {
                 session.local_change(&db)?;
+            }
+            _ = async { replaced.as_ref().expect("registered").notified().await }, if replaced.is_some() => {
+                db.sync_pending()?;
+                let peer = session.remote_id().map(hex::encode).unwrap_or_default();
+                return Err(ReplicationError::Duplicate {
+                    peer,
+                    reason: "another connection to it was kept",
+                }
+                .into());
             }
         }
     }

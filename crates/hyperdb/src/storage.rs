@@ -34,7 +34,7 @@ enum Place {
 /// ```
 /// use hyperdb::{Db, DbStorage, OpenOptions};
 /// let storage = DbStorage::memory();
-/// let mut db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+/// let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
 /// db.put("a", b"1").unwrap();
 /// drop(db);
 /// // Clones share the feeds.

@@ -33,7 +33,7 @@ use crate::{hash, put};
 /// use hyperdb::{Db, Error, ReadOnlyDb};
 ///
 /// let dir = tempfile::tempdir().unwrap();
-/// let mut db = Db::open(dir.path()).unwrap();
+/// let db = Db::open(dir.path()).unwrap();
 /// db.put("a", b"1").unwrap();
 /// assert!(matches!(Db::open(dir.path()), Err(Error::Locked(_))));
 /// let mut reader = ReadOnlyDb::open(dir.path()).unwrap();

@@ -232,3 +232,80 @@ async fn fifty_concurrent_syncs_converge() {
     }
     assert_eq!(budget.used(), 0);
 }
+
+/// Two replicators connected twice (each side opened one connection, as
+/// two peers that found each other do) keep the connection whose initiator
+/// has the smaller peer id, on both sides, and replicate over it.
+#[tokio::test]
+async fn a_replicator_keeps_one_connection_per_peer() {
+    use hyperdb::Replicator;
+    let owner = memory(None);
+    let replica = memory(Some(*owner.key()));
+    let options = |id: u8| ReplicateOptions {
+        live: true,
+        id: Some([id; 32]),
+        ..Default::default()
+    };
+    let a = Replicator::new(owner.clone(), options(1));
+    let b = Replicator::new(replica.clone(), options(2));
+    // x: a connected to b (initiator id 1…); y: b connected to a (2…).
+    let (x1, x2) = tokio::io::duplex(1 << 16);
+    let (y1, y2) = tokio::io::duplex(1 << 16);
+    let (a2, b2) = (a.clone(), b.clone());
+    let x_a = tokio::spawn(async move { a2.run(x1, true).await });
+    let (a3, b3) = (a.clone(), b.clone());
+    let y_b = tokio::spawn(async move { b3.run(y1, true).await });
+    let y_a = tokio::spawn(async move { a3.run(y2, false).await });
+    let x_b = tokio::spawn(async move { b2.run(x2, false).await });
+
+    // y ends on both sides: the side that decides first as a duplicate
+    // (the other may see it close first).
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        [y_a.await.unwrap(), y_b.await.unwrap()]
+    })
+    .await
+    .expect("the duplicate connection ends");
+    let duplicate = |r: &hyperdb::Result<hyperdb::Summary>| {
+        matches!(
+            r,
+            Err(hyperdb::Error::Replication(
+                hyperdb::ReplicationError::Duplicate { .. }
+            ))
+        )
+    };
+    assert!(ended.iter().any(duplicate), "{ended:?}");
+    assert!(!x_a.is_finished() && !x_b.is_finished(), "x is kept");
+    assert_eq!((a.peers(), b.peers()), (1, 1));
+
+    // The kept connection replicates, live.
+    owner.put("over/x", b"yes").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while values(&replica, "over/x") != ["yes"] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the live connection delivers"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    x_a.abort();
+    x_b.abort();
+}
+
+/// A replicator connected to itself drops the connection.
+#[tokio::test]
+async fn a_replicator_drops_a_connection_to_itself() {
+    use hyperdb::Replicator;
+    let db = memory(None);
+    let r = Replicator::new(db, ReplicateOptions::default());
+    let (x, y) = tokio::io::duplex(1 << 16);
+    let (left, right) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(r.run(x, true), r.run(y, false))
+    })
+    .await
+    .expect("ends");
+    for result in [left, right] {
+        let e = result.expect_err("a connection to itself");
+        assert!(e.to_string().contains("this replicator itself"), "{e}");
+    }
+    assert_eq!(r.peers(), 0);
+}
