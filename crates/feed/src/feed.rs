@@ -1105,7 +1105,9 @@ impl Feed {
             Some(n) => Ok(*n),
             None => self.node(i),
         };
-        let next = *self.next_offset.lock().unwrap_or_else(|e| e.into_inner());
+        // Only blocks read in order use it; a thread that finds another
+        // holding it looks the offset up instead of waiting.
+        let next = self.next_offset.try_lock().map_or((u64::MAX, 0), |g| *g);
         let offset = if next.0 == index {
             next.1
         } else {
@@ -1116,8 +1118,10 @@ impl Feed {
             offset
         };
         let leaf = find(2 * index)?;
-        if let Some(end) = offset.checked_add(leaf.size) {
-            *self.next_offset.lock().unwrap_or_else(|e| e.into_inner()) = (index + 1, end);
+        if let (Some(end), Ok(mut next)) =
+            (offset.checked_add(leaf.size), self.next_offset.try_lock())
+        {
+            *next = (index + 1, end);
         }
         Ok((offset, leaf))
     }

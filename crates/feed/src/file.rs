@@ -9,6 +9,7 @@
 //! write sees the writes made before it, buffered or not.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::feed::Error;
@@ -42,6 +43,10 @@ pub(crate) struct File {
     stored_len: u64,
     policy: ReadCache,
     reads: Mutex<Windows>,
+    /// Whether `reads` holds any window.
+    has_windows: AtomicBool,
+    /// Where the last read ended.
+    last_read_end: AtomicU64,
     /// Buffered writes `(offset, start in arena, length)`, in the order made.
     pending: Vec<(u64, usize, usize)>,
     arena: Vec<u8>,
@@ -49,12 +54,10 @@ pub(crate) struct File {
     pending_span: (u64, u64),
 }
 
-/// Cached windows `(offset, bytes)`, most recently used last, and where the
-/// last read ended.
+/// Cached windows `(offset, bytes)`, most recently used last.
 #[derive(Default)]
 struct Windows {
     windows: Vec<(u64, Vec<u8>)>,
-    last_read_end: u64,
 }
 
 impl Windows {
@@ -114,10 +117,9 @@ impl File {
             len,
             stored_len: len,
             policy,
-            reads: Mutex::new(Windows {
-                windows: Vec::new(),
-                last_read_end: u64::MAX,
-            }),
+            reads: Mutex::new(Windows::default()),
+            has_windows: AtomicBool::new(false),
+            last_read_end: AtomicU64::new(u64::MAX),
             pending: Vec::new(),
             arena: Vec::new(),
             pending_span: (u64::MAX, 0),
@@ -167,15 +169,13 @@ impl File {
         if overlaps((offset, end), self.pending_span) {
             return self.read_pending(offset, buf);
         }
-        let sequential = {
-            let mut reads = self.windows();
-            let sequential = offset == reads.last_read_end;
-            reads.last_read_end = end;
-            if reads.cached(offset, buf) {
-                return Ok(());
-            }
-            sequential
-        };
+        // Where the last read ended lives outside the windows' lock, and a
+        // file with no windows is not locked at all: random reads of the
+        // data file from several threads then never wait for each other.
+        let sequential = self.last_read_end.swap(end, Ordering::Relaxed) == offset;
+        if self.has_windows.load(Ordering::Acquire) && self.windows().cached(offset, buf) {
+            return Ok(());
+        }
         let window = match self.policy {
             ReadCache::Pages { size, .. } if len <= size => {
                 let start = offset - offset % size as u64;
@@ -208,6 +208,7 @@ impl File {
                     reads.windows.remove(0);
                 }
                 reads.windows.push((start, bytes));
+                self.has_windows.store(true, Ordering::Release);
                 Ok(())
             }
             _ => {
