@@ -127,10 +127,7 @@ fn main() {
         tmp.join("replica"),
         OpenOptions {
             key: Some(*owner.key()),
-            cache_size: std::env::var("CACHE")
-                .ok()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1 << 17),
+            cache_size,
             ..Default::default()
         },
     )
