@@ -1,23 +1,24 @@
-//! The state of an open database and everything that reads it: its
-//! writers and their feeds, their numbering, authorization, discovery,
-//! lookups. [`DbReader`] holds it; [`Db`](crate::Db) (which writes) and
-//! [`ReadOnlyDb`](crate::ReadOnlyDb) (which cannot) both dereference to it,
-//! so every read works on either.
+//! An open database and every read of it: opening its feeds, discovery,
+//! heads, lookups, listing, authorization questions. [`DbReader`] holds it;
+//! [`Db`](crate::Db) (which writes) and [`ReadOnlyDb`](crate::ReadOnlyDb)
+//! (which cannot) both dereference to it, so every read works on either.
+//! The writers themselves are in [`crate::writers`]; a lookup's hold of
+//! them and the decoding of entries, in [`crate::reading`].
 
-use std::cell::{Ref, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use hypercore_feed::cache::{KeyMap, SharedCache};
+use hypercore_feed::cache::KeyMap;
 use hypercore_feed::{Durability, Feed, FeedOptions, Recovery};
-use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::iter::{Iter, IterOptions};
-use crate::messages::{Header, InflatedEntry};
 use crate::node::Node;
+use crate::reading::Reading;
 use crate::storage::DbStorage;
-use crate::trie::{Ptr, Trie};
+use crate::trie::Ptr;
+use crate::writers::{Registry, State, StateMut};
 use crate::{get, hash};
 
 /// How to open a database.
@@ -118,289 +119,6 @@ pub struct WriterInfo {
     pub content_key: Option<[u8; 32]>,
 }
 
-pub(crate) struct Writer {
-    pub(crate) feed: Feed,
-    pub(crate) key: [u8; 32],
-    /// The latest list of feeds this writer published, in its numbering.
-    pub(crate) feeds_message: Option<Vec<[u8; 32]>>,
-    pub(crate) content_feed: Option<Vec<u8>>,
-    pub(crate) feeds_loaded: Option<u64>,
-    pub(crate) feeds_seq: u64,
-    /// Local id → the writer's number for that feed.
-    pub(crate) encode_map: Vec<Option<usize>>,
-    /// The writer's number → local id.
-    pub(crate) decode_map: Vec<usize>,
-    pub(crate) clock: u64,
-    pub(crate) authorized: bool,
-    /// What readers find without the state lock.
-    pub(crate) shared: Arc<WriterShared>,
-    pub(crate) content: Option<Feed>,
-}
-
-/// What readers need of a writer without taking the state lock: its
-/// decoded entries (immutable once decoded), how many entries it has
-/// without a gap, and whether they count. A lookup whose entries are all
-/// cached never waits for an append or a replication in progress.
-pub(crate) struct WriterShared {
-    /// Decoded entries by seq; readers on several threads share it.
-    pub(crate) cache: SharedCache<u64, Arc<Node>>,
-    /// [`Writer::available`], as of the last change to the state.
-    available: AtomicU64,
-    /// Authorized, or this replica's own writer.
-    included: AtomicBool,
-    /// Its header block was checked.
-    header_checked: AtomicBool,
-}
-
-/// The writers' shared parts by id. The registry only grows (ids never
-/// change), in chunks that never move, so readers index it without a
-/// lock; writers are added only under the state's write lock.
-pub(crate) struct Registry {
-    chunks: [OnceLock<Slots>; 48],
-    len: AtomicUsize,
-}
-
-/// One chunk of the registry.
-type Slots = Box<[OnceLock<Arc<WriterShared>>]>;
-
-impl Registry {
-    fn new() -> Self {
-        Registry {
-            chunks: std::array::from_fn(|_| OnceLock::new()),
-            len: AtomicUsize::new(0),
-        }
-    }
-
-    /// Chunk `k` holds 32·2^k entries, after the 32·(2^k − 1) before it.
-    fn locate(i: usize) -> (usize, usize) {
-        let chunk = (i / 32 + 1).ilog2() as usize;
-        (chunk, i - 32 * ((1 << chunk) - 1))
-    }
-
-    /// Adds the next writer (the caller holds the state's write lock).
-    fn push(&self, writer: Arc<WriterShared>) {
-        let i = self.len.load(Ordering::Relaxed);
-        let (chunk, at) = Self::locate(i);
-        let slots =
-            self.chunks[chunk].get_or_init(|| (0..32 << chunk).map(|_| OnceLock::new()).collect());
-        if slots[at].set(writer).is_err() {
-            unreachable!("a registry slot is filled once");
-        }
-        self.len.store(i + 1, Ordering::Release);
-    }
-
-    pub(crate) fn get(&self, i: usize) -> Option<&Arc<WriterShared>> {
-        if i >= self.len() {
-            return None;
-        }
-        let (chunk, at) = Self::locate(i);
-        self.chunks[chunk].get()?.get(at)?.get()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len.load(Ordering::Acquire)
-    }
-}
-
-impl Writer {
-    fn new(feed: Feed, cache_size: usize) -> Self {
-        Writer {
-            key: *feed.key(),
-            feed,
-            feeds_message: None,
-            content_feed: None,
-            feeds_loaded: None,
-            feeds_seq: 0,
-            encode_map: Vec::new(),
-            decode_map: Vec::new(),
-            clock: 0,
-            authorized: false,
-            shared: Arc::new(WriterShared {
-                cache: SharedCache::new(cache_size),
-                available: AtomicU64::new(0),
-                included: AtomicBool::new(false),
-                header_checked: AtomicBool::new(false),
-            }),
-            content: None,
-        }
-    }
-
-    /// Entries available locally without a gap (the feed may be longer).
-    pub(crate) fn available(&self) -> u64 {
-        self.feed
-            .next_missing(0, self.feed.len())
-            .unwrap_or(self.feed.len())
-    }
-}
-
-/// The entries of a batch being written, which its later operations see.
-pub(crate) struct Batching {
-    pub(crate) blocks: Vec<Vec<u8>>,
-    pub(crate) nodes: Vec<Arc<Node>>,
-}
-
-/// What changes while a database is open: the writers (a registry that
-/// only grows, so a writer's id never changes), their feeds, numbering and
-/// authorization. Readers share it; an append or a newly found writer takes
-/// it alone, briefly.
-pub(crate) struct State {
-    pub(crate) writers: Vec<Writer>,
-    by_key: KeyMap<usize>,
-    local: usize,
-    authorized_order: Vec<usize>,
-    /// What opening the feeds repaired, by feed folder.
-    recovered: Vec<(String, Recovery)>,
-    /// A feed was changed in a way that may have lost blocks (an audit):
-    /// the next refresh counts every writer's available entries afresh.
-    pub(crate) rescan: bool,
-}
-
-impl State {
-    /// Whether writer `index`'s entries count in answers: authorized writers
-    /// and this replica's own.
-    pub(crate) fn included(&self, index: usize) -> bool {
-        index == self.local || self.writers.get(index).is_some_and(|w| w.authorized)
-    }
-
-    /// Any feed of the database by its key: a writer's or a content feed.
-    pub(crate) fn feed_by_key(&self, key: &[u8; 32]) -> Option<&Feed> {
-        if let Some(&i) = self.by_key.get(key) {
-            return Some(&self.writers[i].feed);
-        }
-        self.writers
-            .iter()
-            .filter_map(|w| w.content.as_ref())
-            .find(|f| f.key() == key)
-    }
-
-    pub(crate) fn feed_by_key_mut(&mut self, key: &[u8; 32]) -> Option<&mut Feed> {
-        if let Some(&i) = self.by_key.get(key) {
-            return Some(&mut self.writers[i].feed);
-        }
-        self.writers
-            .iter_mut()
-            .filter_map(|w| w.content.as_mut())
-            .find(|f| f.key() == key)
-    }
-
-    fn feed(&self, id: usize, content: bool) -> Option<&Feed> {
-        let w = self.writers.get(id)?;
-        if content {
-            w.content.as_ref()
-        } else {
-            Some(&w.feed)
-        }
-    }
-
-    pub(crate) fn authorize_writer(&mut self, id: usize) {
-        if self.writers[id].authorized {
-            return;
-        }
-        self.writers[id].authorized = true;
-        self.writers[id]
-            .shared
-            .included
-            .store(true, Ordering::Release);
-        self.authorized_order.push(id);
-        if self.writers[id].feeds_message.is_some() {
-            self.update_feeds(id);
-        }
-    }
-
-    /// Rebuilds writer `id`'s feed numbering from its latest feed list, and
-    /// authorizes what an authorized writer lists.
-    pub(crate) fn update_feeds(&mut self, id: usize) {
-        let list = self.writers[id].feeds_message.clone().unwrap_or_default();
-        let mut newly = Vec::new();
-        for (i, key) in list.iter().enumerate() {
-            let Some(&local) = self.by_key.get(key) else {
-                continue;
-            };
-            let w = &mut self.writers[id];
-            if w.decode_map.len() <= i {
-                w.decode_map.resize(i + 1, usize::MAX);
-            }
-            w.decode_map[i] = local;
-            if w.encode_map.len() <= local {
-                w.encode_map.resize(local + 1, None);
-            }
-            w.encode_map[local] = Some(i);
-            if w.authorized {
-                newly.push(local);
-            }
-        }
-        for local in newly {
-            self.authorize_writer(local);
-        }
-    }
-
-    fn note_recovery(&mut self, dir: &str, feed: &Feed) {
-        if let Some(recovery) = feed.recovery() {
-            self.recovered.push((dir.to_string(), recovery.clone()));
-        }
-    }
-
-    fn push_writer(
-        &mut self,
-        registry: &Registry,
-        dir: &str,
-        feed: Feed,
-        cache_size: usize,
-    ) -> usize {
-        self.note_recovery(dir, &feed);
-        let id = self.writers.len();
-        self.by_key.insert(*feed.key(), id);
-        let writer = Writer::new(feed, cache_size);
-        writer
-            .shared
-            .available
-            .store(writer.available(), Ordering::Release);
-        registry.push(writer.shared.clone());
-        self.writers.push(writer);
-        id
-    }
-
-    /// Brings what readers see without the lock up to date with the feeds.
-    fn refresh(&mut self) {
-        let rescan = std::mem::take(&mut self.rescan);
-        for w in &self.writers {
-            let len = w.feed.len();
-            let before = w.shared.available.load(Ordering::Relaxed);
-            let start = if rescan || before > len { 0 } else { before };
-            let available = w.feed.next_missing(start, len).unwrap_or(len);
-            if available != before {
-                w.shared.available.store(available, Ordering::Release);
-            }
-        }
-    }
-}
-
-/// The state, held alone; on release, what readers see without the lock
-/// is brought up to date.
-pub(crate) struct StateMut<'a>(RwLockWriteGuard<'a, State>);
-
-impl std::ops::Deref for StateMut<'_> {
-    type Target = State;
-
-    fn deref(&self) -> &State {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for StateMut<'_> {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.0
-    }
-}
-
-impl Drop for StateMut<'_> {
-    fn drop(&mut self) {
-        self.0.refresh();
-    }
-}
-
-impl State {}
-
 /// An open database's state, and every read: what [`Db`](crate::Db) and
 /// [`ReadOnlyDb`](crate::ReadOnlyDb) have in common (both dereference to
 /// it). Every read takes `&self`, and threads read at once: a `Db` is a
@@ -419,11 +137,11 @@ pub struct DbReader {
     discovery_key: [u8; 32],
     pub(crate) local: usize,
     local_key: [u8; 32],
-    state: RwLock<State>,
+    pub(crate) state: RwLock<State>,
     pub(crate) registry: Registry,
-    cache_size: usize,
+    pub(crate) cache_size: usize,
     changes: Arc<tokio::sync::Notify>,
-    content_enabled: bool,
+    pub(crate) content_enabled: bool,
     /// Feeds are opened read-only, and none is created.
     read_only: bool,
     durability: Durability,
@@ -633,7 +351,7 @@ impl DbReader {
     }
 
     /// Options for a feed this database opens or creates.
-    fn feed_options(&self, key: Option<[u8; 32]>) -> FeedOptions {
+    pub(crate) fn feed_options(&self, key: Option<[u8; 32]>) -> FeedOptions {
         FeedOptions {
             key,
             read_only: self.read_only,
@@ -758,7 +476,7 @@ impl DbReader {
     }
 
     /// Opens writer `id`'s content feed once its inflated entry names it.
-    fn open_content(&self, state: &mut State, id: usize) -> Result<()> {
+    pub(crate) fn open_content(&self, state: &mut State, id: usize) -> Result<()> {
         let w = &state.writers[id];
         if !self.content_enabled || w.content.is_some() {
             return Ok(());
@@ -793,7 +511,7 @@ impl DbReader {
         self.add_writer_to(&mut self.state_mut(), key)
     }
 
-    fn add_writer_to(&self, state: &mut State, key: &[u8; 32]) -> Result<usize> {
+    pub(crate) fn add_writer_to(&self, state: &mut State, key: &[u8; 32]) -> Result<usize> {
         if let Some(&id) = state.by_key.get(key) {
             return Ok(id);
         }
@@ -823,28 +541,6 @@ impl DbReader {
         self.reading().writer_head(id)
     }
 
-    /// Checks writer `id`'s header block, once.
-    fn check_header(&self, id: usize) -> Result<()> {
-        let state = self.state_mut();
-        let w = &state.writers[id];
-        if w.shared.header_checked.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let block = w.feed.get(0)?;
-        let header = Header::decode(block.as_slice()).map_err(|e| Error::BadHeader {
-            feed: hex::encode(w.key),
-            reason: e.to_string(),
-        })?;
-        if header.protocol != "hyperdb" {
-            return Err(Error::BadHeader {
-                feed: hex::encode(w.key),
-                reason: format!("its protocol is {:?}", header.protocol),
-            });
-        }
-        w.shared.header_checked.store(true, Ordering::Release);
-        Ok(())
-    }
-
     /// The current heads: the latest entry of every counted writer, less
     /// those another head has seen.
     pub fn heads(&self) -> Result<Vec<Arc<Node>>> {
@@ -855,130 +551,6 @@ impl DbReader {
     /// here (yet).
     pub fn node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
         self.reading().node(feed, seq)
-    }
-
-    /// Takes in writer `feed`'s feed list from its inflated entry
-    /// `inflate` (entry `seq`, `msg`, points to it): new writers are added,
-    /// the numbering rebuilt, content feeds opened.
-    fn load_feeds(
-        &self,
-        state: &mut State,
-        feed: usize,
-        seq: u64,
-        msg: &InflatedEntry,
-        inflate: u64,
-    ) -> Result<()> {
-        let inflated = if inflate == seq {
-            msg.clone()
-        } else {
-            let w = &state.writers[feed];
-            if !w.feed.has(inflate) {
-                return Err(bad_entry(
-                    w,
-                    seq,
-                    format!("its inflated entry {inflate} is missing"),
-                ));
-            }
-            let block = w.feed.get(inflate)?;
-            InflatedEntry::decode(block.as_slice())
-                .map_err(|e| bad_entry(w, seq, format!("its inflated entry {inflate}: {e}")))?
-        };
-        let mut keys = Vec::with_capacity(inflated.feeds.len());
-        for f in &inflated.feeds {
-            let key: [u8; 32] = f.key.as_slice().try_into().map_err(|_| {
-                bad_entry(
-                    &state.writers[feed],
-                    seq,
-                    format!("a listed feed key has {} bytes", f.key.len()),
-                )
-            })?;
-            keys.push(key);
-        }
-        for key in &keys {
-            self.add_writer_to(state, key)?;
-        }
-        let w = &mut state.writers[feed];
-        w.feeds_loaded = Some(inflate);
-        w.feeds_seq = inflate;
-        w.feeds_message = Some(keys);
-        if inflated.content_feed.is_some() {
-            w.content_feed = inflated.content_feed.clone();
-        }
-        state.update_feeds(feed);
-        self.open_content(state, feed)
-    }
-
-    /// Decodes entry `seq` of writer `feed` with the writer's numbering,
-    /// and caches it.
-    fn finish_node(
-        &self,
-        state: &State,
-        feed: usize,
-        seq: u64,
-        msg: InflatedEntry,
-        inflate: u64,
-    ) -> Result<Option<Arc<Node>>> {
-        let w = &state.writers[feed];
-        if msg.clock.len() > w.decode_map.len() {
-            return Err(bad_entry(
-                w,
-                seq,
-                format!(
-                    "its clock names {} feeds but the writer listed {}",
-                    msg.clock.len(),
-                    w.decode_map.len()
-                ),
-            ));
-        }
-        let mut clock = Vec::new();
-        for (i, &local) in w.decode_map.iter().enumerate() {
-            if local == usize::MAX {
-                continue;
-            }
-            if clock.len() <= local {
-                clock.resize(local + 1, 0);
-            }
-            clock[local] = msg.clock.get(i).copied().unwrap_or(0);
-        }
-        let trie =
-            Trie::decode(&msg.trie, &w.decode_map).map_err(|e| bad_entry(w, seq, e.to_string()))?;
-        let feeds = (inflate == seq).then(|| {
-            msg.feeds
-                .iter()
-                .filter_map(|f| f.key.as_slice().try_into().ok())
-                .collect()
-        });
-        let node = Arc::new(Node {
-            path: hash::path(&msg.key, true),
-            key: msg.key,
-            value: msg.value,
-            deleted: msg.deleted.unwrap_or(false),
-            feed,
-            seq,
-            clock,
-            trie,
-            inflate,
-            feeds,
-        });
-        w.shared.cache.insert(seq, node.clone());
-        Ok(Some(node))
-    }
-
-    /// Entry `seq` of writer `feed` as stored: the message with its fields in
-    /// the writer's own numbering of feeds (what the seed's printout shows).
-    /// `None` when the block is not stored here or is the header.
-    pub fn raw_entry(&self, feed: usize, seq: u64) -> Result<Option<InflatedEntry>> {
-        let state = self.state();
-        let Some(w) = state.writers.get(feed) else {
-            return Ok(None);
-        };
-        if seq == 0 || !w.feed.has(seq) {
-            return Ok(None);
-        }
-        let block = w.feed.get(seq)?;
-        InflatedEntry::decode(block.as_slice())
-            .map(Some)
-            .map_err(|e| bad_entry(w, seq, e.to_string()))
     }
 
     pub(crate) fn cache(&self, feed: usize, node: Arc<Node>) {
@@ -1088,154 +660,5 @@ impl DbReader {
             .by_key
             .get(&key)
             .is_some_and(|&id| state.writers[id].authorized))
-    }
-}
-
-/// Reads that hold the state's read lock from one step to the next (a
-/// lookup takes many), letting go only to load what a step finds new (a
-/// writer's newer feed list, a header to check) under the write lock.
-///
-/// One is made per lookup and dropped at its end: never kept while the
-/// caller may write, and never beside another on the same thread (a
-/// waiting writer would block the second).
-pub(crate) struct Reading<'a> {
-    db: &'a DbReader,
-    guard: RefCell<Option<RwLockReadGuard<'a, State>>>,
-}
-
-impl Reading<'_> {
-    fn state(&self) -> Ref<'_, State> {
-        if self.guard.borrow().is_none() {
-            *self.guard.borrow_mut() = Some(self.db.state());
-        }
-        Ref::map(self.guard.borrow(), |g| &**g.as_ref().expect("just taken"))
-    }
-
-    /// Lets the read lock go, so the write lock can be taken.
-    fn release(&self) {
-        *self.guard.borrow_mut() = None;
-    }
-
-    /// Whether writer `index`'s entries count in answers.
-    pub(crate) fn included(&self, index: usize) -> bool {
-        self.db
-            .registry
-            .get(index)
-            .is_some_and(|w| w.included.load(Ordering::Acquire))
-    }
-
-    /// Loads every writer's latest entry until no new writer turns up.
-    pub(crate) fn discover(&self) -> Result<()> {
-        let mut i = 0;
-        while i < self.db.registry.len() {
-            self.writer_head(i)?;
-            i += 1;
-        }
-        Ok(())
-    }
-
-    /// The latest entry of writer `id` (none for a feed with only its header).
-    pub(crate) fn writer_head(&self, id: usize) -> Result<Option<Arc<Node>>> {
-        let w = self.db.registry.get(id).expect("a known writer");
-        let available = w.available.load(Ordering::Acquire);
-        let checked = w.header_checked.load(Ordering::Acquire);
-        if !checked && available > 0 {
-            self.release();
-            self.db.check_header(id)?;
-        }
-        if available < 2 {
-            return Ok(None);
-        }
-        self.node(id, available - 1)
-    }
-
-    /// The current heads: the latest entry of every counted writer, less
-    /// those another head has seen.
-    pub(crate) fn heads(&self) -> Result<Vec<Arc<Node>>> {
-        self.discover()?;
-        let mut nodes = Vec::new();
-        for id in 0..self.db.registry.len() {
-            if !self.included(id) {
-                continue;
-            }
-            if let Some(head) = self.writer_head(id)? {
-                nodes.push(head);
-            }
-        }
-        Ok(crate::node::unseen(&nodes))
-    }
-
-    /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored
-    /// here (yet).
-    pub(crate) fn node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
-        // Decoded entries never change: no lock is needed to find one.
-        let Some(shared) = self.db.registry.get(feed) else {
-            return Ok(None);
-        };
-        if let Some(n) = shared.cache.get_cloned(&seq) {
-            return Ok(Some(n));
-        }
-        let (msg, inflate) = {
-            let state = self.state();
-            let w = &state.writers[feed];
-            if seq == 0 || !w.feed.has(seq) {
-                return Ok(None);
-            }
-            let block = w.feed.get(seq)?;
-            let msg = InflatedEntry::decode(block.as_slice())
-                .map_err(|e| bad_entry(w, seq, e.to_string()))?;
-            let inflate = msg.inflate.unwrap_or(0);
-            if inflate > seq {
-                return Err(bad_entry(
-                    w,
-                    seq,
-                    format!("its inflate pointer ({inflate}) points forward"),
-                ));
-            }
-            if w.feeds_loaded.is_some_and(|l| inflate <= l) {
-                return self.db.finish_node(&state, feed, seq, msg, inflate);
-            }
-            (msg, inflate)
-        };
-        // The entry names a newer feed list than the writer's loaded one:
-        // take the state alone to load it (another thread may have).
-        self.release();
-        {
-            let mut state = self.db.state_mut();
-            if state.writers[feed].feeds_loaded.is_none_or(|l| inflate > l) {
-                self.db.load_feeds(&mut state, feed, seq, &msg, inflate)?;
-            }
-        }
-        self.db.finish_node(&self.state(), feed, seq, msg, inflate)
-    }
-
-    /// A node for a pointer, seeing the entries of a batch being written.
-    pub(crate) fn pointer(&self, ptr: Ptr, batch: Option<&Batching>) -> Result<Option<Arc<Node>>> {
-        let local = self.db.local;
-        if ptr.feed == local {
-            if let Some(batch) = batch {
-                let len = self.state().writers[local].feed.len();
-                if ptr.seq >= len {
-                    return Ok(batch.nodes.get((ptr.seq - len) as usize).cloned());
-                }
-            }
-        }
-        if ptr.feed < self.db.registry.len() && !self.included(ptr.feed) {
-            return Ok(None);
-        }
-        match self.node(ptr.feed, ptr.seq) {
-            Ok(node) => Ok(node),
-            // A damaged entry behind a pointer is skipped, not fatal.
-            Err(Error::BadEntry { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-fn bad_entry(w: &Writer, seq: u64, reason: String) -> Error {
-    Error::BadEntry {
-        feed: hex::encode(w.key),
-        seq,
-        reason,
     }
 }

@@ -37,11 +37,13 @@ pub mod messages;
 mod node;
 mod put;
 mod read_only;
+mod reading;
 pub mod replicate;
 mod replicator;
 mod storage;
 pub mod trie;
 mod write;
+mod writers;
 
 pub use db::{DbReader, FeedReader, GetOptions, Op, OpenOptions, WriterInfo};
 pub use diff::{Change, Watch};

@@ -11,11 +11,18 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::db::{Batching, DbReader, Reading};
+use crate::db::DbReader;
 use crate::error::{Error, Result};
 use crate::hash::TERMINATOR;
 use crate::node::Node;
+use crate::reading::Reading;
 use crate::trie::{Ptr, Trie};
+
+/// The entries of a batch being written, which its later operations see.
+pub(crate) struct Batching {
+    pub(crate) blocks: Vec<Vec<u8>>,
+    pub(crate) nodes: Vec<Arc<Node>>,
+}
 
 /// Most workers one put may start; a trie that branches more is damaged.
 const MAX_WORKERS: usize = 1 << 16;

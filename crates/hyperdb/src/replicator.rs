@@ -123,7 +123,7 @@ impl Replicator {
     }
 
     /// Replicates over `stream` until the session ends, as
-    /// [`replicate`](crate::replicate) does; `initiator` says whether this
+    /// [`replicate`](fn@crate::replicate) does; `initiator` says whether this
     /// side opened the connection. A second connection to a peer already
     /// connected ends one of the two with
     /// [`ReplicationError::Duplicate`], by hyperdb 3.5.0's rule, as does a

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hypercore_feed::{Feed, FeedOptions};
 use prost::Message;
 
-use crate::db::{Batching, DbReader, Op, OpenOptions};
+use crate::db::{DbReader, Op, OpenOptions};
 use crate::error::{Error, Result};
 use crate::lock::FolderLock;
 use crate::messages::{FeedKey, Header, InflatedEntry};
 use crate::node::Node;
+use crate::put::Batching;
 use crate::storage::DbStorage;
 use crate::{hash, put};
 

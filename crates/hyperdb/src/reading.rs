@@ -1,0 +1,315 @@
+//! Lookups' hold of the state: [`Reading`], and the decoding of entries
+//! (with the writer's numbering, loading a newer feed list when an entry
+//! names one).
+
+use std::cell::{Ref, RefCell};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLockReadGuard};
+
+use prost::Message;
+
+use crate::db::DbReader;
+use crate::error::{Error, Result};
+use crate::hash;
+use crate::messages::{Header, InflatedEntry};
+use crate::node::Node;
+use crate::put::Batching;
+use crate::trie::{Ptr, Trie};
+use crate::writers::{State, Writer};
+
+impl DbReader {
+    /// Checks writer `id`'s header block, once.
+    pub(crate) fn check_header(&self, id: usize) -> Result<()> {
+        let state = self.state_mut();
+        let w = &state.writers[id];
+        if w.shared.header_checked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let block = w.feed.get(0)?;
+        let header = Header::decode(block.as_slice()).map_err(|e| Error::BadHeader {
+            feed: hex::encode(w.key),
+            reason: e.to_string(),
+        })?;
+        if header.protocol != "hyperdb" {
+            return Err(Error::BadHeader {
+                feed: hex::encode(w.key),
+                reason: format!("its protocol is {:?}", header.protocol),
+            });
+        }
+        w.shared.header_checked.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Takes in writer `feed`'s feed list from its inflated entry
+    /// `inflate` (entry `seq`, `msg`, points to it): new writers are added,
+    /// the numbering rebuilt, content feeds opened.
+    pub(crate) fn load_feeds(
+        &self,
+        state: &mut State,
+        feed: usize,
+        seq: u64,
+        msg: &InflatedEntry,
+        inflate: u64,
+    ) -> Result<()> {
+        let inflated = if inflate == seq {
+            msg.clone()
+        } else {
+            let w = &state.writers[feed];
+            if !w.feed.has(inflate) {
+                return Err(bad_entry(
+                    w,
+                    seq,
+                    format!("its inflated entry {inflate} is missing"),
+                ));
+            }
+            let block = w.feed.get(inflate)?;
+            InflatedEntry::decode(block.as_slice())
+                .map_err(|e| bad_entry(w, seq, format!("its inflated entry {inflate}: {e}")))?
+        };
+        let mut keys = Vec::with_capacity(inflated.feeds.len());
+        for f in &inflated.feeds {
+            let key: [u8; 32] = f.key.as_slice().try_into().map_err(|_| {
+                bad_entry(
+                    &state.writers[feed],
+                    seq,
+                    format!("a listed feed key has {} bytes", f.key.len()),
+                )
+            })?;
+            keys.push(key);
+        }
+        for key in &keys {
+            self.add_writer_to(state, key)?;
+        }
+        let w = &mut state.writers[feed];
+        w.feeds_loaded = Some(inflate);
+        w.feeds_seq = inflate;
+        w.feeds_message = Some(keys);
+        if inflated.content_feed.is_some() {
+            w.content_feed = inflated.content_feed.clone();
+        }
+        state.update_feeds(feed);
+        self.open_content(state, feed)
+    }
+
+    /// Decodes entry `seq` of writer `feed` with the writer's numbering,
+    /// and caches it.
+    pub(crate) fn finish_node(
+        &self,
+        state: &State,
+        feed: usize,
+        seq: u64,
+        msg: InflatedEntry,
+        inflate: u64,
+    ) -> Result<Option<Arc<Node>>> {
+        let w = &state.writers[feed];
+        if msg.clock.len() > w.decode_map.len() {
+            return Err(bad_entry(
+                w,
+                seq,
+                format!(
+                    "its clock names {} feeds but the writer listed {}",
+                    msg.clock.len(),
+                    w.decode_map.len()
+                ),
+            ));
+        }
+        let mut clock = Vec::new();
+        for (i, &local) in w.decode_map.iter().enumerate() {
+            if local == usize::MAX {
+                continue;
+            }
+            if clock.len() <= local {
+                clock.resize(local + 1, 0);
+            }
+            clock[local] = msg.clock.get(i).copied().unwrap_or(0);
+        }
+        let trie =
+            Trie::decode(&msg.trie, &w.decode_map).map_err(|e| bad_entry(w, seq, e.to_string()))?;
+        let feeds = (inflate == seq).then(|| {
+            msg.feeds
+                .iter()
+                .filter_map(|f| f.key.as_slice().try_into().ok())
+                .collect()
+        });
+        let node = Arc::new(Node {
+            path: hash::path(&msg.key, true),
+            key: msg.key,
+            value: msg.value,
+            deleted: msg.deleted.unwrap_or(false),
+            feed,
+            seq,
+            clock,
+            trie,
+            inflate,
+            feeds,
+        });
+        w.shared.cache.insert(seq, node.clone());
+        Ok(Some(node))
+    }
+
+    /// Entry `seq` of writer `feed` as stored: the message with its fields in
+    /// the writer's own numbering of feeds (what the seed's printout shows).
+    /// `None` when the block is not stored here or is the header.
+    pub fn raw_entry(&self, feed: usize, seq: u64) -> Result<Option<InflatedEntry>> {
+        let state = self.state();
+        let Some(w) = state.writers.get(feed) else {
+            return Ok(None);
+        };
+        if seq == 0 || !w.feed.has(seq) {
+            return Ok(None);
+        }
+        let block = w.feed.get(seq)?;
+        InflatedEntry::decode(block.as_slice())
+            .map(Some)
+            .map_err(|e| bad_entry(w, seq, e.to_string()))
+    }
+}
+
+/// Reads that hold the state's read lock from one step to the next (a
+/// lookup takes many), letting go only to load what a step finds new (a
+/// writer's newer feed list, a header to check) under the write lock.
+///
+/// One is made per lookup and dropped at its end: never kept while the
+/// caller may write, and never beside another on the same thread (a
+/// waiting writer would block the second).
+pub(crate) struct Reading<'a> {
+    pub(crate) db: &'a DbReader,
+    pub(crate) guard: RefCell<Option<RwLockReadGuard<'a, State>>>,
+}
+
+impl Reading<'_> {
+    fn state(&self) -> Ref<'_, State> {
+        if self.guard.borrow().is_none() {
+            *self.guard.borrow_mut() = Some(self.db.state());
+        }
+        Ref::map(self.guard.borrow(), |g| &**g.as_ref().expect("just taken"))
+    }
+
+    /// Lets the read lock go, so the write lock can be taken.
+    fn release(&self) {
+        *self.guard.borrow_mut() = None;
+    }
+
+    /// Whether writer `index`'s entries count in answers.
+    pub(crate) fn included(&self, index: usize) -> bool {
+        self.db
+            .registry
+            .get(index)
+            .is_some_and(|w| w.included.load(Ordering::Acquire))
+    }
+
+    /// Loads every writer's latest entry until no new writer turns up.
+    pub(crate) fn discover(&self) -> Result<()> {
+        let mut i = 0;
+        while i < self.db.registry.len() {
+            self.writer_head(i)?;
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// The latest entry of writer `id` (none for a feed with only its header).
+    pub(crate) fn writer_head(&self, id: usize) -> Result<Option<Arc<Node>>> {
+        let w = self.db.registry.get(id).expect("a known writer");
+        let available = w.available.load(Ordering::Acquire);
+        let checked = w.header_checked.load(Ordering::Acquire);
+        if !checked && available > 0 {
+            self.release();
+            self.db.check_header(id)?;
+        }
+        if available < 2 {
+            return Ok(None);
+        }
+        self.node(id, available - 1)
+    }
+
+    /// The current heads: the latest entry of every counted writer, less
+    /// those another head has seen.
+    pub(crate) fn heads(&self) -> Result<Vec<Arc<Node>>> {
+        self.discover()?;
+        let mut nodes = Vec::new();
+        for id in 0..self.db.registry.len() {
+            if !self.included(id) {
+                continue;
+            }
+            if let Some(head) = self.writer_head(id)? {
+                nodes.push(head);
+            }
+        }
+        Ok(crate::node::unseen(&nodes))
+    }
+
+    /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored
+    /// here (yet).
+    pub(crate) fn node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
+        // Decoded entries never change: no lock is needed to find one.
+        let Some(shared) = self.db.registry.get(feed) else {
+            return Ok(None);
+        };
+        if let Some(n) = shared.cache.get_cloned(&seq) {
+            return Ok(Some(n));
+        }
+        let (msg, inflate) = {
+            let state = self.state();
+            let w = &state.writers[feed];
+            if seq == 0 || !w.feed.has(seq) {
+                return Ok(None);
+            }
+            let block = w.feed.get(seq)?;
+            let msg = InflatedEntry::decode(block.as_slice())
+                .map_err(|e| bad_entry(w, seq, e.to_string()))?;
+            let inflate = msg.inflate.unwrap_or(0);
+            if inflate > seq {
+                return Err(bad_entry(
+                    w,
+                    seq,
+                    format!("its inflate pointer ({inflate}) points forward"),
+                ));
+            }
+            if w.feeds_loaded.is_some_and(|l| inflate <= l) {
+                return self.db.finish_node(&state, feed, seq, msg, inflate);
+            }
+            (msg, inflate)
+        };
+        // The entry names a newer feed list than the writer's loaded one:
+        // take the state alone to load it (another thread may have).
+        self.release();
+        {
+            let mut state = self.db.state_mut();
+            if state.writers[feed].feeds_loaded.is_none_or(|l| inflate > l) {
+                self.db.load_feeds(&mut state, feed, seq, &msg, inflate)?;
+            }
+        }
+        self.db.finish_node(&self.state(), feed, seq, msg, inflate)
+    }
+
+    /// A node for a pointer, seeing the entries of a batch being written.
+    pub(crate) fn pointer(&self, ptr: Ptr, batch: Option<&Batching>) -> Result<Option<Arc<Node>>> {
+        let local = self.db.local;
+        if ptr.feed == local {
+            if let Some(batch) = batch {
+                let len = self.state().writers[local].feed.len();
+                if ptr.seq >= len {
+                    return Ok(batch.nodes.get((ptr.seq - len) as usize).cloned());
+                }
+            }
+        }
+        if ptr.feed < self.db.registry.len() && !self.included(ptr.feed) {
+            return Ok(None);
+        }
+        match self.node(ptr.feed, ptr.seq) {
+            Ok(node) => Ok(node),
+            // A damaged entry behind a pointer is skipped, not fatal.
+            Err(Error::BadEntry { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn bad_entry(w: &Writer, seq: u64, reason: String) -> Error {
+    Error::BadEntry {
+        feed: hex::encode(w.key),
+        seq,
+        reason,
+    }
+}

@@ -1,0 +1,287 @@
+//! The writers of an open database: the registry that gives each an id
+//! for good, their feeds, their numbering of each other's feeds
+//! (`encode_map`/`decode_map`), authorization, and what readers find of
+//! them without a lock ([`WriterShared`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLockWriteGuard};
+
+use hypercore_feed::cache::{KeyMap, SharedCache};
+use hypercore_feed::{Feed, Recovery};
+
+use crate::node::Node;
+
+pub(crate) struct Writer {
+    pub(crate) feed: Feed,
+    pub(crate) key: [u8; 32],
+    /// The latest list of feeds this writer published, in its numbering.
+    pub(crate) feeds_message: Option<Vec<[u8; 32]>>,
+    pub(crate) content_feed: Option<Vec<u8>>,
+    pub(crate) feeds_loaded: Option<u64>,
+    pub(crate) feeds_seq: u64,
+    /// Local id → the writer's number for that feed.
+    pub(crate) encode_map: Vec<Option<usize>>,
+    /// The writer's number → local id.
+    pub(crate) decode_map: Vec<usize>,
+    pub(crate) clock: u64,
+    pub(crate) authorized: bool,
+    /// What readers find without the state lock.
+    pub(crate) shared: Arc<WriterShared>,
+    pub(crate) content: Option<Feed>,
+}
+
+/// What readers need of a writer without taking the state lock: its
+/// decoded entries (immutable once decoded), how many entries it has
+/// without a gap, and whether they count. A lookup whose entries are all
+/// cached never waits for an append or a replication in progress.
+pub(crate) struct WriterShared {
+    /// Decoded entries by seq; readers on several threads share it.
+    pub(crate) cache: SharedCache<u64, Arc<Node>>,
+    /// [`Writer::available`], as of the last change to the state.
+    pub(crate) available: AtomicU64,
+    /// Authorized, or this replica's own writer.
+    pub(crate) included: AtomicBool,
+    /// Its header block was checked.
+    pub(crate) header_checked: AtomicBool,
+}
+
+/// The writers' shared parts by id. The registry only grows (ids never
+/// change), in chunks that never move, so readers index it without a
+/// lock; writers are added only under the state's write lock.
+pub(crate) struct Registry {
+    chunks: [OnceLock<Slots>; 48],
+    len: AtomicUsize,
+}
+
+/// One chunk of the registry.
+type Slots = Box<[OnceLock<Arc<WriterShared>>]>;
+
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Registry {
+            chunks: std::array::from_fn(|_| OnceLock::new()),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Chunk `k` holds 32·2^k entries, after the 32·(2^k − 1) before it.
+    fn locate(i: usize) -> (usize, usize) {
+        let chunk = (i / 32 + 1).ilog2() as usize;
+        (chunk, i - 32 * ((1 << chunk) - 1))
+    }
+
+    /// Adds the next writer (the caller holds the state's write lock).
+    fn push(&self, writer: Arc<WriterShared>) {
+        let i = self.len.load(Ordering::Relaxed);
+        let (chunk, at) = Self::locate(i);
+        let slots =
+            self.chunks[chunk].get_or_init(|| (0..32 << chunk).map(|_| OnceLock::new()).collect());
+        if slots[at].set(writer).is_err() {
+            unreachable!("a registry slot is filled once");
+        }
+        self.len.store(i + 1, Ordering::Release);
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&Arc<WriterShared>> {
+        if i >= self.len() {
+            return None;
+        }
+        let (chunk, at) = Self::locate(i);
+        self.chunks[chunk].get()?.get(at)?.get()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+}
+
+impl Writer {
+    fn new(feed: Feed, cache_size: usize) -> Self {
+        Writer {
+            key: *feed.key(),
+            feed,
+            feeds_message: None,
+            content_feed: None,
+            feeds_loaded: None,
+            feeds_seq: 0,
+            encode_map: Vec::new(),
+            decode_map: Vec::new(),
+            clock: 0,
+            authorized: false,
+            shared: Arc::new(WriterShared {
+                cache: SharedCache::new(cache_size),
+                available: AtomicU64::new(0),
+                included: AtomicBool::new(false),
+                header_checked: AtomicBool::new(false),
+            }),
+            content: None,
+        }
+    }
+
+    /// Entries available locally without a gap (the feed may be longer).
+    pub(crate) fn available(&self) -> u64 {
+        self.feed
+            .next_missing(0, self.feed.len())
+            .unwrap_or(self.feed.len())
+    }
+}
+
+/// What changes while a database is open: the writers (a registry that
+/// only grows, so a writer's id never changes), their feeds, numbering and
+/// authorization. Readers share it; an append or a newly found writer takes
+/// it alone, briefly.
+pub(crate) struct State {
+    pub(crate) writers: Vec<Writer>,
+    pub(crate) by_key: KeyMap<usize>,
+    pub(crate) local: usize,
+    pub(crate) authorized_order: Vec<usize>,
+    /// What opening the feeds repaired, by feed folder.
+    pub(crate) recovered: Vec<(String, Recovery)>,
+    /// A feed was changed in a way that may have lost blocks (an audit):
+    /// the next refresh counts every writer's available entries afresh.
+    pub(crate) rescan: bool,
+}
+
+impl State {
+    /// Whether writer `index`'s entries count in answers: authorized writers
+    /// and this replica's own.
+    pub(crate) fn included(&self, index: usize) -> bool {
+        index == self.local || self.writers.get(index).is_some_and(|w| w.authorized)
+    }
+
+    /// Any feed of the database by its key: a writer's or a content feed.
+    pub(crate) fn feed_by_key(&self, key: &[u8; 32]) -> Option<&Feed> {
+        if let Some(&i) = self.by_key.get(key) {
+            return Some(&self.writers[i].feed);
+        }
+        self.writers
+            .iter()
+            .filter_map(|w| w.content.as_ref())
+            .find(|f| f.key() == key)
+    }
+
+    pub(crate) fn feed_by_key_mut(&mut self, key: &[u8; 32]) -> Option<&mut Feed> {
+        if let Some(&i) = self.by_key.get(key) {
+            return Some(&mut self.writers[i].feed);
+        }
+        self.writers
+            .iter_mut()
+            .filter_map(|w| w.content.as_mut())
+            .find(|f| f.key() == key)
+    }
+
+    pub(crate) fn feed(&self, id: usize, content: bool) -> Option<&Feed> {
+        let w = self.writers.get(id)?;
+        if content {
+            w.content.as_ref()
+        } else {
+            Some(&w.feed)
+        }
+    }
+
+    pub(crate) fn authorize_writer(&mut self, id: usize) {
+        if self.writers[id].authorized {
+            return;
+        }
+        self.writers[id].authorized = true;
+        self.writers[id]
+            .shared
+            .included
+            .store(true, Ordering::Release);
+        self.authorized_order.push(id);
+        if self.writers[id].feeds_message.is_some() {
+            self.update_feeds(id);
+        }
+    }
+
+    /// Rebuilds writer `id`'s feed numbering from its latest feed list, and
+    /// authorizes what an authorized writer lists.
+    pub(crate) fn update_feeds(&mut self, id: usize) {
+        let list = self.writers[id].feeds_message.clone().unwrap_or_default();
+        let mut newly = Vec::new();
+        for (i, key) in list.iter().enumerate() {
+            let Some(&local) = self.by_key.get(key) else {
+                continue;
+            };
+            let w = &mut self.writers[id];
+            if w.decode_map.len() <= i {
+                w.decode_map.resize(i + 1, usize::MAX);
+            }
+            w.decode_map[i] = local;
+            if w.encode_map.len() <= local {
+                w.encode_map.resize(local + 1, None);
+            }
+            w.encode_map[local] = Some(i);
+            if w.authorized {
+                newly.push(local);
+            }
+        }
+        for local in newly {
+            self.authorize_writer(local);
+        }
+    }
+
+    pub(crate) fn note_recovery(&mut self, dir: &str, feed: &Feed) {
+        if let Some(recovery) = feed.recovery() {
+            self.recovered.push((dir.to_string(), recovery.clone()));
+        }
+    }
+
+    pub(crate) fn push_writer(
+        &mut self,
+        registry: &Registry,
+        dir: &str,
+        feed: Feed,
+        cache_size: usize,
+    ) -> usize {
+        self.note_recovery(dir, &feed);
+        let id = self.writers.len();
+        self.by_key.insert(*feed.key(), id);
+        let writer = Writer::new(feed, cache_size);
+        writer
+            .shared
+            .available
+            .store(writer.available(), Ordering::Release);
+        registry.push(writer.shared.clone());
+        self.writers.push(writer);
+        id
+    }
+
+    /// Brings what readers see without the lock up to date with the feeds.
+    fn refresh(&mut self) {
+        let rescan = std::mem::take(&mut self.rescan);
+        for w in &self.writers {
+            let len = w.feed.len();
+            let before = w.shared.available.load(Ordering::Relaxed);
+            let start = if rescan || before > len { 0 } else { before };
+            let available = w.feed.next_missing(start, len).unwrap_or(len);
+            if available != before {
+                w.shared.available.store(available, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// The state, held alone; on release, what readers see without the lock
+/// is brought up to date.
+pub(crate) struct StateMut<'a>(pub(crate) RwLockWriteGuard<'a, State>);
+
+impl std::ops::Deref for StateMut<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StateMut<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+impl Drop for StateMut<'_> {
+    fn drop(&mut self) {
+        self.0.refresh();
+    }
+}
