@@ -1089,13 +1089,13 @@ where
                         .into());
                     }
                 }
-                session.tick(&db)?;
+                off_runtime(|| session.tick(&db))?;
             }
             written = write_some(&mut writer, session.outgoing()), if pending => {
                 session.consume(written.map_err(io_error)?);
                 stalled_ticks = 0;
                 if session.has_deferred() {
-                    session.answer_deferred(&db)?;
+                    off_runtime(|| session.answer_deferred(&db))?;
                 }
             }
             read = reader.read(&mut buf) => {
@@ -1104,10 +1104,10 @@ where
                     remote_closed = true;
                     continue;
                 }
-                session.receive(&db, &buf[..n])?;
+                off_runtime(|| session.receive(&db, &buf[..n]))?;
             }
             _ = changes.notified(), if live => {
-                session.local_change(&db)?;
+                off_runtime(|| session.local_change(&db))?;
             }
             _ = async { replaced.as_ref().expect("registered").notified().await }, if replaced.is_some() => {
                 db.sync_pending()?;
@@ -1140,6 +1140,17 @@ where
         return Err(ReplicationError::NoHandshake.into());
     }
     Ok(summary)
+}
+
+/// Runs `f`, which reads and writes the database's files, so that on a
+/// multi-threaded runtime the worker hands its other tasks (other peers'
+/// sessions, the accept loop, timers) to another worker meanwhile. On a
+/// single-threaded runtime there is no other worker to hand them to.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Writes some of `bytes`, flushing once all of them are written; returns
