@@ -3,10 +3,12 @@
 //! per remote peer.
 //!
 //! Two peers that find each other (by discovery, say) often connect both
-//! ways at once. hyperdb 3.5.0's swarm keeps the connection whose
-//! *initiator* (the side that connected) has the smaller peer id, as the
-//! handshakes tell, and closes the other; a replicator applies the same
-//! rule, so a JS peer and a Rust peer agree on which connection lives.
+//! ways at once. The swarm hyperdb 3.5.0 peers join with (discovery-swarm
+//! 5) keeps the connection whose *initiator* (the side that connected) has
+//! the smaller peer id, as the handshakes tell, and closes the other; a
+//! replicator applies the same rule, so that a JS peer and a Rust peer
+//! agree on which connection lives. The rule is tested between Rust
+//! peers; checking it against a JS peer needs the swarm in `interop/`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

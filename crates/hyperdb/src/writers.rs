@@ -146,7 +146,9 @@ impl State {
     /// Whether writer `index`'s entries count in answers: authorized writers
     /// and this replica's own.
     pub(crate) fn included(&self, index: usize) -> bool {
-        index == self.local || self.writers.get(index).is_some_and(|w| w.authorized)
+        self.writers
+            .get(index)
+            .is_some_and(|w| w.shared.included.load(Ordering::Acquire))
     }
 
     /// Any feed of the database by its key: a writer's or a content feed.

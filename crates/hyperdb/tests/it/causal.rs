@@ -9,8 +9,10 @@
 
 use std::collections::BTreeSet;
 
-use hyperdb::{local_sync, Db, DbStorage, OpenOptions};
+use hyperdb::{local_sync, Db};
 use proptest::prelude::*;
+
+use crate::support::memory_db;
 
 const KEYS: [&str; 5] = ["a", "b", "a/x", "c/d/e", "b/y"];
 const REPLICAS: usize = 3;
@@ -45,17 +47,6 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..REPLICAS, 0..REPLICAS).prop_map(|(a, b)| Step::Sync { a, b }),
         2 => (0..REPLICAS, 0..REPLICAS, 0..REPLICAS, 1u8..4).prop_map(|(from, to, writer, fraction)| Step::Partial { from, to, writer, fraction }),
     ]
-}
-
-fn memory_db(key: Option<[u8; 32]>) -> Db {
-    Db::open_storage(
-        DbStorage::memory(),
-        OpenOptions {
-            key,
-            ..Default::default()
-        },
-    )
-    .unwrap()
 }
 
 /// Three replicas, each authorized by the owner and fully synced.

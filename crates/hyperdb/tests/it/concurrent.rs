@@ -6,20 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyperdb::{replicate, Db, DbStorage, Op, OpenOptions, ReplicateOptions};
+use hyperdb::{replicate, Db, Op, ReplicateOptions};
+
+use crate::support::memory_db;
 
 const ENTRIES: usize = 20_000;
-
-fn memory(key: Option<[u8; 32]>) -> Db {
-    Db::open_storage(
-        DbStorage::memory(),
-        OpenOptions {
-            key,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
 
 fn value_of(i: usize) -> Vec<u8> {
     format!("value {i}").into_bytes()
@@ -44,13 +35,13 @@ fn the_handle_is_shared_between_threads() {
 
 #[test]
 fn readers_on_several_threads_see_right_answers_while_a_replication_runs() {
-    let owner = memory(None);
+    let owner = memory_db(None);
     let ops = (0..ENTRIES).map(|i| Op::Put {
         key: format!("k/{i}"),
         value: value_of(i),
     });
     owner.write_all(ops, 1_000).unwrap();
-    let replica = memory(Some(*owner.key()));
+    let replica = memory_db(Some(*owner.key()));
 
     let done = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -121,7 +112,7 @@ fn readers_on_several_threads_see_right_answers_while_a_replication_runs() {
 
 #[test]
 fn writes_from_several_threads_are_made_one_at_a_time_and_all_kept() {
-    let db = memory(None);
+    let db = memory_db(None);
     let writers: Vec<_> = (0..4)
         .map(|t| {
             let db = db.clone();

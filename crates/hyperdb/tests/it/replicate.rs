@@ -2,19 +2,10 @@
 
 use std::time::Duration;
 
-use hyperdb::{replicate, Db, DbStorage, OpenOptions, ReplicateOptions};
+use hyperdb::{replicate, Db, ReplicateOptions};
 use tokio::net::{TcpListener, TcpStream};
 
-fn memory(key: Option<[u8; 32]>) -> Db {
-    Db::open_storage(
-        DbStorage::memory(),
-        OpenOptions {
-            key,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
+use crate::support::memory_db;
 
 fn values(db: &Db, key: &str) -> Vec<String> {
     let mut v: Vec<String> = db
@@ -49,9 +40,9 @@ async fn sync(a: &Db, b: &Db) -> (hyperdb::Summary, hyperdb::Summary) {
 /// An owner and a replica whose writer it authorized, synced once, so each
 /// knows both writers.
 async fn two_writers() -> (Db, Db) {
-    let owner = memory(None);
+    let owner = memory_db(None);
     let key = *owner.key();
-    let other = memory(Some(key));
+    let other = memory_db(Some(key));
     let other_key = *other.local_key();
     owner.authorize(&other_key).unwrap();
     sync(&owner, &other).await;
@@ -60,11 +51,11 @@ async fn two_writers() -> (Db, Db) {
 
 #[tokio::test]
 async fn the_seed_flow_over_tcp() {
-    let db1 = memory(None);
+    let db1 = memory_db(None);
     db1.put("example/first", b"db1 was here").unwrap();
     db1.put("example/second", b"db1 was here").unwrap();
     let key = *db1.key();
-    let db2 = memory(Some(key));
+    let db2 = memory_db(Some(key));
     db2.put("example/third", b"db2 was here").unwrap();
     db2.put("example/second", b"db2 was here").unwrap();
     let db2_local = *db2.local_key();
@@ -90,10 +81,10 @@ async fn the_seed_flow_over_tcp() {
 #[tokio::test]
 async fn a_replica_that_knows_only_the_key_finds_a_chain_of_writers() {
     // owner -> b -> c, each writing; a fresh replica learns all three.
-    let owner = memory(None);
+    let owner = memory_db(None);
     let key = *owner.key();
-    let b = memory(Some(key));
-    let c = memory(Some(key));
+    let b = memory_db(Some(key));
+    let c = memory_db(Some(key));
     owner.put("from/owner", b"o").unwrap();
     let b_key = *b.local_key();
     owner.authorize(&b_key).unwrap();
@@ -105,7 +96,7 @@ async fn a_replica_that_knows_only_the_key_finds_a_chain_of_writers() {
     c.put("from/c", b"c").unwrap();
     sync(&c, &owner).await;
 
-    let fresh = memory(Some(key));
+    let fresh = memory_db(Some(key));
     sync(&owner, &fresh).await;
     let writers = fresh.writers();
     assert_eq!(writers.len(), 4, "source, its own local, b and c");
@@ -192,7 +183,7 @@ async fn two_writers_uploading_to_each_other_at_once_both_finish() {
 /// budget as a server's connections do, all converge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_syncs_converge() {
-    let owner = memory(None);
+    let owner = memory_db(None);
     {
         let db = &owner;
         let ops = (0..1_000).map(|i| hyperdb::Op::Put {
@@ -205,7 +196,7 @@ async fn fifty_concurrent_syncs_converge() {
     let budget = hyperdb::replicate::MemoryBudget::new(8 << 20);
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let replica = memory(Some(key));
+        let replica = memory_db(Some(key));
         let owner = owner.clone();
         let budget = budget.clone();
         tasks.push(tokio::spawn(async move {
@@ -239,8 +230,8 @@ async fn fifty_concurrent_syncs_converge() {
 #[tokio::test]
 async fn a_replicator_keeps_one_connection_per_peer() {
     use hyperdb::Replicator;
-    let owner = memory(None);
-    let replica = memory(Some(*owner.key()));
+    let owner = memory_db(None);
+    let replica = memory_db(Some(*owner.key()));
     let options = |id: u8| ReplicateOptions {
         live: true,
         id: Some([id; 32]),
@@ -295,7 +286,7 @@ async fn a_replicator_keeps_one_connection_per_peer() {
 #[tokio::test]
 async fn a_replicator_drops_a_connection_to_itself() {
     use hyperdb::Replicator;
-    let db = memory(None);
+    let db = memory_db(None);
     let r = Replicator::new(db, ReplicateOptions::default());
     let (x, y) = tokio::io::duplex(1 << 16);
     let (left, right) = tokio::time::timeout(Duration::from_secs(10), async {

@@ -8,19 +8,10 @@ use std::time::Duration;
 use hypercore_feed::SparseBits;
 use hypercore_wire::messages::{Data, DataNode, Have};
 use hypercore_wire::{Event, Message, Protocol, ProtocolOptions};
-use hyperdb::{replicate, Db, DbStorage, OpenOptions, ReplicateOptions};
+use hyperdb::{replicate, Db, ReplicateOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-fn memory(key: Option<[u8; 32]>) -> Db {
-    Db::open_storage(
-        DbStorage::memory(),
-        OpenOptions {
-            key,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
+use crate::support::memory_db;
 
 fn values(db: &Db, key: &str) -> Vec<String> {
     db.get(key)
@@ -84,7 +75,7 @@ impl Fake {
 /// A database with a few entries, and a replica that knows only its key,
 /// replicating with a fake peer that has the owner's feed.
 fn owner_with_entries() -> Db {
-    let owner = memory(None);
+    let owner = memory_db(None);
     for i in 0..5 {
         owner
             .put(&format!("k{i}"), format!("v{i}").as_bytes())
@@ -116,7 +107,7 @@ fn fake_peer(db: &Db, key: &[u8; 32], capacity: usize) -> (Fake, Session) {
 /// that serves the owner's feed.
 async fn fake_serving(owner: &Db) -> (Fake, Session, Db) {
     let key = *owner.key();
-    let replica = memory(Some(key));
+    let replica = memory_db(Some(key));
     let (mut fake, session) = fake_peer(&replica, &key, 1 << 20);
     fake.flush().await;
     (fake, session, replica)
@@ -248,14 +239,14 @@ async fn a_peer_that_stalls_times_out() {
 
 #[tokio::test]
 async fn a_connection_cut_halfway_keeps_what_verified_and_resumes() {
-    let owner = memory(None);
+    let owner = memory_db(None);
     let ops = (0..3000).map(|i| hyperdb::Op::Put {
         key: format!("key/{i}"),
         value: vec![b'x'; 200],
     });
     owner.write_all(ops, 300).unwrap();
     let key = *owner.key();
-    let replica = memory(Some(key));
+    let replica = memory_db(Some(key));
     let (x, y) = tokio::io::duplex(1 << 16);
     let server = tokio::spawn(replicate(owner.clone(), x, ReplicateOptions::default()));
     let client = tokio::spawn(replicate(replica.clone(), y, ReplicateOptions::default()));
@@ -301,7 +292,7 @@ async fn a_connection_cut_halfway_keeps_what_verified_and_resumes() {
 async fn an_unauthorized_writer_never_reaches_the_answers() {
     let owner = owner_with_entries();
     let key = *owner.key();
-    let stranger = memory(Some(key));
+    let stranger = memory_db(Some(key));
     stranger.put("k0", b"overwritten by a stranger").unwrap();
     stranger.put("stranger", b"was here").unwrap();
     let (left, right) = sync(&owner, &stranger).await;
@@ -324,7 +315,7 @@ async fn the_onwrite_hook_sees_entries_and_can_refuse_them() {
     let owner = owner_with_entries();
     let key = *owner.key();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let replica = memory(Some(key));
+    let replica = memory_db(Some(key));
     let seen2 = seen.clone();
     let hook: hyperdb::replicate::OnWrite =
         Arc::new(move |e: &hyperdb::replicate::IncomingEntry| {

@@ -1,11 +1,24 @@
-//! Helpers shared by the integration tests that check answers: the causal
-//! rule computed by reading every entry, and the JS reference's dumps.
+//! Helpers shared by the integration tests: databases in memory, the
+//! causal rule computed by reading every entry, and the JS reference's dumps.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use hyperdb::{Db, Node};
+use hyperdb::{Db, DbStorage, Node, OpenOptions};
 use serde_json::Value;
+
+/// A database in memory: a new one (you own it), or with `key` a replica
+/// of that database with its own writer.
+pub fn memory_db(key: Option<[u8; 32]>) -> Db {
+    Db::open_storage(
+        DbStorage::memory(),
+        OpenOptions {
+            key,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
 
 /// The causal rule, computed from every entry the replica holds: the writes
 /// to `key` that no other write to it has seen, deletes left out.
