@@ -189,6 +189,60 @@ async fn data_that_does_not_verify_is_rejected_and_nothing_is_stored() {
     assert_eq!(values(&replica, "k3"), ["v3"]);
 }
 
+/// Blocks that arrive together are stored together; when a later one in
+/// the same input does not verify, the session fails but the ones that
+/// verified before it are kept.
+#[tokio::test]
+async fn what_verified_is_kept_when_a_later_block_of_the_same_input_does_not() {
+    let owner = owner_with_entries();
+    let (mut fake, session, replica) = fake_serving(&owner).await;
+    let dk = hypercore_feed::crypto::discovery_key(owner.key());
+    fake.read(200).await;
+    fake.protocol.send(
+        &dk,
+        &Message::Have(Have {
+            start: 0,
+            length: Some(6),
+            bitfield: None,
+            ack: None,
+        }),
+    );
+    fake.flush().await;
+    let requests = |messages: &[Message]| -> Vec<u64> {
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Request(r) => Some(r.index),
+                _ => None,
+            })
+            .collect()
+    };
+    // The last block comes first, alone; then the rest are asked for.
+    let asked = requests(&fake.read(300).await);
+    assert_eq!(asked, [5]);
+    fake.protocol
+        .send(&dk, &Message::Data(proof_data(&owner, 5)));
+    fake.flush().await;
+    let asked = requests(&fake.read(300).await);
+    assert!(asked.len() >= 2, "the rest is asked for: {asked:?}");
+    let (good, bad) = (asked[0], asked[1]);
+    let mut forged = proof_data(&owner, bad);
+    forged.value = Some(b"not what was signed".to_vec().into());
+    // Both in one write, so the replica reads them as one input.
+    fake.protocol
+        .send(&dk, &Message::Data(proof_data(&owner, good)));
+    fake.protocol.send(&dk, &Message::Data(forged));
+    fake.flush().await;
+    expect_error(session, "does not verify").await;
+    let feed = replica.feed(0).unwrap();
+    assert!(feed.has(5) && feed.has(good), "what verified is kept");
+    assert!(!feed.has(bad), "the forged block is not");
+    assert_eq!(
+        feed.get(good).unwrap(),
+        owner.feed(0).unwrap().get(good).unwrap()
+    );
+}
+
 #[tokio::test]
 async fn garbage_an_oversized_frame_or_an_unknown_type_end_the_connection() {
     for (bytes, needle) in [
