@@ -1121,7 +1121,8 @@ async fn watch_changes<D: std::ops::Deref<Target = DbReader>>(
     mut db: D,
     reopen: Option<impl Fn() -> Result<D, Failure>>,
 ) -> CliResult {
-    let changes = db.changes();
+    let changes = db.subscribe();
+    changes.want_all();
     let (mut watch, mut version) = (db.watch(prefix)?, db.version()?);
     let mut out = io::stdout();
     writeln!(
@@ -1133,7 +1134,7 @@ async fn watch_changes<D: std::ops::Deref<Target = DbReader>>(
     out.flush()?;
     loop {
         tokio::select! {
-            _ = changes.notified() => {}
+            _ = changes.changed() => {}
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
                 if let Some(reopen) = &reopen {
                     db = reopen()?;

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use hypercore_feed::cache::KeyMap;
 use hypercore_feed::{Durability, Feed, FeedOptions, Recovery};
 
+use crate::changes::{Changes, Subscription};
 use crate::error::{Error, Result};
 use crate::iter::{Iter, IterOptions};
 use crate::node::Node;
@@ -140,7 +141,7 @@ pub struct DbReader {
     pub(crate) state: RwLock<State>,
     pub(crate) registry: Registry,
     pub(crate) cache_size: usize,
-    changes: Arc<tokio::sync::Notify>,
+    changes: Changes,
     pub(crate) content_enabled: bool,
     /// Feeds are opened read-only, and none is created.
     read_only: bool,
@@ -279,6 +280,7 @@ impl DbReader {
             authorized_order: Vec::new(),
             recovered: Vec::new(),
             rescan: false,
+            feed_set: 0,
         };
         let registry = Registry::new();
         let key = *source.key();
@@ -305,7 +307,7 @@ impl DbReader {
             .included
             .store(true, Ordering::Release);
         state.authorize_writer(0);
-        let db = DbReader {
+        let mut db = DbReader {
             discovery_key,
             key,
             local: state.local,
@@ -314,7 +316,7 @@ impl DbReader {
             registry,
             cache_size,
             storage,
-            changes: Arc::new(tokio::sync::Notify::new()),
+            changes: Changes::new(0),
             content_enabled: options.content_feed,
             read_only,
             durability: options.durability,
@@ -322,6 +324,8 @@ impl DbReader {
         if db.content_enabled {
             db.open_local_content()?;
         }
+        let feed_set = db.state().feed_set;
+        db.changes = Changes::new(feed_set);
         Ok(db)
     }
 
@@ -382,15 +386,33 @@ impl DbReader {
         &self.storage
     }
 
-    /// Wakes whoever waits for a change (a local write or a replicated
-    /// block), such as a live replication that announces new blocks.
-    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
-        self.changes.clone()
+    /// A subscriber to this database's changes: it is woken when a feed it
+    /// wants grows (by a local write or a replicated block) or when the set
+    /// of replicated feeds changes. A live replication session wants the
+    /// feeds its peer wants; a watch wants all of them.
+    ///
+    /// ```
+    /// # use hyperdb::{Db, DbStorage, OpenOptions};
+    /// let db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    /// let changes = db.subscribe();
+    /// changes.want([*db.local_key()]);
+    /// db.put("a", b"1").unwrap();
+    /// assert_eq!(changes.try_changed().unwrap().feeds, vec![*db.local_key()]);
+    /// ```
+    pub fn subscribe(&self) -> Subscription {
+        self.changes.subscribe()
     }
 
-    /// Signals a change to [`DbReader::changes`] waiters.
-    pub fn changed(&self) {
-        self.changes.notify_waiters();
+    /// Publishes that `feeds` grew to the subscribers that want them, and a
+    /// change of the feed set to all when there was one. Writers found in
+    /// the new entries are looked for first, so the feed set is current.
+    /// `from` is the publisher's own subscription, which is not woken.
+    pub(crate) fn changed(&self, feeds: &[[u8; 32]], from: Option<&Subscription>) {
+        // The change happened whatever this finds: a feed list that cannot
+        // be read now fails the next read that needs it, which says why.
+        let _ = self.discover();
+        let feed_set = self.state().feed_set;
+        self.changes.publish(feeds, feed_set, from);
     }
 
     /// Whether this replica owns the database (its writer is the source).
@@ -472,6 +494,7 @@ impl DbReader {
         state.note_recovery(&dir, &feed);
         state.writers[local].content_feed = Some(pair.public_key.to_vec());
         state.writers[local].content = Some(feed);
+        state.feed_set += 1;
         Ok(())
     }
 
@@ -492,6 +515,7 @@ impl DbReader {
         let feed = self.storage.open_feed(&dir, self.feed_options(Some(key)))?;
         state.note_recovery(&dir, &feed);
         state.writers[id].content = Some(feed);
+        state.feed_set += 1;
         Ok(())
     }
 

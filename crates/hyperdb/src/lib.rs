@@ -24,6 +24,7 @@
 //! assert!(db1.authorize(db2.key()).is_err());
 //! ```
 
+mod changes;
 mod db;
 mod diff;
 mod error;
@@ -45,6 +46,7 @@ pub mod trie;
 mod write;
 mod writers;
 
+pub use changes::{Changed, Subscription};
 pub use db::{DbReader, FeedReader, GetOptions, Op, OpenOptions, WriterInfo};
 pub use diff::{Change, Watch};
 pub use error::{Error, ReplicationError, Result};

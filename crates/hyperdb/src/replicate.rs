@@ -28,6 +28,7 @@ use hypercore_wire::messages::{Data, DataNode, Have, Info, Request, Want};
 use hypercore_wire::{Event, Message, Protocol, ProtocolOptions, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::changes::{Changed, Subscription};
 use crate::error::{Error, ReplicationError, Result};
 use crate::messages::InflatedEntry;
 use crate::write::Db;
@@ -287,6 +288,9 @@ pub struct Session {
     /// The tree nodes of `verified`, by feed: later blocks of the batch are
     /// checked against them as if they were stored.
     pending_nodes: KeyMap<IndexMap<TreeNode>>,
+    /// A live session's subscription to the database's changes: it wants
+    /// the feeds the peer wants, so growth elsewhere does not wake it.
+    subscription: Option<Subscription>,
 }
 
 impl std::fmt::Debug for Session {
@@ -324,7 +328,11 @@ impl Session {
             backlog_limit: MAX_BACKLOG,
             verified: Vec::new(),
             pending_nodes: KeyMap::default(),
+            subscription: None,
         };
+        if session.options.live {
+            session.subscription = Some(db.subscribe());
+        }
         db.discover()?;
         session.open_authorized(db)?;
         Ok(session)
@@ -506,35 +514,84 @@ impl Session {
     }
 
     /// Announces blocks the database gained since the last call (local
-    /// writes, or blocks from other peers) to a live peer.
+    /// writes, or blocks from other peers) to a live peer, in every feed.
     pub fn local_change(&mut self, db: &Db) -> Result<()> {
         db.discover()?;
         self.open_authorized(db)?;
         for (dk, peer) in self.peers.iter_mut() {
-            if !peer.remote_want || peer.stage == Stage::Closed {
-                continue;
-            }
-            let Some(available) = db.read_feed(&peer.key, |feed| {
-                feed.next_missing(0, feed.len()).unwrap_or(feed.len())
-            }) else {
-                continue;
-            };
-            if available > peer.announced {
-                let start = peer.announced;
-                let length = available - start;
-                self.protocol.send(
-                    dk,
-                    &Message::Have(Have {
-                        start,
-                        length: (length > 1).then_some(length),
-                        bitfield: None,
-                        ack: None,
-                    }),
-                );
-                peer.announced = available;
+            Self::announce(&mut self.protocol, db, dk, peer);
+        }
+        self.want_what_the_peer_wants();
+        Ok(())
+    }
+
+    /// A live session's subscription to the database's changes (`None` for
+    /// a one-shot session): what it returns goes to
+    /// [`on_changes`](Self::on_changes).
+    pub fn subscription(&self) -> Option<&Subscription> {
+        self.subscription.as_ref()
+    }
+
+    /// Announces to a live peer what `changed` reports: new blocks of the
+    /// feeds named, and channels for feeds that joined the database. Only
+    /// those feeds are looked at.
+    pub fn on_changes(&mut self, db: &Db, changed: &Changed) -> Result<()> {
+        if changed.feed_set {
+            db.discover()?;
+            self.open_authorized(db)?;
+        }
+        for key in &changed.feeds {
+            let dk = hypercore_feed::crypto::discovery_key(key);
+            if let Some(peer) = self.peers.get_mut(&dk) {
+                Self::announce(&mut self.protocol, db, &dk, peer);
             }
         }
+        self.want_what_the_peer_wants();
         Ok(())
+    }
+
+    /// Sends a Have for the blocks of `peer`'s feed stored here (without a
+    /// gap) beyond those already announced, if the peer wants them.
+    fn announce(protocol: &mut Protocol, db: &Db, dk: &[u8; 32], peer: &mut Peer) {
+        if !peer.remote_want || peer.stage == Stage::Closed {
+            return;
+        }
+        let Some(available) = db.read_feed(&peer.key, |feed| {
+            feed.next_missing(0, feed.len()).unwrap_or(feed.len())
+        }) else {
+            return;
+        };
+        if available > peer.announced {
+            let start = peer.announced;
+            let length = available - start;
+            protocol.send(
+                dk,
+                &Message::Have(Have {
+                    start,
+                    length: (length > 1).then_some(length),
+                    bitfield: None,
+                    ack: None,
+                }),
+            );
+            peer.announced = available;
+        }
+    }
+
+    /// Points the subscription at the feeds the peer wants and that are
+    /// still open.
+    fn want_what_the_peer_wants(&mut self) {
+        let Some(subscription) = &self.subscription else {
+            return;
+        };
+        let wanted: Vec<[u8; 32]> = self
+            .peers
+            .values()
+            .filter(|p| p.remote_want && p.stage != Stage::Closed)
+            .map(|p| p.key)
+            .collect();
+        if !subscription.wants_exactly(&wanted) {
+            subscription.want(wanted);
+        }
     }
 
     fn process(&mut self, db: &Db) -> Result<()> {
@@ -632,7 +689,7 @@ impl Session {
                 progress(key, received, *length);
             }
         }
-        db.changed();
+        db.changed(&touched, self.subscription.as_ref());
         stored?;
         Ok(true)
     }
@@ -1046,11 +1103,11 @@ pub(crate) async fn drive<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let changes = db.changes();
     let live = options.live;
     let tick_every = options.timeout / 4;
     let mut share = Share::new(options.budget.clone().unwrap_or_default());
     let mut session = Session::new(&db, options)?;
+    let subscription = session.subscription().cloned();
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
     let mut ticker = tokio::time::interval(tick_every);
@@ -1106,8 +1163,8 @@ where
                 }
                 off_runtime(|| session.receive(&db, &buf[..n]))?;
             }
-            _ = changes.notified(), if live => {
-                off_runtime(|| session.local_change(&db))?;
+            changed = async { subscription.as_ref().expect("live").changed().await }, if live => {
+                off_runtime(|| session.on_changes(&db, &changed))?;
             }
             _ = async { replaced.as_ref().expect("registered").notified().await }, if replaced.is_some() => {
                 db.sync_pending()?;

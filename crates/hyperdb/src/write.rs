@@ -159,7 +159,12 @@ impl Db {
         let _writing = self.writing();
         let mut state = self.state_mut();
         state.rescan = true;
-        state.writers[self.local].content.as_mut().map(f)
+        let content = state.writers[self.local].content.as_mut()?;
+        let key = *content.key();
+        let result = f(content);
+        drop(state);
+        self.changed(&[key], None);
+        Some(result)
     }
 
     /// Runs `f` on the feed of writer `index`, to write to it directly:
@@ -170,7 +175,12 @@ impl Db {
         let mut state = self.state_mut();
         // `f` may drop blocks (an audit does): count them afresh.
         state.rescan = true;
-        state.writers.get_mut(index).map(|w| f(&mut w.feed))
+        let feed = &mut state.writers.get_mut(index)?.feed;
+        let key = *feed.key();
+        let result = f(feed);
+        drop(state);
+        self.changed(&[key], None);
+        Some(result)
     }
 
     /// With [`Durability::Fsync`](hypercore_feed::Durability), syncs the
@@ -262,7 +272,7 @@ impl Db {
             appended?;
         }
         self.cache(local, node.clone());
-        self.changed();
+        self.changed(&[*self.local_key()], None);
         Ok(node)
     }
 
@@ -313,7 +323,7 @@ impl Db {
         for node in &batch.nodes {
             self.cache(local, node.clone());
         }
-        self.changed();
+        self.changed(&[*self.local_key()], None);
         Ok(batch.nodes)
     }
 

@@ -140,6 +140,10 @@ pub(crate) struct State {
     /// A feed was changed in a way that may have lost blocks (an audit):
     /// the next refresh counts every writer's available entries afresh.
     pub(crate) rescan: bool,
+    /// Moves whenever the set of feeds the database replicates changes (a
+    /// writer authorized, a content feed opened), so subscribers to
+    /// changes know to look for new feeds.
+    pub(crate) feed_set: u64,
 }
 
 impl State {
@@ -186,6 +190,7 @@ impl State {
             return;
         }
         self.writers[id].authorized = true;
+        self.feed_set += 1;
         self.writers[id]
             .shared
             .included

@@ -300,3 +300,89 @@ async fn a_replicator_drops_a_connection_to_itself() {
     }
     assert_eq!(r.peers(), 0);
 }
+
+/// Waits (up to 20 s) until `done` holds.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Connects `a` and `b` with live sessions over an in-memory stream.
+fn live_pair(a: &Db, b: &Db) -> [tokio::task::JoinHandle<hyperdb::Result<hyperdb::Summary>>; 2] {
+    let live = ReplicateOptions {
+        live: true,
+        ..Default::default()
+    };
+    let (x, y) = tokio::io::duplex(64 << 10);
+    [
+        tokio::spawn(replicate(a.clone(), x, live.clone())),
+        tokio::spawn(replicate(b.clone(), y, live)),
+    ]
+}
+
+/// A hub between live peers relays: a block one peer sends wakes the hub's
+/// sessions whose peers want that feed, and a writer the hub authorizes
+/// meanwhile joins every session, so its writes reach every peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_hub_relays_writes_and_new_writers_between_its_peers() {
+    let hub = memory_db(None);
+    let key = *hub.key();
+    let (b, c) = (memory_db(Some(key)), memory_db(Some(key)));
+    hub.authorize(b.local_key()).unwrap();
+    hub.authorize(c.local_key()).unwrap();
+    let mut tasks = Vec::new();
+    tasks.extend(live_pair(&hub, &b));
+    tasks.extend(live_pair(&hub, &c));
+    b.put("from/b", b"b").unwrap();
+    c.put("from/c", b"c").unwrap();
+    wait_until("b's and c's writes cross the hub", || {
+        values(&b, "from/c") == ["c"] && values(&c, "from/b") == ["b"]
+    })
+    .await;
+
+    let d = memory_db(Some(key));
+    hub.authorize(d.local_key()).unwrap();
+    d.put("from/d", b"d").unwrap();
+    tasks.extend(live_pair(&hub, &d));
+    wait_until("d's write reaches b and c through the hub", || {
+        values(&b, "from/d") == ["d"] && values(&c, "from/d") == ["d"]
+    })
+    .await;
+    b.put("again/b", b"b2").unwrap();
+    wait_until("a later write reaches d", || {
+        values(&d, "again/b") == ["b2"]
+    })
+    .await;
+    for task in tasks {
+        task.abort();
+    }
+}
+
+/// A subscriber hears of the feeds it wants and of writers joining, not of
+/// other feeds' growth.
+#[test]
+fn a_subscription_hears_only_of_the_feeds_it_wants() {
+    let owner = memory_db(None);
+    let other = memory_db(Some(*owner.key()));
+    let (mine, elsewhere, everything) = (owner.subscribe(), owner.subscribe(), owner.subscribe());
+    mine.want([*owner.local_key()]);
+    elsewhere.want([*other.local_key()]);
+    everything.want_all();
+    owner.put("a", b"1").unwrap();
+    assert_eq!(mine.try_changed().unwrap().feeds, [*owner.local_key()]);
+    assert_eq!(
+        everything.try_changed().unwrap().feeds,
+        [*owner.local_key()]
+    );
+    assert_eq!(elsewhere.try_changed(), None);
+
+    owner.authorize(other.local_key()).unwrap();
+    let changed = elsewhere
+        .try_changed()
+        .expect("a new writer concerns everyone");
+    assert!(changed.feed_set && changed.feeds.is_empty());
+    assert!(mine.try_changed().unwrap().feed_set);
+}
