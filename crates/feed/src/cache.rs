@@ -94,23 +94,40 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// A copy of the entry for `key`, marking it as recently used: one
     /// lookup when the entry is recent, where [`Cache::get`] needs two.
     pub fn get_cloned(&mut self, key: &K) -> Option<V> {
+        self.get_cloned_evicting(key).0
+    }
+
+    /// [`Cache::get_cloned`], handing back the generation it evicted (if
+    /// the promotion of an old entry turned the generations over) for the
+    /// caller to drop when it likes.
+    fn get_cloned_evicting(&mut self, key: &K) -> (Option<V>, Option<Map<K, V>>) {
         if let Some(value) = self.young.get(key) {
-            return Some(value.clone());
+            return (Some(value.clone()), None);
         }
-        let value = self.old.remove(key)?;
-        self.insert(key.clone(), value.clone());
-        Some(value)
+        let Some(value) = self.old.remove(key) else {
+            return (None, None);
+        };
+        let evicted = self.insert_evicting(key.clone(), value.clone());
+        (Some(value), evicted)
     }
 
     /// Adds or replaces an entry.
     pub fn insert(&mut self, key: K, value: V) {
+        self.insert_evicting(key, value);
+    }
+
+    /// [`Cache::insert`], handing back the generation it evicted, if any.
+    fn insert_evicting(&mut self, key: K, value: V) -> Option<Map<K, V>> {
+        let mut evicted = None;
         if self.young.len() >= self.generation && !self.young.contains_key(&key) {
-            // The old generation goes; its table, as large as a full
-            // generation, takes the new entries.
-            std::mem::swap(&mut self.young, &mut self.old);
-            self.young.clear();
+            // The old generation goes, the young one becomes old, and a
+            // new table as large as a generation takes the new entries.
+            let young = Map::with_capacity_and_hasher(self.generation, Default::default());
+            let old = std::mem::replace(&mut self.young, young);
+            evicted = Some(std::mem::replace(&mut self.old, old));
         }
         self.young.insert(key, value);
+        evicted
     }
 
     /// Removes an entry.
@@ -175,12 +192,17 @@ impl<K: Hash + Eq + Clone, V: Clone> SharedCache<K, V> {
 
     /// A copy of the entry for `key`, marking it as recently used.
     pub fn get_cloned(&self, key: &K) -> Option<V> {
-        self.shard(key).get_cloned(key)
+        let (value, evicted) = self.shard(key).get_cloned_evicting(key);
+        // Entries dropped after the shard's lock is let go: freeing a
+        // generation takes long enough to hold up other readers.
+        drop(evicted);
+        value
     }
 
     /// Adds or replaces an entry.
     pub fn insert(&self, key: K, value: V) {
-        self.shard(&key).insert(key, value);
+        let evicted = self.shard(&key).insert_evicting(key, value);
+        drop(evicted);
     }
 
     /// Removes an entry.
