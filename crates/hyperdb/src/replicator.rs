@@ -7,8 +7,8 @@
 //! 5) keeps the connection whose *initiator* (the side that connected) has
 //! the smaller peer id, as the handshakes tell, and closes the other; a
 //! replicator applies the same rule, so that a JS peer and a Rust peer
-//! agree on which connection lives. The rule is tested between Rust
-//! peers; checking it against a JS peer needs the swarm in `interop/`.
+//! agree on which connection lives (tested against a JS peer on
+//! hyperdiscovery 8).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,8 +73,6 @@ impl Inner {
 
 struct Connection {
     serial: u64,
-    /// The id of the side that opened the connection.
-    initiator_id: Vec<u8>,
     /// Ends the connection's session when another one is kept instead.
     replaced: Arc<Notify>,
 }
@@ -166,16 +164,19 @@ impl Registrar for Registration<'_> {
         if remote_id == self.inner.id {
             return duplicate("it is this replicator itself");
         }
-        let initiator_id = if self.initiator {
-            self.inner.id.to_vec()
+        let (initiator_id, other_id) = if self.initiator {
+            (&self.inner.id[..], remote_id)
         } else {
-            remote_id.to_vec()
+            (remote_id, &self.inner.id[..])
         };
         let mut connections = self.inner.connections();
         if let Some(kept) = connections.get(remote_id) {
-            // The smaller initiator id wins; on a tie (both opened by the
-            // same side) the connection already there stays.
-            if kept.initiator_id <= initiator_id {
+            // discovery-swarm 5's rule, decided on the new connection alone:
+            // opened by the peer with the larger id, it goes; opened by the
+            // smaller, it replaces the one there. So the connection opened
+            // by the smaller id is kept, and of two opened by one side, the
+            // older when that side's id is the larger, else the newer.
+            if initiator_id > other_id {
                 return duplicate("another connection to it was kept");
             }
             kept.replaced.notify_one();
@@ -185,7 +186,6 @@ impl Registrar for Registration<'_> {
             remote_id.to_vec(),
             Connection {
                 serial: self.serial,
-                initiator_id,
                 replaced: replaced.clone(),
             },
         );

@@ -69,7 +69,7 @@ pub fn ensure_reference() {
             run_npm_ci(&dir);
             if !reference_installed(&dir) {
                 panic!(
-                    "`npm ci` succeeded in {} but node_modules/hyperdb/package.json is still missing",
+                    "`npm ci` succeeded in {} but a package of package.json is still missing from node_modules",
                     dir.display()
                 );
             }
@@ -151,7 +151,14 @@ fn run(script: &str, args: &[&str]) -> Result<serde_json::Value, (ExitStatus, St
 
 /// Whether the JS reference is installed in `dir` (the interop folder).
 fn reference_installed(dir: &Path) -> bool {
-    dir.join("node_modules/hyperdb/package.json").is_file()
+    // Every package `interop/package.json` names: an install made before
+    // one was added is made again.
+    ["hyperdb", "hyperdiscovery"].iter().all(|name| {
+        dir.join("node_modules")
+            .join(name)
+            .join("package.json")
+            .is_file()
+    })
 }
 
 /// Finds an executable called `name` on PATH (also trying the usual Windows

@@ -282,6 +282,73 @@ async fn a_replicator_keeps_one_connection_per_peer() {
     x_b.abort();
 }
 
+/// Of two connections opened by the same side, one after the other, both
+/// sides keep the newer when that side's id is the smaller and the older
+/// when it is the larger: discovery-swarm 5 decides on each new connection
+/// alone, by who opened it.
+#[tokio::test]
+async fn of_two_connections_opened_by_one_side_both_sides_keep_the_same() {
+    use hyperdb::Replicator;
+    for (opener_id, other_id, newer_kept) in [(1u8, 2u8, true), (2, 1, false)] {
+        let owner = memory_db(None);
+        let replica = memory_db(Some(*owner.key()));
+        let options = |id: u8| ReplicateOptions {
+            live: true,
+            id: Some([id; 32]),
+            ..Default::default()
+        };
+        let a = Replicator::new(owner.clone(), options(opener_id));
+        let b = Replicator::new(replica.clone(), options(other_id));
+        let connect = || {
+            let (x, y) = tokio::io::duplex(1 << 16);
+            let (a, b) = (a.clone(), b.clone());
+            [
+                tokio::spawn(async move { a.run(x, true).await }),
+                tokio::spawn(async move { b.run(y, false).await }),
+            ]
+        };
+        let older = connect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while (a.peers(), b.peers()) != (1, 1) {
+            assert!(tokio::time::Instant::now() < deadline, "first handshake");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let newer = connect();
+        let (gone, kept) = if newer_kept {
+            (older, newer)
+        } else {
+            (newer, older)
+        };
+        // Both ends finish; the side that decides first ends as a
+        // duplicate (the other may see the connection close first).
+        let mut ended = Vec::new();
+        for end in gone {
+            let result = tokio::time::timeout(Duration::from_secs(10), end)
+                .await
+                .expect("the connection not kept ends")
+                .unwrap();
+            ended.push(result);
+        }
+        assert!(
+            ended.iter().any(|r| matches!(
+                r,
+                Err(hyperdb::Error::Replication(
+                    hyperdb::ReplicationError::Duplicate { .. }
+                ))
+            )),
+            "{ended:?}"
+        );
+        assert!(
+            kept.iter().all(|t| !t.is_finished()),
+            "ids {opener_id}, {other_id}"
+        );
+        assert_eq!((a.peers(), b.peers()), (1, 1));
+        for t in kept {
+            t.abort();
+        }
+    }
+}
+
 /// A replicator connected to itself drops the connection.
 #[tokio::test]
 async fn a_replicator_drops_a_connection_to_itself() {

@@ -393,3 +393,110 @@ async fn a_large_database_crosses_to_and_from_the_reference() {
         );
     }
 }
+
+/// A JS peer on hyperdiscovery 8 (discovery-swarm 5) and a Rust
+/// `Replicator` that connect to each other at once keep the same one of the
+/// two connections, the one opened by the smaller peer id, and replicate
+/// live over it. Run with the Rust id below and above any JS id, so each
+/// side's connection is the one kept once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_swarm_peer_and_a_replicator_keep_the_same_one_of_two_connections() {
+    for rust_id in [[0u8; 32], [0xff; 32]] {
+        connect_both_ways(rust_id).await;
+    }
+}
+
+async fn connect_both_ways(rust_id: [u8; 32]) {
+    use hyperdb::Replicator;
+    use tokio::task::block_in_place;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut js = NodeProcess::spawn("swarm-peer.js", &[p(&tmp.path().join("js"))]);
+    let hello = js.read_json();
+    let js_port = hello["port"].as_u64().unwrap() as u16;
+    let key: [u8; 32] = hex::decode(hello["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let js_id = hex::decode(hello["id"].as_str().unwrap()).unwrap();
+    let db = Db::open_with(
+        tmp.path().join("rust"),
+        OpenOptions {
+            key: Some(key),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let replicator = Replicator::new(
+        db.clone(),
+        ReplicateOptions {
+            live: true,
+            id: Some(rust_id),
+            ..Default::default()
+        },
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rust_port = listener.local_addr().unwrap().port();
+    let r = replicator.clone();
+    let accepting = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let r = r.clone();
+            tokio::spawn(async move { r.run(socket, false).await });
+        }
+    });
+    // Each side opens a connection to the other, as two peers that found
+    // each other do.
+    block_in_place(|| js.command(&json!({"connect": rust_port})));
+    let socket = TcpStream::connect(("127.0.0.1", js_port)).await.unwrap();
+    let r = replicator.clone();
+    let dialed = tokio::spawn(async move { r.run(socket, true).await });
+
+    let js_opened_the_kept_one = js_id.as_slice() < rust_id.as_slice();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let js_view = loop {
+        let view = block_in_place(|| js.command(&json!({"connections": true})));
+        let settled = view["connections"].as_array().unwrap().len() == 1
+            && view["redundant"].as_u64().unwrap() >= 1
+            && replicator.peers() == 1
+            && dialed.is_finished() == js_opened_the_kept_one;
+        if settled {
+            break view;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "one connection should remain on both sides: JS has {view}, Rust {} peer(s), \
+             the connection Rust opened finished: {}",
+            replicator.peers(),
+            dialed.is_finished()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let kept = &js_view["connections"][0];
+    assert_eq!(kept["id"], json!(hex::encode(rust_id)), "JS saw our id");
+    assert_eq!(
+        kept["initiator"],
+        json!(js_opened_the_kept_one),
+        "JS keeps the connection opened by the smaller id"
+    );
+
+    // The kept connection carries live writes, and stays.
+    block_in_place(|| js.command(&json!({"put": {"key": "over/swarm", "value": "yes"}})));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while values(&db, "over/swarm") != BTreeSet::from(["yes".to_string()]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the JS peer's write arrives"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = block_in_place(|| js.command(&json!({"connections": true})));
+    assert_eq!(
+        again["connections"], js_view["connections"],
+        "no reconnection"
+    );
+    assert_eq!(replicator.peers(), 1);
+
+    block_in_place(|| js.finish());
+    accepting.abort();
+    dialed.abort();
+}

@@ -1,0 +1,87 @@
+// swarm-peer.js DIR [--key DBKEYHEX]
+//
+// Opens (or creates) the hyperdb in DIR and joins its swarm the way
+// hyperdb 3.5.0 applications did, with hyperdiscovery 8 (discovery-swarm 5
+// with a live replication stream per connection), TCP only, with neither
+// the DHT nor DNS discovery: peers are added by command. Prints one line
+// {"port":n,"key":hex,"localKey":hex,"id":hex} once listening (id: the peer
+// id its handshakes send). Then reads commands, one JSON object a line,
+// answering each with one line:
+//   {"connect":port}   -> {"ok":true}        (adds 127.0.0.1:port as a peer)
+//   {"connections":true} -> {"connections":[{"initiator":b,"id":hex}],
+//                            "redundant":n}  (connections past their handshake)
+//   {"put":{"key":k,"value":v}} -> {"ok":true}
+//   {"get":k}          -> {"values":[...]}
+// When stdin closes it prints {"done":true} and exits.
+'use strict'
+const hyperdb = require('hyperdb')
+const hyperdiscovery = require('hyperdiscovery')
+const { parseArgs, hex, unhex, step, main } = require('./lib/common')
+const { closeDb, loadHeads } = require('./lib/db')
+
+main(async function () {
+  const { positional, flags } = parseArgs(process.argv.slice(2), { key: 'string' })
+  if (positional.length !== 1) throw new Error('usage: swarm-peer.js DIR [--key DBKEYHEX]')
+  const opts = { valueEncoding: 'utf-8' }
+  const db = flags.key ? hyperdb(positional[0], unhex(flags.key, '--key'), opts) : hyperdb(positional[0], opts)
+  await step('ready', function (cb) { db.ready(cb) })
+  await loadHeads(db)
+  const swarm = hyperdiscovery(db, { port: 0, utp: false, dht: false, dns: false })
+  const live = new Map()
+  let redundant = 0
+  swarm.on('connection', function (connection, info) {
+    live.set(connection, { initiator: info.initiator, id: hex(info.id) })
+    connection.on('close', function () { live.delete(connection) })
+  })
+  swarm.on('redundant-connection', function () { redundant++ })
+  swarm.on('error', function () {})
+  await step('listen', function (cb) {
+    if (swarm.address()) return cb()
+    swarm.once('listening', function () { cb() })
+  })
+  process.stdout.write(JSON.stringify({
+    port: swarm.address().port,
+    key: hex(db.key),
+    localKey: hex(db.local.key),
+    id: hex(db.id)
+  }) + '\n')
+  await new Promise(function (resolve) {
+    let pending = ''
+    let queue = Promise.resolve()
+    process.stdin.on('data', function (chunk) {
+      pending += chunk
+      let i
+      while ((i = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, i).trim()
+        pending = pending.slice(i + 1)
+        if (line) queue = queue.then(function () { return command(JSON.parse(line)) })
+      }
+    })
+    process.stdin.on('end', function () { queue.then(resolve) })
+  })
+  await step('leave', function (cb) { swarm.destroy(cb) })
+  await closeDb(db)
+  return { done: true }
+
+  async function command (cmd) {
+    if (cmd.connect !== undefined) {
+      swarm.addPeer(db.discoveryKey, { host: '127.0.0.1', port: cmd.connect })
+      reply({ ok: true })
+    } else if (cmd.connections) {
+      reply({ connections: Array.from(live.values()), redundant })
+    } else if (cmd.put) {
+      await step('put', function (cb) { db.put(cmd.put.key, cmd.put.value, cb) })
+      reply({ ok: true })
+    } else if (cmd.get !== undefined) {
+      const nodes = await step('get', function (cb) { db.get(cmd.get, cb) })
+      const list = Array.isArray(nodes) ? nodes : (nodes ? [nodes] : [])
+      reply({ values: list.map(function (n) { return n.value }) })
+    } else {
+      throw new Error('unknown command ' + JSON.stringify(cmd))
+    }
+  }
+}, { watchdogMs: 120000 })
+
+function reply (value) {
+  process.stdout.write(JSON.stringify(value) + '\n')
+}
