@@ -288,9 +288,10 @@ pub struct Session {
     /// The tree nodes of `verified`, by feed: later blocks of the batch are
     /// checked against them as if they were stored.
     pending_nodes: KeyMap<IndexMap<TreeNode>>,
-    /// A live session's subscription to the database's changes: it wants
-    /// the feeds the peer wants, so growth elsewhere does not wake it.
-    subscription: Option<Subscription>,
+    /// The session's subscription to the database's changes: it wants the
+    /// feeds the peer wants, so growth elsewhere does not wake it, and it
+    /// hears of writers that other sessions (or local writes) bring in.
+    subscription: Subscription,
 }
 
 impl std::fmt::Debug for Session {
@@ -328,11 +329,8 @@ impl Session {
             backlog_limit: MAX_BACKLOG,
             verified: Vec::new(),
             pending_nodes: KeyMap::default(),
-            subscription: None,
+            subscription: db.subscribe(),
         };
-        if session.options.live {
-            session.subscription = Some(db.subscribe());
-        }
         db.discover()?;
         session.open_authorized(db)?;
         Ok(session)
@@ -525,16 +523,17 @@ impl Session {
         Ok(())
     }
 
-    /// A live session's subscription to the database's changes (`None` for
-    /// a one-shot session): what it returns goes to
-    /// [`on_changes`](Self::on_changes).
-    pub fn subscription(&self) -> Option<&Subscription> {
-        self.subscription.as_ref()
+    /// The session's subscription to the database's changes: what it
+    /// returns goes to [`on_changes`](Self::on_changes).
+    pub fn subscription(&self) -> &Subscription {
+        &self.subscription
     }
 
-    /// Announces to a live peer what `changed` reports: new blocks of the
-    /// feeds named, and channels for feeds that joined the database. Only
-    /// those feeds are looked at.
+    /// Acts on what `changed` reports: announces new blocks of the feeds
+    /// named to the peer, and opens channels for feeds that joined the
+    /// database meanwhile (a writer another session brought in: a one-shot
+    /// session fetches it too before it ends). Only those feeds are looked
+    /// at.
     pub fn on_changes(&mut self, db: &Db, changed: &Changed) -> Result<()> {
         if changed.feed_set {
             db.discover()?;
@@ -580,9 +579,7 @@ impl Session {
     /// Points the subscription at the feeds the peer wants and that are
     /// still open.
     fn want_what_the_peer_wants(&mut self) {
-        let Some(subscription) = &self.subscription else {
-            return;
-        };
+        let subscription = &self.subscription;
         let wanted: Vec<[u8; 32]> = self
             .peers
             .values()
@@ -632,6 +629,8 @@ impl Session {
         }
         if self.options.live {
             self.local_change(db)?;
+        } else {
+            self.want_what_the_peer_wants();
         }
         Ok(())
     }
@@ -689,7 +688,7 @@ impl Session {
                 progress(key, received, *length);
             }
         }
-        db.changed(&touched, self.subscription.as_ref());
+        db.changed(&touched, Some(&self.subscription));
         stored?;
         Ok(true)
     }
@@ -1103,11 +1102,10 @@ pub(crate) async fn drive<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let live = options.live;
     let tick_every = options.timeout / 4;
     let mut share = Share::new(options.budget.clone().unwrap_or_default());
     let mut session = Session::new(&db, options)?;
-    let subscription = session.subscription().cloned();
+    let subscription = session.subscription().clone();
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
     let mut ticker = tokio::time::interval(tick_every);
@@ -1163,7 +1161,7 @@ where
                 }
                 off_runtime(|| session.receive(&db, &buf[..n]))?;
             }
-            changed = async { subscription.as_ref().expect("live").changed().await }, if live => {
+            changed = subscription.changed() => {
                 off_runtime(|| session.on_changes(&db, &changed))?;
             }
             _ = async { replaced.as_ref().expect("registered").notified().await }, if replaced.is_some() => {
