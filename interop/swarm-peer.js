@@ -1,15 +1,18 @@
-// swarm-peer.js DIR [--key DBKEYHEX]
+// swarm-peer.js DIR [--key DBKEYHEX] [--authorize HEX] [--mdns] [--dht-bootstrap HOST:PORT]
 //
-// Opens (or creates) the hyperdb in DIR and joins its swarm the way
-// hyperdb 3.5.0 applications did, with hyperdiscovery 8 (discovery-swarm 5
-// with a live replication stream per connection), TCP only, with neither
-// the DHT nor DNS discovery: peers are added by command. Prints one line
+// Opens (or creates) the hyperdb in DIR (authorizing a writer first if
+// asked) and joins its swarm the way hyperdb 3.5.0 applications did, with
+// hyperdiscovery 8 (discovery-swarm 5 with a live replication stream per
+// connection), TCP only. Peers are found by multicast DNS with --mdns, by
+// the DHT (through the given bootstrap node) with --dht-bootstrap, and are
+// added by command. Prints one line
 // {"port":n,"key":hex,"localKey":hex,"id":hex} once listening (id: the peer
 // id its handshakes send). Then reads commands, one JSON object a line,
 // answering each with one line:
 //   {"connect":port}   -> {"ok":true}        (adds 127.0.0.1:port as a peer)
 //   {"connections":true} -> {"connections":[{"initiator":b,"id":hex}],
-//                            "redundant":n}  (connections past their handshake)
+//                            "redundant":n, "found":["host:port"]}
+//                           (connections past their handshake; peers found)
 //   {"put":{"key":k,"value":v}} -> {"ok":true}
 //   {"get":k}          -> {"values":[...]}
 // When stdin closes it prints {"done":true} and exits.
@@ -20,13 +23,25 @@ const { parseArgs, hex, unhex, step, main } = require('./lib/common')
 const { closeDb, loadHeads } = require('./lib/db')
 
 main(async function () {
-  const { positional, flags } = parseArgs(process.argv.slice(2), { key: 'string' })
+  const { positional, flags } = parseArgs(process.argv.slice(2), {
+    key: 'string', authorize: 'string', mdns: 'bool', 'dht-bootstrap': 'string'
+  })
   if (positional.length !== 1) throw new Error('usage: swarm-peer.js DIR [--key DBKEYHEX]')
   const opts = { valueEncoding: 'utf-8' }
   const db = flags.key ? hyperdb(positional[0], unhex(flags.key, '--key'), opts) : hyperdb(positional[0], opts)
   await step('ready', function (cb) { db.ready(cb) })
   await loadHeads(db)
-  const swarm = hyperdiscovery(db, { port: 0, utp: false, dht: false, dns: false })
+  if (flags.authorize) {
+    await step('authorize', function (cb) { db.authorize(unhex(flags.authorize, '--authorize'), cb) })
+  }
+  const swarm = hyperdiscovery(db, {
+    port: 0,
+    utp: false,
+    dht: flags['dht-bootstrap'] ? { bootstrap: [flags['dht-bootstrap']] } : false,
+    dns: flags.mdns ? { domain: 'dat.local', server: [] } : false
+  })
+  const found = []
+  swarm.on('peer', function (peer) { found.push(peer.host + ':' + peer.port) })
   const live = new Map()
   let redundant = 0
   swarm.on('connection', function (connection, info) {
@@ -68,7 +83,7 @@ main(async function () {
       swarm.addPeer(db.discoveryKey, { host: '127.0.0.1', port: cmd.connect })
       reply({ ok: true })
     } else if (cmd.connections) {
-      reply({ connections: Array.from(live.values()), redundant })
+      reply({ connections: Array.from(live.values()), redundant, found })
     } else if (cmd.put) {
       await step('put', function (cb) { db.put(cmd.put.key, cmd.put.value, cb) })
       reply({ ok: true })

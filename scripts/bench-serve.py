@@ -40,7 +40,7 @@ def peak_rss_mib(pid):
 
 def serve(owner):
     proc = subprocess.Popen(
-        [BIN, "serve", owner, "--listen", "127.0.0.1:0"],
+        [BIN, "serve", owner, "--listen", "127.0.0.1:0", "--no-dht", "--no-mdns"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

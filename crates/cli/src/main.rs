@@ -12,9 +12,10 @@ use clap::{Parser, Subcommand};
 
 mod explore;
 mod show;
+mod swarm;
 use hyperdb::{
     replicate, Db, DbReader, DbStorage, Durability, Node, Op, OpenOptions, ReadOnlyDb,
-    ReplicateOptions, Replicator, Summary,
+    ReplicateOptions, Summary,
 };
 use serde_json::{json, Value};
 
@@ -258,22 +259,30 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         live: Option<String>,
     },
-    /// Replicate with every peer that connects to ADDR
+    /// Replicate with every peer that connects, and with the peers found
     ///
-    /// Prints `listening on ADDR` (with the real port when ADDR asks for
-    /// port 0) and serves until interrupted. Each connection replicates
-    /// every authorized writer's feed, both ways; with --live it stays open
-    /// and new writes flow until the peer disconnects. Works with hyperdb
-    /// 3.5.0 peers as well. A connection that fails is reported on stderr
-    /// as `PEER: error`; on a terminal, so is what each connection
-    /// exchanged.
+    /// Listens on TCP port 3282 (or any free port if that one is taken;
+    /// --listen chooses the address) and prints `listening on ADDR`.
+    /// It announces itself by the database key on the local network
+    /// (multicast DNS) and on the BitTorrent DHT, connects to the peers it
+    /// finds there, and replicates live with all of them until
+    /// interrupted: hyperdb 3.5.0 apps (hyperdiscovery) find it and it
+    /// finds them. Announcing on the public DHT publishes this machine's
+    /// address beside the database's discovery key (which does not reveal
+    /// the database key); --no-dht keeps the database on the local network.
+    /// With --no-dht and --no-mdns it only serves who connects, and each
+    /// connection ends once both sides hold the same data (unless --live).
+    /// A connection that fails is reported on stderr as `PEER: error`; on
+    /// a terminal, so is what each connection exchanged.
     Serve {
         /// Database folder
         dir: PathBuf,
-        /// Address to listen on, such as 127.0.0.1:3282
+        /// Address to listen on, such as 127.0.0.1:3282 (default: port 3282 on
+        /// every interface, or any free port)
         #[arg(long, value_name = "ADDR")]
-        listen: String,
+        listen: Option<String>,
         /// Keep every connection open and exchange new writes as they happen
+        /// (always so with peers found by discovery)
         #[arg(long)]
         live: bool,
         /// At most this many connections at once; more wait to be accepted
@@ -284,20 +293,31 @@ enum Command {
         /// more than their share are dropped
         #[arg(long, value_name = "MIB", default_value_t = 64)]
         memory_budget: usize,
+        #[command(flatten)]
+        discovery: swarm::DiscoveryFlags,
     },
-    /// Connect to a peer at ADDR and replicate with it
+    /// Replicate with the peer at ADDR, or with the peers found by the database key
     ///
-    /// A one-shot sync ends when this replica holds everything the peer has
-    /// and the peer wants nothing more; it then prints what it received from
-    /// each writer. With --live it stays connected until interrupted.
+    /// Without ADDR it looks the database up on the local network
+    /// (multicast DNS) and on the BitTorrent DHT, connects to every peer it
+    /// finds (hyperdb 3.5.0 apps included), and prints what came from
+    /// where. A one-shot sync ends when this replica holds everything the
+    /// peers have and they want nothing more; it gives up after --timeout
+    /// seconds if it finds no peer. With --live it stays connected (and
+    /// keeps looking) until interrupted.
     Sync {
         /// Database folder
         dir: PathBuf,
-        /// The peer's address, such as 127.0.0.1:3282
-        addr: String,
+        /// The peer's address, such as 127.0.0.1:3282 (default: find peers)
+        addr: Option<String>,
         /// Stay connected and exchange new writes as they happen
         #[arg(long)]
         live: bool,
+        /// Seconds to look for peers before giving up (without ADDR)
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        timeout: u64,
+        #[command(flatten)]
+        discovery: swarm::DiscoveryFlags,
     },
     /// Check every block of a database and repair what an interrupted write left
     ///
@@ -767,12 +787,13 @@ fn run(command: Command) -> CliResult {
             live,
             max_connections,
             memory_budget,
+            discovery,
         } => {
-            let limits = Limits {
+            let limits = swarm::Limits {
                 connections: max_connections.max(1),
                 budget: hyperdb::replicate::MemoryBudget::new(memory_budget.max(1) << 20),
             };
-            return serve(&dir, &listen, live, limits);
+            return swarm::serve(&dir, listen.as_deref(), live, limits, &discovery);
         }
         Command::Demo { dir } => return demo(dir),
         Command::Feeds { dir } => {
@@ -786,7 +807,22 @@ fn run(command: Command) -> CliResult {
             drop(out);
             return explore::run(db).map_err(Failure::from);
         }
-        Command::Sync { dir, addr, live } => return sync(&dir, &addr, live),
+        Command::Sync {
+            dir,
+            addr: Some(addr),
+            live,
+            ..
+        } => return swarm::sync_with(&dir, &addr, live),
+        Command::Sync {
+            dir,
+            addr: None,
+            live,
+            timeout,
+            discovery,
+        } => {
+            let timeout = std::time::Duration::from_secs(timeout.max(1));
+            return swarm::sync_found(&dir, live, timeout, &discovery);
+        }
         Command::Repair { dir } => return repair(&mut out, &dir),
         Command::Authorized { dir, writer_key } => {
             let key = parse_key(&writer_key, "WRITERKEY")?;
@@ -902,148 +938,6 @@ fn print_summary(out: &mut impl Write, db: &DbReader, summary: &Summary) -> io::
         }
         writeln!(out, "  {}{marks}: {blocks} block(s)", hex::encode(key))?;
     }
-    Ok(())
-}
-
-/// What `serve` allows all its connections together.
-struct Limits {
-    connections: usize,
-    budget: hyperdb::replicate::MemoryBudget,
-}
-
-fn serve(dir: &Path, listen: &str, live: bool, limits: Limits) -> CliResult {
-    let db = open(dir)?;
-    runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| Failure {
-                code: 3,
-                message: format!("cannot listen on {listen}: {e}"),
-                hint: Some("pick another address or port, e.g. 127.0.0.1:0".into()),
-            })?;
-        let addr = listener.local_addr()?;
-        let mut out = io::stdout();
-        writeln!(out, "listening on {addr}")?;
-        out.flush()?;
-        let terminal = io::stderr().is_terminal();
-        // One replicator for every connection: one peer id, one memory
-        // budget, one connection kept per peer.
-        let replicator = Replicator::new(
-            db,
-            ReplicateOptions {
-                live,
-                budget: Some(limits.budget.clone()),
-                ..Default::default()
-            },
-        );
-        let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections));
-        let mut backoff = Backoff::default();
-        loop {
-            // A connection over the limit waits in the listen backlog.
-            let slot = slots.clone().acquire_owned().await.expect("never closed");
-            let (socket, peer) = match listener.accept().await {
-                Ok(accepted) => {
-                    backoff.reset();
-                    accepted
-                }
-                Err(e) => {
-                    // Out of file descriptors or memory, or a connection
-                    // that died before it was accepted: the server stays.
-                    backoff.failed(&e).await?;
-                    continue;
-                }
-            };
-            let replicator = replicator.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                // A connection's error is always reported; what a good
-                // one exchanged, only to someone watching.
-                match replicator.run(socket, false).await {
-                    Ok(summary) if terminal => eprintln!(
-                        "{peer}: received {} block(s), sent {}",
-                        summary.total_received(),
-                        summary.sent
-                    ),
-                    Ok(_) => {}
-                    Err(e) => eprintln!("{peer}: {e}"),
-                }
-            });
-        }
-    })
-}
-
-/// How the accept loop waits after a failed accept: longer each time the
-/// system is out of a resource (up to a second), saying so once per spell.
-#[derive(Default)]
-struct Backoff {
-    delay: std::time::Duration,
-    told: bool,
-}
-
-impl Backoff {
-    fn reset(&mut self) {
-        if self.told {
-            eprintln!("accepting connections again");
-        }
-        *self = Backoff::default();
-    }
-
-    /// Waits before the next accept; an error that no wait can cure ends
-    /// the server.
-    async fn failed(&mut self, e: &io::Error) -> Result<(), Failure> {
-        use io::ErrorKind::*;
-        let exhausted = matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)); // ENFILE, EMFILE, ENOBUFS, ENOMEM
-        let transient = matches!(
-            e.kind(),
-            ConnectionAborted
-                | ConnectionReset
-                | ConnectionRefused
-                | Interrupted
-                | WouldBlock
-                | TimedOut
-        );
-        if !exhausted && !transient {
-            return Err(Failure {
-                code: 3,
-                message: format!("cannot accept connections: {e}"),
-                hint: None,
-            });
-        }
-        if exhausted {
-            if !self.told {
-                eprintln!(
-                    "cannot accept more connections for now ({e}); serving the open ones and retrying"
-                );
-                self.told = true;
-            }
-            self.delay = (self.delay * 2).clamp(
-                std::time::Duration::from_millis(10),
-                std::time::Duration::from_secs(1),
-            );
-            tokio::time::sleep(self.delay).await;
-        }
-        Ok(())
-    }
-}
-
-fn sync(dir: &Path, addr: &str, live: bool) -> CliResult {
-    let db = open(dir)?;
-    let (options, bar) = progress_options(live);
-    let summary = runtime()?.block_on(async {
-        let socket = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| Failure {
-                code: 3,
-                message: format!("cannot connect to {addr}: {e}"),
-                hint: Some("is `hyperdb serve` running there?".into()),
-            })?;
-        Ok::<_, Failure>(replicate(db.clone(), socket, options).await)
-    })?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    let summary = summary?;
-    print_summary(&mut io::stdout(), &db, &summary)?;
     Ok(())
 }
 

@@ -207,7 +207,14 @@ impl Drop for Server {
 fn serve(dir: &Path) -> Server {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
-        .args(["serve", p(dir), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            p(dir),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-dht",
+            "--no-mdns",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod demo;
+mod discovery;
 mod read_only;
 mod serve_sync;
 mod support;

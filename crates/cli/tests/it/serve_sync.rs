@@ -14,7 +14,14 @@ impl Server {
     fn start(dir: &Path, extra: &[&str]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hyperdb"));
         command
-            .args(["serve", p(dir), "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                p(dir),
+                "--listen",
+                "127.0.0.1:0",
+                "--no-dht",
+                "--no-mdns",
+            ])
             .args(extra);
         Server::spawn(command)
     }
@@ -233,7 +240,7 @@ fn serve_survives_running_out_of_file_descriptors() {
     command.args([
         "-c",
         &format!(
-            "ulimit -n 64 && exec {} serve {} --listen 127.0.0.1:0",
+            "ulimit -n 64 && exec {} serve {} --listen 127.0.0.1:0 --no-dht --no-mdns",
             env!("CARGO_BIN_EXE_hyperdb"),
             p(&db1)
         ),

@@ -1,0 +1,416 @@
+//! Finding peers by the database key: `hyperdb serve` and `hyperdb sync`
+//! without addresses, with JS peers on hyperdiscovery 8 and with each other,
+//! by multicast DNS alone and by the DHT alone (a JS bittorrent-dht node on
+//! loopback as the bootstrap).
+//!
+//! Every test runs in a network namespace of its own (made with
+//! `unshare(CLONE_NEWNET)` on a thread of its own, loopback up), so
+//! multicast and the DHT never leave it and tests do not hear each other.
+//! Making one needs root (CAP_SYS_ADMIN): CI runs as root; elsewhere these
+//! tests fail saying so rather than being skipped.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::NodeProcess;
+
+use crate::support::{hyperdb, ok, p};
+
+/// Runs `f` on a thread in a new network namespace with loopback up: the
+/// processes it starts live there.
+pub(crate) fn in_own_network<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: only the network namespace is unshared, which changes
+            // no file descriptor, memory or credential this thread shares.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "making a network namespace failed ({e}): these tests need root \
+                     (CAP_SYS_ADMIN) to keep multicast and the DHT off the real network"
+                    )
+                });
+            let up = Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .expect("run `ip` (iproute2)");
+            assert!(up.success(), "ip link set lo up");
+            f()
+        })
+        .join()
+        .expect("the test thread")
+    })
+}
+
+/// A background `hyperdb` (a serve), killed when dropped, with the lines
+/// it writes to stderr.
+struct Background(Child, Receiver<String>);
+
+impl Background {
+    fn start(args: &[&str]) -> Background {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Background(child, rx)
+    }
+
+    /// Waits (20 s at most) for a stderr line containing `needle`.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.1.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no line with {needle:?} on stderr; saw {seen:#?}");
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A JS peer on hyperdiscovery 8 with `args` (see interop/swarm-peer.js),
+/// and the first line it printed.
+fn js_peer(dir: &Path, args: &[&str]) -> (NodeProcess, Value) {
+    let mut all = vec![p(dir)];
+    all.extend_from_slice(args);
+    let mut js = NodeProcess::spawn("swarm-peer.js", &all);
+    let hello = js.read_json();
+    (js, hello)
+}
+
+/// A JS DHT node on loopback (the bootstrap) and its address.
+fn dht_node() -> (NodeProcess, String) {
+    let mut node = NodeProcess::spawn("dht-node.js", &[]);
+    let port = node.read_json()["port"].as_u64().unwrap();
+    (node, format!("127.0.0.1:{port}"))
+}
+
+/// Asks the JS peer for `key` until it gives `want` (20 s at most).
+fn js_eventually_gets(js: &mut NodeProcess, key: &str, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = js.command(&json!({ "get": key }));
+        if got["values"] == json!(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the JS peer has {got} for {key}, not {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn values(dir: &Path, key: &str) -> String {
+    ok(&hyperdb(&["get", p(dir), key]))
+}
+
+/// The database key of the folder `dir`.
+fn db_key(dir: &Path) -> String {
+    let info = ok(&hyperdb(&["info", p(dir)]));
+    info.lines()
+        .find_map(|l| l.strip_prefix("db key:"))
+        .expect("a db key line")
+        .trim()
+        .to_string()
+}
+
+fn sync_found(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["sync", p(dir), "--timeout", "20"];
+    all.extend_from_slice(args);
+    hyperdb(&all)
+}
+
+/// Rust finds a JS peer and a JS peer finds Rust, by one mechanism
+/// (`rust_flags` for the Rust side, `js_flags` for the JS side), and the
+/// data goes both ways: a Rust owner that authorized a JS replica's
+/// writer finds it with a one-shot `sync`, then a new JS replica finds a
+/// `serve` of the owner.
+fn rust_and_js_find_each_other(rust_flags: &[&str], js_flags: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (rust, js_dir, js2_dir) = (
+        tmp.path().join("rust"),
+        tmp.path().join("js"),
+        tmp.path().join("js2"),
+    );
+    ok(&hyperdb(&["init", p(&rust)]));
+    ok(&hyperdb(&["put", p(&rust), "from/rust", "rust"]));
+    let rust_key = db_key(&rust);
+
+    // A JS replica of the Rust database whose writer Rust authorizes.
+    let mut args = vec!["--key", rust_key.as_str()];
+    args.extend_from_slice(js_flags);
+    let (mut js, hello) = js_peer(&js_dir, &args);
+    let js_local = hello["localKey"].as_str().unwrap().to_string();
+    ok(&hyperdb(&["authorize", p(&rust), &js_local]));
+    js.command(&json!({"put": {"key": "from/js", "value": "js"}}));
+
+    // Rust finds the JS peer: the sync sends the authorization and the
+    // Rust write, and fetches the JS write.
+    let out = sync_found(&rust, rust_flags);
+    let printed = ok(&out);
+    assert!(printed.contains("found via"), "{printed}");
+    assert_eq!(
+        values(&rust, "from/js").trim(),
+        "js",
+        "the JS write arrived"
+    );
+    js_eventually_gets(&mut js, "from/rust", &["rust"]);
+    drop(js);
+
+    // A JS peer finds a Rust serve, and gets everything.
+    let mut serve_args = vec!["serve", p(&rust)];
+    serve_args.extend_from_slice(rust_flags);
+    let serve = Background::start(&serve_args);
+    if rust_flags.contains(&"--no-mdns") {
+        // The JS peer looks up once as it joins: announce first.
+        serve.wait_for("announced on the DHT");
+    }
+    let mut args = vec!["--key", rust_key.as_str()];
+    args.extend_from_slice(js_flags);
+    let (mut js2, _) = js_peer(&js2_dir, &args);
+    js_eventually_gets(&mut js2, "from/rust", &["rust"]);
+    js_eventually_gets(&mut js2, "from/js", &["js"]);
+    let seen = js2.command(&json!({"connections": true}));
+    assert!(
+        seen["found"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().ends_with(":3282")),
+        "the JS peer found the serve on port 3282: {seen}"
+    );
+    drop(serve);
+}
+
+#[test]
+fn rust_and_js_find_each_other_by_multicast_dns_alone() {
+    in_own_network(|| rust_and_js_find_each_other(&["--no-dht"], &["--mdns"]));
+}
+
+#[test]
+fn rust_and_js_find_each_other_by_the_dht_alone() {
+    in_own_network(|| {
+        let (_node, bootstrap) = dht_node();
+        rust_and_js_find_each_other(
+            &["--no-mdns", "--bootstrap", &bootstrap],
+            &["--dht-bootstrap", &bootstrap],
+        )
+    });
+}
+
+/// Two Rust replicas find each other, by each mechanism alone.
+#[test]
+fn rust_finds_rust_by_either_mechanism() {
+    in_own_network(|| {
+        let (_node, bootstrap) = dht_node();
+        let tmp = tempfile::tempdir().unwrap();
+        let owner = tmp.path().join("owner");
+        ok(&hyperdb(&["init", p(&owner)]));
+        ok(&hyperdb(&["put", p(&owner), "hello", "world"]));
+        let key = db_key(&owner);
+        for (name, flags) in [
+            ("mdns", vec!["--no-dht"]),
+            ("dht", vec!["--no-mdns", "--bootstrap", bootstrap.as_str()]),
+        ] {
+            let mut args = vec!["serve", p(&owner)];
+            args.extend_from_slice(&flags);
+            let serve = Background::start(&args);
+            if name == "dht" {
+                serve.wait_for("announced on the DHT");
+            }
+            let replica = tmp.path().join(name);
+            ok(&hyperdb(&["init", p(&replica), "--key", &key]));
+            let printed = ok(&sync_found(&replica, &flags));
+            assert!(printed.contains(":3282 (found via"), "{name}: {printed}");
+            assert_eq!(values(&replica, "hello").trim(), "world", "{name}");
+            drop(serve);
+        }
+    });
+}
+
+/// With nobody to find, sync gives up after its timeout and says what to
+/// check.
+#[test]
+fn a_sync_that_finds_nobody_says_so() {
+    in_own_network(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("alone");
+        ok(&hyperdb(&["init", p(&dir)]));
+        let started = Instant::now();
+        let out = hyperdb(&["sync", p(&dir), "--no-dht", "--timeout", "2"]);
+        assert_eq!(out.status.code(), Some(3));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no peer found within 2 s"), "{err}");
+        assert!(err.contains("hyperdb sync DIR HOST:PORT"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+        let out = hyperdb(&["sync", p(&dir), "--no-dht", "--no-mdns"]);
+        assert_eq!(out.status.code(), Some(2), "nothing to find peers with");
+    });
+}
+
+/// Hosts on one network: a network namespace each, joined by a bridge in
+/// a namespace of its own (veth pairs), host `i` at 10.77.0.`i`/24 with a
+/// route for multicast. Deleted when dropped.
+struct Hosts {
+    names: Vec<String>,
+    switch: String,
+}
+
+impl Hosts {
+    fn new(count: usize) -> Hosts {
+        let tag = std::process::id() % 100_000;
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("run `ip`");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {} (these tests need root to make network namespaces)",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let switch = format!("hdbt{tag}-sw");
+        let hosts = Hosts {
+            names: (1..=count).map(|i| format!("hdbt{tag}-h{i}")).collect(),
+            switch: switch.clone(),
+        };
+        ip(&["netns", "add", &switch]);
+        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &switch, "link", "set", "br0", "up"]);
+        for (i, name) in hosts.names.iter().enumerate() {
+            let i = i + 1;
+            let (inside, outside) = (format!("hd{tag}h{i}"), format!("hd{tag}p{i}"));
+            ip(&["netns", "add", name]);
+            ip(&[
+                "link", "add", &inside, "type", "veth", "peer", "name", &outside,
+            ]);
+            ip(&["link", "set", &inside, "netns", name]);
+            ip(&["link", "set", &outside, "netns", &switch]);
+            ip(&[
+                "-n", &switch, "link", "set", &outside, "master", "br0", "up",
+            ]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
+            let addr = format!("10.77.0.{i}/24");
+            ip(&["-n", name, "addr", "add", &addr, "dev", &inside]);
+            ip(&["-n", name, "link", "set", &inside, "up"]);
+            ip(&["-n", name, "route", "add", "224.0.0.0/4", "dev", &inside]);
+        }
+        hosts
+    }
+
+    /// Runs `f` on host `i` (from 1): what it starts lives there.
+    fn on<T: Send>(&self, i: usize, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/var/run/netns/{}", self.names[i - 1]);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = std::fs::File::open(&path).expect("the namespace");
+                rustix::thread::move_into_link_name_space(
+                    std::os::fd::AsFd::as_fd(&ns),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .expect("enter the namespace");
+                f()
+            })
+            .join()
+            .expect("the host's thread")
+        })
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for name in self.names.iter().chain([&self.switch]) {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// Three hosts on a bridge: a Rust `serve` of the owner on the first, a
+/// JS writer on the second, and on the third a `sync` into a new folder
+/// that knows only the database key. The sync finds both (by multicast
+/// DNS across the bridge, then by the DHT alone) and ends with both
+/// writers' data.
+#[test]
+fn three_hosts_on_a_bridge_converge() {
+    let hosts = Hosts::new(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let owner = tmp.path().join("owner");
+    ok(&hyperdb(&["init", p(&owner)]));
+    ok(&hyperdb(&["put", p(&owner), "from/owner", "a"]));
+    let key = db_key(&owner);
+    let (_dht, bootstrap) = hosts.on(2, || {
+        let mut node = NodeProcess::spawn("dht-node.js", &["10.77.0.2"]);
+        let port = node.read_json()["port"].as_u64().unwrap();
+        (node, format!("10.77.0.2:{port}"))
+    });
+    for (round, rust_flags, js_flags) in [
+        ("mdns", vec!["--no-dht"], vec!["--mdns"]),
+        (
+            "dht",
+            vec!["--no-mdns", "--bootstrap", bootstrap.as_str()],
+            vec!["--dht-bootstrap", bootstrap.as_str()],
+        ),
+    ] {
+        // A JS replica whose writer the owner authorizes (before serving:
+        // serve holds the owner's folder).
+        let js_dir = tmp.path().join(format!("js-{round}"));
+        let mut js_args = vec!["--key", key.as_str()];
+        js_args.extend_from_slice(&js_flags);
+        let (mut js, hello) = hosts.on(2, || js_peer(&js_dir, &js_args));
+        let js_local = hello["localKey"].as_str().unwrap().to_string();
+        ok(&hyperdb(&["authorize", p(&owner), &js_local]));
+        let js_key = format!("from/js-{round}");
+        js.command(&json!({"put": {"key": js_key, "value": "b"}}));
+
+        let mut args = vec!["serve", p(&owner)];
+        args.extend_from_slice(&rust_flags);
+        let serve = hosts.on(1, || Background::start(&args));
+        // The serve and the JS peer find each other and replicate live.
+        js_eventually_gets(&mut js, "from/owner", &["a"]);
+
+        let replica = tmp.path().join(format!("replica-{round}"));
+        ok(&hyperdb(&["init", p(&replica), "--key", &key]));
+        let out = hosts.on(3, || sync_found(&replica, &rust_flags));
+        let printed = ok(&out);
+        assert!(
+            printed.contains("10.77.0.1:3282 (found via"),
+            "{round}: the serve on host 1 was found: {printed}"
+        );
+        assert!(
+            printed.contains("10.77.0.2:"),
+            "{round}: the JS peer on host 2 was found: {printed}"
+        );
+        assert_eq!(values(&replica, "from/owner").trim(), "a", "{round}");
+        let got = hyperdb(&["get", p(&replica), &js_key]);
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout).trim(),
+            "b",
+            "{round}: the JS writer's write arrived: {printed}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop((serve, js));
+    }
+}
