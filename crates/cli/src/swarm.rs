@@ -113,6 +113,7 @@ async fn connect_and_run(replicator: &Replicator, addr: SocketAddr) -> Result<Su
         .await
         .map_err(|_| "no answer within 3 s".to_string())?
         .map_err(|e| e.to_string())?;
+    eprintln!("connected to {addr}");
     replicator.run(socket, true).await.map_err(|e| {
         if is_duplicate(&e) {
             String::new()
@@ -300,10 +301,31 @@ impl Backoff {
     }
 }
 
+/// Makes `options` say on stderr when the first block arrives, and how
+/// long after `since` (this moment) it did; progress goes on to the bar,
+/// if any.
+fn say_first_block(options: &mut ReplicateOptions, since: &'static str) {
+    let started = std::time::Instant::now();
+    let first = std::sync::atomic::AtomicBool::new(false);
+    let bar_progress = options.on_progress.take();
+    options.on_progress = Some(Arc::new(move |key: &[u8; 32], received, length| {
+        if !first.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            eprintln!(
+                "receiving: first block {:.3} s after {since}",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if let Some(progress) = &bar_progress {
+            progress(key, received, length);
+        }
+    }));
+}
+
 /// Replicates with the peer at `addr`.
 pub(crate) fn sync_with(dir: &Path, addr: &str, live: bool) -> CliResult {
     let db = open(dir)?;
-    let (options, bar) = progress_options(live);
+    let (mut options, bar) = progress_options(live);
+    say_first_block(&mut options, "connecting began");
     let summary = runtime()?.block_on(async {
         let socket = tokio::net::TcpStream::connect(addr)
             .await
@@ -341,7 +363,8 @@ pub(crate) fn sync_found(
             "with --no-mdns and --no-dht, sync needs the peer's address",
         ));
     };
-    let (replicate_options, bar) = progress_options(live);
+    let (mut replicate_options, bar) = progress_options(live);
+    say_first_block(&mut replicate_options, "the lookup began");
     let results = runtime()?.block_on(async {
         let topic = hex::encode(hyperdb_discovery::topic(db.discovery_key()));
         eprintln!("looking up {topic} on {}", flags.describe());
