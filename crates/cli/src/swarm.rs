@@ -446,6 +446,9 @@ pub(crate) fn sync_found(
                         discovery.lookup_now();
                     }
                 }
+                // Wakes to end once the settling time has passed.
+                _ = tokio::time::sleep_until(settled_at.unwrap_or(deadline) + SETTLE),
+                    if sessions.is_empty() && settled_at.is_some() => {}
             }
         }
         drop(discovery);

@@ -267,6 +267,28 @@ struct Peer {
     cursor: u64,
     /// The blocks in `inflight`, for quick lookups.
     requested: std::collections::HashSet<u64>,
+    /// The peer has every block below this (as far as looked: it only
+    /// grows lazily, in [`Peer::remote_has_all_below`]).
+    remote_prefix: u64,
+}
+
+impl Peer {
+    /// Records whether the peer has `block`.
+    fn set_remote_has(&mut self, block: u64, has: bool) {
+        self.remote_has.set(block, has);
+        if !has {
+            self.remote_prefix = self.remote_prefix.min(block);
+        }
+    }
+
+    /// Whether the peer has every block below `n`, so it can want nothing
+    /// from a feed `n` blocks long.
+    fn remote_has_all_below(&mut self, n: u64) -> bool {
+        while self.remote_prefix < n && self.remote_has.get(self.remote_prefix) {
+            self.remote_prefix += 1;
+        }
+        self.remote_prefix >= n
+    }
 }
 
 /// The sans-IO core of one replication stream.
@@ -443,6 +465,7 @@ impl Session {
                 idle_ticks: 0,
                 cursor: 0,
                 requested: Default::default(),
+                remote_prefix: 0,
             };
             if self.handshake {
                 Self::ready(&mut self.protocol, &mut peer, &dk);
@@ -486,7 +509,8 @@ impl Session {
             peer.idle_ticks += 1;
             // A live peer never says it is done. A one-shot session ends a
             // channel once it holds everything the peer has and the peer has
-            // asked for nothing for a while.
+            // asked for nothing for a while (or holds all we have: see
+            // `update`).
             if remote_live
                 && !self.options.live
                 && matches!(peer.stage, Stage::Open | Stage::Ending)
@@ -626,6 +650,7 @@ impl Session {
         let keys: Vec<[u8; 32]> = self.peers.keys().copied().collect();
         for dk in keys {
             self.update(db, &dk)?;
+            self.end_when_even(db, &dk);
         }
         if self.options.live {
             self.local_change(db)?;
@@ -754,7 +779,7 @@ impl Session {
                         for bit in 0..8 {
                             let block = have.start + (i as u64) * 8 + bit;
                             let set = byte & (128 >> bit) != 0;
-                            peer.remote_has.set(block, set);
+                            peer.set_remote_has(block, set);
                             if set {
                                 peer.remote_length = peer.remote_length.max(block + 1);
                             }
@@ -763,7 +788,7 @@ impl Session {
                 } else {
                     let length = have.length.unwrap_or(1).min(WANT_LENGTH * 64);
                     for block in have.start..have.start + length {
-                        peer.remote_has.set(block, true);
+                        peer.set_remote_has(block, true);
                     }
                     peer.remote_length = peer.remote_length.max(have.start + length);
                 }
@@ -771,7 +796,7 @@ impl Session {
             Message::Unhave(unhave) => {
                 let length = unhave.length.unwrap_or(1).min(WANT_LENGTH * 64);
                 for block in unhave.start..unhave.start + length {
-                    peer.remote_has.set(block, false);
+                    peer.set_remote_has(block, false);
                 }
             }
             Message::Info(info) => {
@@ -853,7 +878,7 @@ impl Session {
                     })?;
                 }
                 peer.received += 1;
-                peer.remote_has.set(data.index, true);
+                peer.set_remote_has(data.index, true);
                 let nodes = self.pending_nodes.entry(key).or_default();
                 nodes.extend(write.nodes().iter().map(|n| (n.index, *n)));
                 self.verified.push((*dk, key, write));
@@ -897,6 +922,9 @@ impl Session {
         };
         if value.is_some() {
             self.summary.sent += 1;
+            // The peer holds it once it verifies it (a one-shot session
+            // with a live peer ends when the peer holds all it has here).
+            peer.set_remote_has(request.index, true);
         }
         peer.remote_length = peer.remote_length.max(request.index + 1);
         self.protocol.send(
@@ -996,6 +1024,29 @@ impl Session {
             Self::end(&mut self.protocol, peer, dk, self.options.live);
         }
         Ok(())
+    }
+
+    /// A live peer never says it is done; but once a one-shot session
+    /// holds all the peer has of a feed and the peer holds all this feed
+    /// has here, neither can want anything more of the other: the channel
+    /// ends at once rather than after the idle ticks.
+    fn end_when_even(&mut self, db: &Db, dk: &[u8; 32]) {
+        let remote_live = self
+            .protocol
+            .remote_handshake()
+            .is_some_and(|h| h.live == Some(true));
+        let peer = self.peers.get_mut(dk).expect("known peer");
+        if !remote_live
+            || self.options.live
+            || !matches!(peer.stage, Stage::Open | Stage::Ending)
+            || (peer.downloading && !Self::complete(db, peer))
+        {
+            return;
+        }
+        let ours = db.read_feed(&peer.key, Feed::len).unwrap_or(0);
+        if peer.remote_has_all_below(ours) {
+            Self::close(&mut self.protocol, peer, dk);
+        }
     }
 
     fn end(protocol: &mut Protocol, peer: &mut Peer, dk: &[u8; 32], live: bool) {

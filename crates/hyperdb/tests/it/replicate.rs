@@ -453,3 +453,64 @@ fn a_subscription_hears_only_of_the_feeds_it_wants() {
     assert!(changed.feed_set && changed.feeds.is_empty());
     assert!(mine.try_changed().unwrap().feed_set);
 }
+
+/// A one-shot session with a live peer (which never says it is done) ends
+/// as soon as each side holds what the other has: it uploads what the live
+/// peer lacks first, and does not wait out its idle ticks (a minute's
+/// timeout here makes them 15 s each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_session_with_a_live_peer_ends_once_both_hold_the_same() {
+    let owner = memory_db(None);
+    for i in 0..50 {
+        owner.put(&format!("k/{i}"), b"v").unwrap();
+    }
+    let replica = memory_db(Some(*owner.key()));
+    let slow_ticks = Duration::from_secs(60);
+    let (x, y) = tokio::io::duplex(64 << 10);
+    let live_side = tokio::spawn(replicate(
+        replica.clone(),
+        y,
+        ReplicateOptions {
+            live: true,
+            timeout: slow_ticks,
+            ..Default::default()
+        },
+    ));
+    let one_shot = ReplicateOptions {
+        timeout: slow_ticks,
+        ..Default::default()
+    };
+    let summary = tokio::time::timeout(
+        Duration::from_secs(10),
+        replicate(owner.clone(), x, one_shot.clone()),
+    )
+    .await
+    .expect("the one-shot session ends without waiting for idle ticks")
+    .unwrap();
+    assert_eq!(summary.sent, 51, "the header and 50 entries went up first");
+    assert_eq!(values(&replica, "k/49"), ["v"]);
+    live_side.abort();
+
+    // And downloading from a live peer that has more.
+    let fresh = memory_db(Some(*owner.key()));
+    let (x, y) = tokio::io::duplex(64 << 10);
+    let live_side = tokio::spawn(replicate(
+        owner.clone(),
+        y,
+        ReplicateOptions {
+            live: true,
+            timeout: slow_ticks,
+            ..Default::default()
+        },
+    ));
+    let summary = tokio::time::timeout(
+        Duration::from_secs(10),
+        replicate(fresh.clone(), x, one_shot),
+    )
+    .await
+    .expect("ends once it holds everything")
+    .unwrap();
+    assert_eq!(summary.total_received(), 51);
+    assert_eq!(values(&fresh, "k/0"), ["v"]);
+    live_side.abort();
+}
