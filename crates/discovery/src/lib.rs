@@ -165,7 +165,9 @@ pub struct Discovery {
 impl Discovery {
     /// Starts looking up (and, with `options.announce`, announcing) the
     /// database with `discovery_key`. Events arrive on the receiver until
-    /// the `Discovery` is dropped.
+    /// the `Discovery` is dropped. A mechanism that cannot start is an
+    /// error only when it is the only one asked for; otherwise the other
+    /// runs and the first event says what failed.
     pub async fn start(
         discovery_key: &[u8; 32],
         options: Options,
@@ -180,37 +182,68 @@ impl Discovery {
             ask: Vec::new(),
             topic,
         };
+        let both = options.mdns.is_some() && options.dht.is_some();
+        // Reported as the first events when the other mechanism runs.
+        let mut failed = Vec::new();
         if let Some(mdns) = options.mdns {
-            let socket = mdns::group_socket(&mdns).map_err(|source| DiscoveryError::Mdns {
-                port: mdns::PORT,
-                source,
-            })?;
-            let (ask, asked) = mpsc::channel(4);
-            let events = events.clone();
-            let announce = options.announce;
-            discovery.tasks.push(tokio::spawn(async move {
-                let result = mdns::run(socket, topic, announce, mdns, events.clone(), asked).await;
-                if let Err(e) = result {
-                    let _ = events
-                        .send(Event::Failed {
-                            source: Source::Mdns,
-                            error: e.to_string(),
-                        })
-                        .await;
+            let socket = match mdns::group_socket(&mdns) {
+                Ok(socket) => Some(socket),
+                Err(source) => {
+                    let error = DiscoveryError::Mdns {
+                        port: mdns::PORT,
+                        source,
+                    };
+                    if !both {
+                        return Err(error);
+                    }
+                    failed.push(Event::Failed {
+                        source: Source::Mdns,
+                        error: error.to_string(),
+                    });
+                    None
                 }
-            }));
-            discovery.ask.push(ask);
+            };
+            if let Some(socket) = socket {
+                let (ask, asked) = mpsc::channel(4);
+                let events = events.clone();
+                let announce = options.announce;
+                discovery.tasks.push(tokio::spawn(async move {
+                    let result =
+                        mdns::run(socket, topic, announce, mdns, events.clone(), asked).await;
+                    if let Err(e) = result {
+                        let _ = events
+                            .send(Event::Failed {
+                                source: Source::Mdns,
+                                error: e.to_string(),
+                            })
+                            .await;
+                    }
+                }));
+                discovery.ask.push(ask);
+            }
         }
         if let Some(dht) = options.dht {
-            let node = dht::start(&dht)
-                .await
-                .map_err(|e| DiscoveryError::Dht(e.to_string()))?;
-            let (ask, asked) = mpsc::channel(4);
-            let announce = options.announce;
-            discovery.tasks.push(tokio::spawn(async move {
-                dht::run(node, topic, announce, dht, events, asked).await;
-            }));
-            discovery.ask.push(ask);
+            match dht::start(&dht).await {
+                Ok(node) => {
+                    let (ask, asked) = mpsc::channel(4);
+                    let announce = options.announce;
+                    let events = events.clone();
+                    discovery.tasks.push(tokio::spawn(async move {
+                        dht::run(node, topic, announce, dht, events, asked).await;
+                    }));
+                    discovery.ask.push(ask);
+                }
+                Err(e) if !both || discovery.tasks.is_empty() => {
+                    return Err(DiscoveryError::Dht(e.to_string()))
+                }
+                Err(e) => failed.push(Event::Failed {
+                    source: Source::Dht,
+                    error: format!("the DHT could not start: {e}"),
+                }),
+            }
+        }
+        for event in failed {
+            let _ = events.try_send(event);
         }
         Ok((discovery, receiver))
     }

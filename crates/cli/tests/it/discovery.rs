@@ -414,3 +414,30 @@ fn three_hosts_on_a_bridge_converge() {
         drop((serve, js));
     }
 }
+
+/// When multicast DNS cannot start (port 5353 held by a program that did
+/// not share it), a serve runs on with the DHT and says why; a sync that
+/// has nothing else to find peers with says so.
+#[test]
+fn a_mechanism_that_cannot_start_is_reported_and_the_other_goes_on() {
+    in_own_network(|| {
+        let _hog = std::net::UdpSocket::bind("0.0.0.0:5353").expect("take port 5353");
+        let (_node, bootstrap) = dht_node();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
+        ok(&hyperdb(&["init", p(&dir)]));
+        let serve = Background::start(&["serve", p(&dir), "--bootstrap", &bootstrap]);
+        let line = serve.wait_for("multicast DNS could not start");
+        assert!(line.contains("5353"), "{line}");
+        serve.wait_for("announced on the DHT");
+        drop(serve);
+        let out = hyperdb(&["sync", p(&dir), "--no-dht", "--timeout", "2"]);
+        assert_eq!(out.status.code(), Some(3));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("multicast DNS could not start"), "{err}");
+        assert!(
+            err.contains("--no-mdns"),
+            "the hint names the way out: {err}"
+        );
+    });
+}
