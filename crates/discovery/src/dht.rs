@@ -9,9 +9,9 @@
 //! unless asked to look up now.
 //!
 //! `mainline` works as a client against the JS nodes of bittorrent-dht,
-//! but those ignore queries from a `mainline` node (their 2-byte
-//! transaction ids do not parse there), so a Rust node never serves JS
-//! ones: this is a client only.
+//! but it cannot answer them: their queries carry 2-byte transaction ids,
+//! which it does not parse. So a Rust node never serves JS ones: this is a
+//! client only.
 
 use std::collections::HashMap;
 use std::io;
