@@ -107,20 +107,47 @@ fn is_duplicate(error: &hyperdb::Error) -> bool {
     )
 }
 
-/// Connects to `addr` and replicates over the connection.
-async fn connect_and_run(replicator: &Replicator, addr: SocketAddr) -> Result<Summary, String> {
-    let socket = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| "no answer within 3 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    eprintln!("connected to {addr}");
-    replicator.run(socket, true).await.map_err(|e| {
-        if is_duplicate(&e) {
-            String::new()
-        } else {
-            e.to_string()
+/// How a connection to a found peer went.
+#[derive(Clone, Debug)]
+enum Outcome {
+    /// Replicated; what was exchanged.
+    Synced(Summary),
+    /// The same peer as another connection, which was kept instead.
+    SamePeer,
+    /// Could not connect, or the session failed; why.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Says on stderr how the connection to `addr` went (nothing for a
+    /// duplicate: it is no failure).
+    fn report(&self, addr: SocketAddr) {
+        match self {
+            Outcome::Synced(summary) => eprintln!(
+                "{addr}: received {} block(s), sent {}",
+                summary.total_received(),
+                summary.sent
+            ),
+            Outcome::SamePeer => {}
+            Outcome::Failed(e) => eprintln!("{addr}: {e}"),
         }
-    })
+    }
+}
+
+/// Connects to `addr` and replicates over the connection.
+async fn connect_and_run(replicator: &Replicator, addr: SocketAddr) -> Outcome {
+    let connecting = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr));
+    let socket = match connecting.await {
+        Err(_) => return Outcome::Failed("no answer within 3 s".into()),
+        Ok(Err(e)) => return Outcome::Failed(e.to_string()),
+        Ok(Ok(socket)) => socket,
+    };
+    eprintln!("connected to {addr}");
+    match replicator.run(socket, true).await {
+        Ok(summary) => Outcome::Synced(summary),
+        Err(e) if is_duplicate(&e) => Outcome::SamePeer,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
 }
 
 pub(crate) fn serve(
@@ -236,15 +263,7 @@ async fn dial_found(
         let (replicator, connected) = (replicator.clone(), connected.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            match connect_and_run(&replicator, addr).await {
-                Ok(summary) => eprintln!(
-                    "{addr}: received {} block(s), sent {}",
-                    summary.total_received(),
-                    summary.sent
-                ),
-                Err(e) if e.is_empty() => {}
-                Err(e) => eprintln!("{addr}: {e}"),
-            }
+            connect_and_run(&replicator, addr).await.report(addr);
             connected.lock().expect("set").remove(&addr);
         });
     }
@@ -344,6 +363,9 @@ pub(crate) fn sync_with(dir: &Path, addr: &str, live: bool) -> CliResult {
     Ok(())
 }
 
+/// The most peers one sync connects to.
+const MAX_PEERS: usize = 64;
+
 /// How long a one-shot sync waits, once every session with the peers found
 /// so far has ended, for more peers before it stops.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -372,14 +394,24 @@ pub(crate) fn sync_found(
         let replicator = Replicator::new(db.clone(), replicate_options);
         let mut sessions = tokio::task::JoinSet::new();
         let mut tried: HashSet<SocketAddr> = HashSet::new();
-        let mut results: Vec<(SocketAddr, Source, Result<Summary, String>)> = Vec::new();
+        let mut results: Vec<(SocketAddr, Source, Outcome)> = Vec::new();
+        // Starts a session with `addr`, noting how many writers there were.
+        let start = |sessions: &mut tokio::task::JoinSet<_>, addr: SocketAddr, source| {
+            let (replicator, writers) = (replicator.clone(), db.writers().len());
+            sessions.spawn(async move {
+                let outcome = connect_and_run(&replicator, addr).await;
+                (addr, source, writers, outcome)
+            });
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         let mut ask_again = tokio::time::interval(Duration::from_secs(2));
         let mut settled_at: Option<tokio::time::Instant> = None;
         loop {
             let done = !live
                 && sessions.is_empty()
-                && results.iter().any(|(_, _, r)| r.is_ok())
+                && results
+                    .iter()
+                    .any(|(_, _, o)| matches!(o, Outcome::Synced(_)))
                 && settled_at.is_some_and(|at| at.elapsed() >= SETTLE);
             if done {
                 break;
@@ -406,37 +438,24 @@ pub(crate) fn sync_found(
                     let Some(event) = event else { break };
                     report(&event);
                     if let Event::Peer { addr, source } = event {
-                        if tried.insert(addr) {
-                            let (replicator, writers) = (replicator.clone(), db.writers().len());
-                            sessions.spawn(async move {
-                                let result = connect_and_run(&replicator, addr).await;
-                                (addr, source, writers, result)
-                            });
+                        // At most MAX_PEERS peers: a flood of made-up
+                        // addresses cannot make it dial without end.
+                        if tried.len() < MAX_PEERS && tried.insert(addr) {
+                            start(&mut sessions, addr, source);
                         }
                     }
                 }
                 ended = sessions.join_next(), if !sessions.is_empty() => {
-                    if let Some(Ok((addr, source, writers, result))) = ended {
+                    if let Some(Ok((addr, source, writers, outcome))) = ended {
                         // Writers that joined (through another peer) after
                         // this session began may be this peer's to give:
                         // ask it again.
-                        if result.is_ok() && !live && db.writers().len() > writers {
-                            let (replicator, writers) = (replicator.clone(), db.writers().len());
-                            sessions.spawn(async move {
-                                let result = connect_and_run(&replicator, addr).await;
-                                (addr, source, writers, result)
-                            });
+                        let synced = matches!(outcome, Outcome::Synced(_));
+                        if synced && !live && db.writers().len() > writers {
+                            start(&mut sessions, addr, source);
                         }
-                        match &result {
-                            Ok(summary) => eprintln!(
-                                "{addr}: received {} block(s), sent {}",
-                                summary.total_received(),
-                                summary.sent
-                            ),
-                            Err(e) if e.is_empty() => {}
-                            Err(e) => eprintln!("{addr}: {e}"),
-                        }
-                        results.push((addr, source, result));
+                        outcome.report(addr);
+                        results.push((addr, source, outcome));
                     }
                     settled_at = Some(tokio::time::Instant::now());
                 }
@@ -462,32 +481,30 @@ pub(crate) fn sync_found(
 
 /// Prints what came from each peer (a peer asked twice counted once),
 /// then from each writer.
-fn print_found_summary(
-    db: &Db,
-    results: &[(SocketAddr, Source, Result<Summary, String>)],
-) -> CliResult {
+fn print_found_summary(db: &Db, results: &[(SocketAddr, Source, Outcome)]) -> CliResult {
     let mut out = io::stdout();
-    let mut peers: Vec<(SocketAddr, Source, Result<Summary, String>)> = Vec::new();
-    for (addr, source, result) in results {
+    let mut peers: Vec<(SocketAddr, Source, Outcome)> = Vec::new();
+    for (addr, source, outcome) in results {
         match peers.iter_mut().find(|(a, _, _)| a == addr) {
-            Some((_, _, Ok(so_far))) => {
-                if let Ok(more) = result {
+            Some((_, _, Outcome::Synced(so_far))) => {
+                if let Outcome::Synced(more) = outcome {
                     so_far.sent += more.sent;
                     so_far.received.extend(more.received.iter().copied());
                 }
             }
-            Some(entry) => entry.2 = result.clone(),
-            None => peers.push((*addr, *source, result.clone())),
+            Some(entry) => entry.2 = outcome.clone(),
+            None => peers.push((*addr, *source, outcome.clone())),
         }
     }
     let mut total = Summary::default();
     let mut by_key: HashMap<[u8; 32], u64> = HashMap::new();
-    for (addr, source, result) in &peers {
-        match result {
-            Ok(summary) => {
+    for (addr, source, outcome) in &peers {
+        write!(out, "{addr} (found via {source}): ")?;
+        match outcome {
+            Outcome::Synced(summary) => {
                 writeln!(
                     out,
-                    "{addr} (found via {source}): received {} block(s), sent {}",
+                    "received {} block(s), sent {}",
                     summary.total_received(),
                     summary.sent
                 )?;
@@ -498,11 +515,8 @@ fn print_found_summary(
                     *by_key.entry(*key).or_default() += blocks;
                 }
             }
-            Err(e) if e.is_empty() => writeln!(
-                out,
-                "{addr} (found via {source}): the same peer as another address"
-            )?,
-            Err(e) => writeln!(out, "{addr} (found via {source}): failed: {e}")?,
+            Outcome::SamePeer => writeln!(out, "the same peer as another address")?,
+            Outcome::Failed(e) => writeln!(out, "failed: {e}")?,
         }
     }
     total.received = by_key.into_iter().collect();

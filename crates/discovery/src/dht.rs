@@ -13,9 +13,8 @@
 //! which it does not parse. So a Rust node never serves JS ones: this is a
 //! client only.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use futures_lite::StreamExt;
@@ -23,7 +22,7 @@ use mainline::async_dht::AsyncDht;
 use mainline::{Dht, Id};
 use tokio::sync::mpsc;
 
-use crate::{Event, Source, Topic};
+use crate::{Event, Reported, Source, Topic};
 
 /// The Mainline DHT's usual public routers.
 pub const PUBLIC_ROUTERS: [&str; 4] = [
@@ -89,7 +88,7 @@ pub(crate) async fn run(
 ) {
     let info_hash = Id::from(topic);
     let mut ticker = tokio::time::interval(options.refresh);
-    let mut reported: HashMap<SocketAddrV4, tokio::time::Instant> = HashMap::new();
+    let mut reported = Reported::new(options.refresh);
     let mut announce_due = true;
     loop {
         tokio::select! {
@@ -121,17 +120,12 @@ pub(crate) async fn run(
         let mut peers = 0;
         let mut stream = dht.get_peers(info_hash);
         while let Some(batch) = stream.next().await {
-            let now = tokio::time::Instant::now();
             for peer in batch {
                 if crate::is_self(&peer, announce) {
                     continue;
                 }
                 peers += 1;
-                let fresh = reported
-                    .get(&peer)
-                    .is_none_or(|at| now.duration_since(*at) >= options.refresh);
-                if fresh {
-                    reported.insert(peer, now);
+                if reported.fresh(peer) {
                     let event = Event::Peer {
                         addr: SocketAddr::V4(peer),
                         source: Source::Dht,

@@ -63,6 +63,48 @@ pub(crate) fn is_self(addr: &std::net::SocketAddrV4, announce: Option<u16>) -> b
             .any(|i| i.ip() == std::net::IpAddr::V4(ip))
 }
 
+/// The peers a mechanism reported lately, so a peer heard again within
+/// `period` is not reported again. Bounded: a flood of made-up peers
+/// (anyone on the network can answer) cannot grow it past [`MAX_REPORTED`].
+#[derive(Debug)]
+pub(crate) struct Reported {
+    at: std::collections::HashMap<std::net::SocketAddrV4, tokio::time::Instant>,
+    period: std::time::Duration,
+}
+
+/// The most peers one mechanism remembers having reported.
+pub(crate) const MAX_REPORTED: usize = 1024;
+
+impl Reported {
+    pub(crate) fn new(period: std::time::Duration) -> Reported {
+        Reported {
+            at: Default::default(),
+            period,
+        }
+    }
+
+    /// Whether `peer` is to be reported now (and notes that it was).
+    pub(crate) fn fresh(&mut self, peer: std::net::SocketAddrV4) -> bool {
+        let now = tokio::time::Instant::now();
+        if self
+            .at
+            .get(&peer)
+            .is_some_and(|at| now.duration_since(*at) < self.period)
+        {
+            return false;
+        }
+        if self.at.len() >= MAX_REPORTED && !self.at.contains_key(&peer) {
+            let period = self.period;
+            self.at.retain(|_, at| now.duration_since(*at) < period);
+            if self.at.len() >= MAX_REPORTED {
+                return false;
+            }
+        }
+        self.at.insert(peer, now);
+        true
+    }
+}
+
 /// Which mechanism an event comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -273,6 +315,19 @@ impl Drop for Discovery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_flood_of_peers_is_remembered_within_bounds() {
+        let mut reported = Reported::new(std::time::Duration::from_secs(60));
+        let peer = |i: u32| std::net::SocketAddrV4::new(i.to_be_bytes().into(), 1);
+        assert!(reported.fresh(peer(0)));
+        assert!(!reported.fresh(peer(0)), "heard again within the period");
+        for i in 1..10_000 {
+            reported.fresh(peer(i));
+        }
+        assert_eq!(reported.at.len(), MAX_REPORTED);
+        assert!(!reported.fresh(peer(0)), "still remembered");
+    }
 
     #[test]
     fn the_topic_is_the_first_20_bytes_of_the_discovery_key() {

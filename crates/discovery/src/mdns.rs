@@ -9,7 +9,6 @@
 //! own question too: that echo is how everyone else learns of a newcomer
 //! without asking. SRV answers with an IPv4 target are read as peers too.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -21,7 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::{Event, Source, Topic};
+use crate::{Event, Reported, Source, Topic};
 
 /// The multicast DNS group.
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
@@ -225,9 +224,7 @@ pub(crate) async fn run(
     let reply = announce.map(|port| answer(&topic, &token, port));
     let mut ticker = tokio::time::interval(options.refresh);
     let mut buf = vec![0u8; 9000];
-    // The last time each peer was reported: a peer heard again within the
-    // refresh period is not reported again.
-    let mut reported: HashMap<SocketAddrV4, tokio::time::Instant> = HashMap::new();
+    let mut reported = Reported::new(options.refresh);
     loop {
         tokio::select! {
             _ = ticker.tick() => send(&socket, &question).await?,
@@ -246,16 +243,11 @@ pub(crate) async fn run(
                 if let (true, Some(reply)) = (heard.asked, &reply) {
                     send(&socket, reply).await?;
                 }
-                let now = tokio::time::Instant::now();
                 for peer in heard.peers {
                     if crate::is_self(&peer, announce) {
                         continue;
                     }
-                    let fresh = reported
-                        .get(&peer)
-                        .is_none_or(|at| now.duration_since(*at) >= options.refresh);
-                    if fresh {
-                        reported.insert(peer, now);
+                    if reported.fresh(peer) {
                         let found_one = Event::Peer { addr: SocketAddr::V4(peer), source: Source::Mdns };
                         if found.send(found_one).await.is_err() {
                             return Ok(());
