@@ -5,6 +5,7 @@ use std::io;
 use ed25519_dalek::SigningKey;
 
 use crate::bitfield::{Bitfield, Bits, SparseBits};
+use crate::blocks::BlockReader;
 use crate::crypto::{self, Hash, KeyPair};
 use crate::file::{File, ReadCache};
 use crate::recover::Recovery;
@@ -243,7 +244,7 @@ fn check_header(file: &mut File, kind: HeaderKind) -> Result<bool> {
     Ok(false)
 }
 
-const NODE_SIZE: u64 = 40;
+pub(crate) const NODE_SIZE: u64 = 40;
 const SIGNATURE_SIZE: u64 = 64;
 const NODE_CACHE_LIMIT: usize = 1 << 16;
 /// Tree reads load the 4 KiB page around them: a proof's nodes sit close
@@ -278,7 +279,8 @@ pub struct Feed {
     pub(crate) byte_length: u64,
     pub(crate) roots: Vec<Node>,
     pub(crate) bitfield: Bitfield,
-    pub(crate) nodes: crate::cache::SharedCache<u64, Node>,
+    /// Shared with the feed's [`BlockReader`]s.
+    pub(crate) nodes: std::sync::Arc<crate::cache::SharedCache<u64, Node>>,
     pub(crate) key_file: File,
     pub(crate) secret_file: File,
     pub(crate) tree: File,
@@ -464,7 +466,7 @@ impl Feed {
             byte_length: 0,
             roots: Vec::new(),
             bitfield,
-            nodes: crate::cache::SharedCache::new(NODE_CACHE_LIMIT),
+            nodes: std::sync::Arc::new(crate::cache::SharedCache::new(NODE_CACHE_LIMIT)),
             key_file,
             secret_file,
             tree,
@@ -653,6 +655,19 @@ impl Feed {
     /// Whether this feed was opened read-only.
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Whether blocks were committed with [`Feed::commit_unflushed`] and not
+    /// flushed since: until they are, a [`BlockReader`] cannot read them.
+    pub fn has_unflushed(&self) -> bool {
+        self.unflushed
+    }
+
+    /// A reader of this feed's flushed blocks for other threads, opening
+    /// its own read-only handles on the files in `storage` (the storage this
+    /// feed was opened on) as it first needs them.
+    pub fn block_reader(&self, storage: Box<dyn Storage>) -> BlockReader {
+        BlockReader::new(storage, self.nodes.clone())
     }
 
     /// Block `index`, checked against its hash in the tree.

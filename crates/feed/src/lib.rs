@@ -24,6 +24,7 @@
 //! ```
 
 pub mod bitfield;
+mod blocks;
 pub mod cache;
 pub mod crypto;
 pub mod fault;
@@ -38,6 +39,7 @@ pub mod tree_index;
 pub mod varint;
 
 pub use bitfield::{Bits, SparseBits};
+pub use blocks::BlockReader;
 pub use crypto::KeyPair;
 pub use feed::{
     AuditReport, Durability, Error, Feed, FeedOptions, Node, Proof, Result, VerifiedWrite,

@@ -11,17 +11,24 @@
 //!
 //! The database read is a replica of an owner with N keys, on disk, each
 //! read once before the rounds. In a "sync" round the owner first writes
-//! 50,000 more entries (under other keys), then the readers run for exactly as long as the replica takes
-//! to fetch them, in this process on one runtime thread; a "quiet" round
-//! runs the readers for as long again with nothing else going on.
+//! 50,000 more entries (under other keys), then the readers run for exactly
+//! as long as the replica takes to fetch them, in this process: both ends
+//! of the sync on one thread (a current-thread runtime), so on a 2-core
+//! machine one reader has a core of its own, as it would if the serving
+//! peer were another machine (two readers and the sync share two cores). A
+//! "quiet" round runs the readers for as long again with nothing else going
+//! on. Every run of readers draws its own random keys.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyperdb::{replicate, Db, Op, OpenOptions, ReplicateOptions};
 
 const NEW_PER_ROUND: usize = 50_000;
+
+/// Runs of readers so far.
+static PHASE: AtomicU64 = AtomicU64::new(0);
 
 fn write(db: &Db, prefix: &str, range: std::ops::Range<usize>) {
     let ops = range.map(|i| Op::Put {
@@ -35,12 +42,15 @@ fn write(db: &Db, prefix: &str, range: std::ops::Range<usize>) {
 /// With `snapshot`, each reader reads from a snapshot taken as it starts;
 /// otherwise every get starts from the current heads.
 fn read(db: &Db, n: usize, threads: usize, snapshot: bool, stop: &AtomicBool) -> u64 {
+    // Every run draws keys of its own: replaying another run's keys would
+    // find them cached or evicted according to what that run did.
+    let phase = PHASE.fetch_add(1, Ordering::Relaxed);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads as u64)
             .map(|t| {
                 s.spawn(move || {
                     let view = snapshot.then(|| db.snapshot().unwrap());
-                    let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ ((t + 1) * 0x9e37_79b9);
+                    let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ ((phase * 16 + t + 1) * 0x9e37_79b9);
                     let mut gets = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         rng ^= rng << 13;
@@ -132,8 +142,9 @@ fn main() {
         },
     )
     .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // Both ends of the sync on one thread: the readers have the other core
+    // to themselves, as they would if the serving peer were another machine.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();

@@ -7,10 +7,11 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 
 use hypercore_feed::cache::KeyMap;
 use hypercore_feed::{Durability, Feed, FeedOptions, Recovery};
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use crate::changes::{Changes, Subscription};
 use crate::error::{Error, Result};
@@ -285,7 +286,8 @@ impl DbReader {
         let registry = Registry::new();
         let key = *source.key();
         let discovery_key = *source.discovery_key();
-        state.push_writer(&registry, "source", source, cache_size);
+        let blocks = storage.block_reader("source", &source);
+        state.push_writer(&registry, "source", source, cache_size, blocks);
         if !owner {
             if !storage.has_feed("local") {
                 return Err(Error::NotFound(format!(
@@ -300,7 +302,8 @@ impl DbReader {
                 ..Default::default()
             };
             let local = storage.open_feed("local", options)?;
-            state.local = state.push_writer(&registry, "local", local, cache_size);
+            let blocks = storage.block_reader("local", &local);
+            state.local = state.push_writer(&registry, "local", local, cache_size, blocks);
         }
         state.writers[state.local]
             .shared
@@ -332,14 +335,12 @@ impl DbReader {
     /// The state, shared with other readers. Never held across a call
     /// that takes it again: a waiting writer would block the second read.
     pub(crate) fn state(&self) -> RwLockReadGuard<'_, State> {
-        // Every change to the state is whole before the lock is released,
-        // so a panic elsewhere leaves it consistent.
-        self.state.read().unwrap_or_else(|e| e.into_inner())
+        self.state.read()
     }
 
     /// The state, alone: for an append or a newly found writer.
     pub(crate) fn state_mut(&self) -> StateMut<'_> {
-        StateMut(self.state.write().unwrap_or_else(|e| e.into_inner()))
+        StateMut::new(self.state.write())
     }
 
     /// What opening the feeds repaired after a crash or damage, by feed
@@ -544,7 +545,8 @@ impl DbReader {
         let feed = self
             .storage
             .open_feed(&dir, self.feed_options(Some(*key)))?;
-        Ok(state.push_writer(&self.registry, &dir, feed, self.cache_size))
+        let blocks = self.storage.block_reader(&dir, &feed);
+        Ok(state.push_writer(&self.registry, &dir, feed, self.cache_size, blocks))
     }
 
     /// Reads under one hold of the state, for a lookup's many steps.

@@ -4,7 +4,9 @@
 
 use std::cell::{Ref, RefCell};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLockReadGuard};
+use std::sync::Arc;
+
+use parking_lot::RwLockReadGuard;
 
 use prost::Message;
 
@@ -15,7 +17,7 @@ use crate::messages::{Header, InflatedEntry};
 use crate::node::Node;
 use crate::put::Batching;
 use crate::trie::{Ptr, Trie};
-use crate::writers::{State, Writer};
+use crate::writers::{State, WriterShared};
 
 impl DbReader {
     /// Checks writer `id`'s header block, once.
@@ -57,20 +59,20 @@ impl DbReader {
             let w = &state.writers[feed];
             if !w.feed.has(inflate) {
                 return Err(bad_entry(
-                    w,
+                    &w.key,
                     seq,
                     format!("its inflated entry {inflate} is missing"),
                 ));
             }
             let block = w.feed.get(inflate)?;
             InflatedEntry::decode(block.as_slice())
-                .map_err(|e| bad_entry(w, seq, format!("its inflated entry {inflate}: {e}")))?
+                .map_err(|e| bad_entry(&w.key, seq, format!("its inflated entry {inflate}: {e}")))?
         };
         let mut keys = Vec::with_capacity(inflated.feeds.len());
         for f in &inflated.feeds {
             let key: [u8; 32] = f.key.as_slice().try_into().map_err(|_| {
                 bad_entry(
-                    &state.writers[feed],
+                    &state.writers[feed].key,
                     seq,
                     format!("a listed feed key has {} bytes", f.key.len()),
                 )
@@ -91,30 +93,121 @@ impl DbReader {
         self.open_content(state, feed)
     }
 
+    /// Entry `seq` of writer `feed` as stored: the message with its fields in
+    /// the writer's own numbering of feeds (what the seed's printout shows).
+    /// `None` when the block is not stored here or is the header.
+    pub fn raw_entry(&self, feed: usize, seq: u64) -> Result<Option<InflatedEntry>> {
+        let state = self.state();
+        if feed >= state.writers.len() {
+            return Ok(None);
+        }
+        Ok(state.read_entry(feed, seq)?.map(|(msg, _)| msg))
+    }
+}
+
+impl State {
+    /// Entry `seq` of writer `feed` as stored, with where its feed list is
+    /// (its inflate pointer, checked to point back); `None` when the block
+    /// is not stored here or is the header.
+    pub(crate) fn read_entry(&self, feed: usize, seq: u64) -> Result<Option<(InflatedEntry, u64)>> {
+        let w = &self.writers[feed];
+        if seq == 0 || !w.feed.has(seq) {
+            return Ok(None);
+        }
+        let block = w.feed.get(seq)?;
+        let msg = InflatedEntry::decode(block.as_slice())
+            .map_err(|e| bad_entry(&w.key, seq, e.to_string()))?;
+        let inflate = msg.inflate.unwrap_or(0);
+        if inflate > seq {
+            return Err(bad_entry(
+                &w.key,
+                seq,
+                format!("its inflate pointer ({inflate}) points forward"),
+            ));
+        }
+        Ok(Some((msg, inflate)))
+    }
+
+    /// Whether entries of writer `feed` whose feed list is at `inflate` can
+    /// be decoded with the numbering loaded now.
+    pub(crate) fn numbering_loaded(&self, feed: usize, inflate: u64) -> bool {
+        self.writers[feed]
+            .feeds_loaded
+            .is_some_and(|l| inflate <= l)
+    }
+
+    /// Decodes writer `feed`'s entry `seq` into the cache if it is stored
+    /// and can be decoded with the numbering loaded now, so that readers
+    /// find it without the lock. What cannot be decoded here is left to
+    /// the reader that needs it (which says why).
+    pub(crate) fn decode_ahead(&self, feed: usize, seq: u64) {
+        if self.writers[feed].shared.cache.get_cloned(&seq).is_some() {
+            return;
+        }
+        if let Ok(Some((msg, inflate))) = self.read_entry(feed, seq) {
+            if self.numbering_loaded(feed, inflate) {
+                let _ = self.finish_node(feed, seq, msg, inflate);
+            }
+        }
+    }
+
     /// Decodes entry `seq` of writer `feed` with the writer's numbering,
     /// and caches it.
     pub(crate) fn finish_node(
         &self,
-        state: &State,
         feed: usize,
         seq: u64,
         msg: InflatedEntry,
         inflate: u64,
     ) -> Result<Option<Arc<Node>>> {
-        let w = &state.writers[feed];
-        if msg.clock.len() > w.decode_map.len() {
+        let w = &self.writers[feed];
+        decode_entry(&w.shared, &w.decode_map, feed, seq, msg, inflate).map(Some)
+    }
+}
+
+/// Entry `seq` of the writer `shared` (id `feed`), read from its flushed
+/// files without the state's lock and cached, when it is there and the
+/// writer's published numbering decodes it. `None` sends the caller to
+/// the feed under the lock (which also says what is wrong with a damaged
+/// entry).
+fn read_flushed(shared: &WriterShared, feed: usize, seq: u64) -> Option<Arc<Node>> {
+    if seq == 0 || seq >= shared.readable.load(Ordering::Acquire) {
+        return None;
+    }
+    let block = shared.blocks.get(seq).ok()?;
+    let msg = InflatedEntry::decode(block.as_slice()).ok()?;
+    let inflate = msg.inflate.unwrap_or(0);
+    let numbering = shared.numbering.read().clone();
+    if inflate > seq || !numbering.covers(inflate) {
+        return None;
+    }
+    decode_entry(shared, &numbering.decode_map, feed, seq, msg, inflate).ok()
+}
+
+/// Decodes entry `seq` of writer `shared` (id `feed`) with the writer's
+/// numbering `decode_map`, and caches it.
+fn decode_entry(
+    shared: &WriterShared,
+    decode_map: &[usize],
+    feed: usize,
+    seq: u64,
+    msg: InflatedEntry,
+    inflate: u64,
+) -> Result<Arc<Node>> {
+    {
+        if msg.clock.len() > decode_map.len() {
             return Err(bad_entry(
-                w,
+                &shared.key,
                 seq,
                 format!(
                     "its clock names {} feeds but the writer listed {}",
                     msg.clock.len(),
-                    w.decode_map.len()
+                    decode_map.len()
                 ),
             ));
         }
         let mut clock = Vec::new();
-        for (i, &local) in w.decode_map.iter().enumerate() {
+        for (i, &local) in decode_map.iter().enumerate() {
             if local == usize::MAX {
                 continue;
             }
@@ -123,8 +216,8 @@ impl DbReader {
             }
             clock[local] = msg.clock.get(i).copied().unwrap_or(0);
         }
-        let trie =
-            Trie::decode(&msg.trie, &w.decode_map).map_err(|e| bad_entry(w, seq, e.to_string()))?;
+        let trie = Trie::decode(&msg.trie, decode_map)
+            .map_err(|e| bad_entry(&shared.key, seq, e.to_string()))?;
         let feeds = (inflate == seq).then(|| {
             msg.feeds
                 .iter()
@@ -143,25 +236,8 @@ impl DbReader {
             inflate,
             feeds,
         });
-        w.shared.cache.insert(seq, node.clone());
-        Ok(Some(node))
-    }
-
-    /// Entry `seq` of writer `feed` as stored: the message with its fields in
-    /// the writer's own numbering of feeds (what the seed's printout shows).
-    /// `None` when the block is not stored here or is the header.
-    pub fn raw_entry(&self, feed: usize, seq: u64) -> Result<Option<InflatedEntry>> {
-        let state = self.state();
-        let Some(w) = state.writers.get(feed) else {
-            return Ok(None);
-        };
-        if seq == 0 || !w.feed.has(seq) {
-            return Ok(None);
-        }
-        let block = w.feed.get(seq)?;
-        InflatedEntry::decode(block.as_slice())
-            .map(Some)
-            .map_err(|e| bad_entry(w, seq, e.to_string()))
+        shared.cache.insert(seq, node.clone());
+        Ok(node)
     }
 }
 
@@ -249,25 +325,16 @@ impl Reading<'_> {
         if let Some(n) = shared.cache.get_cloned(&seq) {
             return Ok(Some(n));
         }
+        if let Some(n) = read_flushed(shared, feed, seq) {
+            return Ok(Some(n));
+        }
         let (msg, inflate) = {
             let state = self.state();
-            let w = &state.writers[feed];
-            if seq == 0 || !w.feed.has(seq) {
+            let Some((msg, inflate)) = state.read_entry(feed, seq)? else {
                 return Ok(None);
-            }
-            let block = w.feed.get(seq)?;
-            let msg = InflatedEntry::decode(block.as_slice())
-                .map_err(|e| bad_entry(w, seq, e.to_string()))?;
-            let inflate = msg.inflate.unwrap_or(0);
-            if inflate > seq {
-                return Err(bad_entry(
-                    w,
-                    seq,
-                    format!("its inflate pointer ({inflate}) points forward"),
-                ));
-            }
-            if w.feeds_loaded.is_some_and(|l| inflate <= l) {
-                return self.db.finish_node(&state, feed, seq, msg, inflate);
+            };
+            if state.numbering_loaded(feed, inflate) {
+                return state.finish_node(feed, seq, msg, inflate);
             }
             (msg, inflate)
         };
@@ -276,11 +343,11 @@ impl Reading<'_> {
         self.release();
         {
             let mut state = self.db.state_mut();
-            if state.writers[feed].feeds_loaded.is_none_or(|l| inflate > l) {
+            if !state.numbering_loaded(feed, inflate) {
                 self.db.load_feeds(&mut state, feed, seq, &msg, inflate)?;
             }
         }
-        self.db.finish_node(&self.state(), feed, seq, msg, inflate)
+        self.state().finish_node(feed, seq, msg, inflate)
     }
 
     /// A node for a pointer, seeing the entries of a batch being written.
@@ -306,9 +373,9 @@ impl Reading<'_> {
     }
 }
 
-fn bad_entry(w: &Writer, seq: u64, reason: String) -> Error {
+fn bad_entry(key: &[u8; 32], seq: u64, reason: String) -> Error {
     Error::BadEntry {
-        feed: hex::encode(w.key),
+        feed: hex::encode(key),
         seq,
         reason,
     }

@@ -142,6 +142,12 @@ impl DbStorage {
         }
     }
 
+    /// A reader of the flushed blocks of `feed`, the feed in folder `dir`,
+    /// for other threads than the one writing it.
+    pub(crate) fn block_reader(&self, dir: &str, feed: &Feed) -> hypercore_feed::BlockReader {
+        feed.block_reader(self.feed_storage(dir))
+    }
+
     /// Opens the feed in folder `dir`.
     pub(crate) fn open_feed(
         &self,

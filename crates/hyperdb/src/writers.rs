@@ -4,10 +4,12 @@
 //! them without a lock ([`WriterShared`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLockWriteGuard;
 
 use hypercore_feed::cache::{KeyMap, SharedCache};
-use hypercore_feed::{Feed, Recovery};
+use hypercore_feed::{BlockReader, Feed, Recovery};
 
 use crate::node::Node;
 
@@ -23,6 +25,9 @@ pub(crate) struct Writer {
     pub(crate) encode_map: Vec<Option<usize>>,
     /// The writer's number → local id.
     pub(crate) decode_map: Vec<usize>,
+    /// `decode_map` or `feeds_loaded` changed since they were last
+    /// published to readers ([`WriterShared::numbering`]).
+    pub(crate) numbering_changed: bool,
     pub(crate) clock: u64,
     pub(crate) authorized: bool,
     /// What readers find without the state lock.
@@ -32,9 +37,13 @@ pub(crate) struct Writer {
 
 /// What readers need of a writer without taking the state lock: its
 /// decoded entries (immutable once decoded), how many entries it has
-/// without a gap, and whether they count. A lookup whose entries are all
-/// cached never waits for an append or a replication in progress.
+/// without a gap, and whether they count; and, to decode an entry that is
+/// not cached, a reader of the feed's flushed blocks and the writer's
+/// numbering. A lookup never waits for an append or a replication in
+/// progress unless it needs an entry stored since the last flush.
 pub(crate) struct WriterShared {
+    /// The writer's feed key.
+    pub(crate) key: [u8; 32],
     /// Decoded entries by seq; readers on several threads share it.
     pub(crate) cache: SharedCache<u64, Arc<Node>>,
     /// [`Writer::available`], as of the last change to the state.
@@ -43,6 +52,29 @@ pub(crate) struct WriterShared {
     pub(crate) included: AtomicBool,
     /// Its header block was checked.
     pub(crate) header_checked: AtomicBool,
+    /// Reads the feed's blocks below `readable` without the state lock.
+    pub(crate) blocks: BlockReader,
+    /// Entries below this are stored without a gap and flushed to the
+    /// feed's files, where `blocks` finds them.
+    pub(crate) readable: AtomicU64,
+    /// The writer's numbering as of the last change to the state.
+    pub(crate) numbering: parking_lot::RwLock<Arc<Numbering>>,
+}
+
+/// A writer's numbering of feeds, as readers decode its entries with it.
+#[derive(Default)]
+pub(crate) struct Numbering {
+    /// The writer's number → local id.
+    pub(crate) decode_map: Vec<usize>,
+    /// Entry holding the feed list `decode_map` comes from.
+    pub(crate) feeds_loaded: Option<u64>,
+}
+
+impl Numbering {
+    /// Whether entries whose feed list is at `inflate` decode with it.
+    pub(crate) fn covers(&self, inflate: u64) -> bool {
+        self.feeds_loaded.is_some_and(|l| inflate <= l)
+    }
 }
 
 /// The writers' shared parts by id. The registry only grows (ids never
@@ -96,7 +128,8 @@ impl Registry {
 }
 
 impl Writer {
-    fn new(feed: Feed, cache_size: usize) -> Self {
+    fn new(feed: Feed, cache_size: usize, blocks: BlockReader) -> Self {
+        let key = *feed.key();
         Writer {
             key: *feed.key(),
             feed,
@@ -106,9 +139,14 @@ impl Writer {
             feeds_seq: 0,
             encode_map: Vec::new(),
             decode_map: Vec::new(),
+            numbering_changed: false,
             clock: 0,
             authorized: false,
             shared: Arc::new(WriterShared {
+                key,
+                blocks,
+                readable: AtomicU64::new(0),
+                numbering: Default::default(),
                 cache: SharedCache::new(cache_size),
                 available: AtomicU64::new(0),
                 included: AtomicBool::new(false),
@@ -204,6 +242,7 @@ impl State {
     /// Rebuilds writer `id`'s feed numbering from its latest feed list, and
     /// authorizes what an authorized writer lists.
     pub(crate) fn update_feeds(&mut self, id: usize) {
+        self.writers[id].numbering_changed = true;
         let list = self.writers[id].feeds_message.clone().unwrap_or_default();
         let mut newly = Vec::new();
         for (i, key) in list.iter().enumerate() {
@@ -240,11 +279,12 @@ impl State {
         dir: &str,
         feed: Feed,
         cache_size: usize,
+        blocks: BlockReader,
     ) -> usize {
         self.note_recovery(dir, &feed);
         let id = self.writers.len();
         self.by_key.insert(*feed.key(), id);
-        let writer = Writer::new(feed, cache_size);
+        let writer = Writer::new(feed, cache_size, blocks);
         writer
             .shared
             .available
@@ -254,41 +294,75 @@ impl State {
         id
     }
 
-    /// Brings what readers see without the lock up to date with the feeds.
+    /// Brings what readers see without the lock up to date with the feeds
+    /// and the writers' numbering. A writer's new latest entry is decoded
+    /// first, so that a reader starting from the heads finds it in the
+    /// cache rather than waiting for the lock to decode it (while a
+    /// replication stores blocks, the heads move after every few dozen).
     fn refresh(&mut self) {
         let rescan = std::mem::take(&mut self.rescan);
-        for w in &self.writers {
+        for id in 0..self.writers.len() {
+            let w = &mut self.writers[id];
+            if std::mem::take(&mut w.numbering_changed) {
+                *w.shared.numbering.write() = Arc::new(Numbering {
+                    decode_map: w.decode_map.clone(),
+                    feeds_loaded: w.feeds_loaded,
+                });
+            }
+            let w = &self.writers[id];
             let len = w.feed.len();
             let before = w.shared.available.load(Ordering::Relaxed);
             let start = if rescan || before > len { 0 } else { before };
             let available = w.feed.next_missing(start, len).unwrap_or(len);
             if available != before {
+                if available > before && available >= 2 && self.included(id) {
+                    self.decode_ahead(id, available - 1);
+                }
                 w.shared.available.store(available, Ordering::Release);
             }
+            // What was committed but not flushed is not in the files yet.
+            let readable = if w.feed.has_unflushed() {
+                available.min(w.shared.readable.load(Ordering::Relaxed))
+            } else {
+                available
+            };
+            w.shared.readable.store(readable, Ordering::Release);
         }
     }
 }
 
 /// The state, held alone; on release, what readers see without the lock
-/// is brought up to date.
-pub(crate) struct StateMut<'a>(pub(crate) RwLockWriteGuard<'a, State>);
+/// is brought up to date, and the lock goes to the readers waiting for it
+/// (a fair hand-over: a writer that takes the state again at once, storing
+/// a replication's blocks a few dozen at a time, waits behind them rather
+/// than keeping them out until it is done).
+pub(crate) struct StateMut<'a>(Option<RwLockWriteGuard<'a, State>>);
+
+impl<'a> StateMut<'a> {
+    pub(crate) fn new(guard: RwLockWriteGuard<'a, State>) -> Self {
+        StateMut(Some(guard))
+    }
+}
 
 impl std::ops::Deref for StateMut<'_> {
     type Target = State;
 
     fn deref(&self) -> &State {
-        &self.0
+        self.0.as_ref().expect("held until dropped")
     }
 }
 
 impl std::ops::DerefMut for StateMut<'_> {
     fn deref_mut(&mut self) -> &mut State {
-        &mut self.0
+        self.0.as_mut().expect("held until dropped")
     }
 }
 
 impl Drop for StateMut<'_> {
     fn drop(&mut self) {
-        self.0.refresh();
+        if let Some(mut guard) = self.0.take() {
+            guard.refresh();
+            RwLockWriteGuard::unlock_fair(guard);
+        }
     }
 }

@@ -18,23 +18,36 @@ fn writer(n: usize) -> (MemoryStorage, Feed) {
     (storage, feed)
 }
 
-/// Downloads every block of `source` in `order`, flushing after every
-/// `flush_every` blocks; checks each block reads back before any flush.
-fn download(source: &mut Feed, order: &[u64], flush_every: usize) -> (MemoryStorage, Feed) {
+/// An empty feed in memory with `source`'s key, and its storage.
+fn replica_of(source: &Feed) -> (MemoryStorage, Feed) {
     let storage = MemoryStorage::new();
     let options = FeedOptions {
         key: Some(*source.key()),
         ..Default::default()
     };
-    let mut reader = Feed::open(storage.clone(), options).unwrap();
+    let feed = Feed::open(storage.clone(), options).unwrap();
+    (storage, feed)
+}
+
+/// Fetches block `index` of `source` into `reader` with its proof, held
+/// back until a flush; returns the block.
+fn fetch(source: &Feed, reader: &mut Feed, index: u64, sent: &mut SparseBits) -> Vec<u8> {
+    let proof = source
+        .proof(index, reader.digest(index), false, sent)
+        .unwrap();
+    let block = source.get(index).unwrap();
+    let write = reader.verify_block(index, Some(&block), &proof).unwrap();
+    reader.commit_unflushed(write).unwrap();
+    block
+}
+
+/// Downloads every block of `source` in `order`, flushing after every
+/// `flush_every` blocks; checks each block reads back before any flush.
+fn download(source: &mut Feed, order: &[u64], flush_every: usize) -> (MemoryStorage, Feed) {
+    let (storage, mut reader) = replica_of(source);
     let mut sent = SparseBits::new();
     for (n, &index) in order.iter().enumerate() {
-        let proof = source
-            .proof(index, reader.digest(index), false, &mut sent)
-            .unwrap();
-        let block = source.get(index).unwrap();
-        let write = reader.verify_block(index, Some(&block), &proof).unwrap();
-        reader.commit_unflushed(write).unwrap();
+        let block = fetch(source, &mut reader, index, &mut sent);
         assert_eq!(reader.get(index).unwrap(), block, "readable before a flush");
         if (n + 1) % flush_every == 0 {
             reader.flush().unwrap();
@@ -66,12 +79,7 @@ fn in_order_download_leaves_the_writers_files() {
 #[test]
 fn blocks_held_back_reach_the_files_on_flush() {
     let (_, source) = writer(50);
-    let storage = MemoryStorage::new();
-    let options = FeedOptions {
-        key: Some(*source.key()),
-        ..Default::default()
-    };
-    let mut reader = Feed::open(storage.clone(), options).unwrap();
+    let (storage, mut reader) = replica_of(&source);
     let proof = source
         .proof(49, reader.digest(49), false, &mut SparseBits::new())
         .unwrap();
@@ -107,4 +115,44 @@ proptest! {
         prop_assert_eq!(files.contents("tree"), writer_files.contents("tree"));
         prop_assert_eq!(files.contents("data"), writer_files.contents("data"));
     }
+}
+
+#[test]
+fn a_block_reader_reads_what_the_feed_flushed_and_only_that() {
+    let (_, source) = writer(100);
+    let (storage, mut reader) = replica_of(&source);
+    let blocks = reader.block_reader(Box::new(storage.clone()));
+    // A new feed has no data file yet: nothing to read, and no panic.
+    assert!(blocks.get(0).is_err());
+    let mut sent = SparseBits::new();
+    for index in 0..100u64 {
+        fetch(&source, &mut reader, index, &mut sent);
+        if index == 49 {
+            assert!(reader.has_unflushed());
+            reader.flush().unwrap();
+            assert!(!reader.has_unflushed());
+        }
+    }
+    // Blocks 50.. are held back: the files do not have them yet.
+    for index in 0..50 {
+        assert_eq!(blocks.get(index).unwrap(), source.get(index).unwrap());
+    }
+    assert!(blocks.get(99).is_err(), "an unflushed block is not read");
+    reader.flush().unwrap();
+    for index in (0..100).rev() {
+        assert_eq!(blocks.get(index).unwrap(), source.get(index).unwrap());
+    }
+    // From another thread, on disk bytes that were damaged: the hash check.
+    let mut data = storage.contents("data");
+    let last = data.len() - 1;
+    data[last] ^= 1;
+    storage.set_contents("data", data);
+    let blocks = reader.block_reader(Box::new(storage.clone()));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let err = blocks.get(99).unwrap_err().to_string();
+            assert!(err.contains("does not match its hash"), "{err}");
+            assert_eq!(blocks.get(98).unwrap(), source.get(98).unwrap());
+        });
+    });
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyperdb::{replicate, Db, Op, ReplicateOptions};
+use hyperdb::{replicate, Db, DbStorage, Op, OpenOptions, ReplicateOptions};
 
 use crate::support::memory_db;
 
@@ -152,4 +152,42 @@ fn writes_from_several_threads_are_made_one_at_a_time_and_all_kept() {
     for t in 0..4 {
         assert_eq!(db.list(&format!("t{t}")).unwrap().len(), 200);
     }
+}
+
+#[test]
+fn a_lookup_decodes_stored_entries_while_a_write_holds_the_state() {
+    // A cache that holds almost nothing: every lookup decodes entries.
+    let options = OpenOptions {
+        cache_size: 16,
+        ..Default::default()
+    };
+    let db = Db::open_storage(DbStorage::memory(), options).unwrap();
+    let ops = (0..2_000).map(|i| Op::Put {
+        key: format!("k/{i}"),
+        value: value_of(i),
+    });
+    db.write_all(ops, 500).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let reader = {
+        let db = db.clone();
+        move || {
+            for i in (0..2_000).step_by(7) {
+                let values = db.get(&format!("k/{i}")).unwrap();
+                assert_eq!(values[0].value.as_deref(), Some(&value_of(i)[..]));
+            }
+            let _ = done.send(());
+        }
+    };
+    // The closure runs with the database's state held for writing, as an
+    // append or a replication storing blocks holds it.
+    let read_meanwhile = db
+        .with_feed_mut(0, |_| {
+            let reader = std::thread::spawn(reader);
+            let read = finished.recv_timeout(Duration::from_secs(30)).is_ok();
+            (read, reader)
+        })
+        .unwrap();
+    let (read, reader) = read_meanwhile;
+    reader.join().expect("the reader's answers were right");
+    assert!(read, "lookups waited for a write in progress");
 }

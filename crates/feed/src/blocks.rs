@@ -1,0 +1,159 @@
+//! Reading a feed's stored blocks beside the [`Feed`] that writes them:
+//! [`BlockReader`].
+//!
+//! A [`Feed`] is written through `&mut self`, so whoever shares one between
+//! threads puts it behind a lock, and a reader then waits for every write in
+//! progress. A block the feed has written out to storage never changes, so
+//! it can be read without the feed: from the files themselves, through
+//! handles of the reader's own, and the feed's cache of tree nodes.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::cache::SharedCache;
+use crate::feed::{decode_node, Error, Node, Result, NODE_SIZE};
+use crate::sleep::HEADER_SIZE;
+use crate::storage::{RandomAccess, Storage};
+use crate::{crypto, flat};
+
+/// Reads blocks a [`Feed`](crate::Feed) has flushed, from any thread and
+/// without the feed (made by [`Feed::block_reader`](crate::Feed::block_reader)).
+///
+/// It knows nothing of what the feed holds: the caller asks only for blocks
+/// it knows the feed had stored and flushed (below a length it read when
+/// [`Feed::has_unflushed`](crate::Feed::has_unflushed) was false). Anything
+/// else fails (a block not written yet reads as a missing node) or, if the
+/// feed was repaired meanwhile, fails the hash check: the caller then asks
+/// the feed itself.
+pub struct BlockReader {
+    storage: Box<dyn Storage>,
+    /// Opened at the first read that finds the file (a new feed's files
+    /// appear with its first block).
+    tree: OnceLock<Box<dyn RandomAccess>>,
+    data: OnceLock<Box<dyn RandomAccess>>,
+    /// The feed's own cache of tree nodes.
+    nodes: Arc<SharedCache<u64, Node>>,
+    /// The data file's length when last asked: a block that ends within it
+    /// needs no system call to be checked.
+    data_len: AtomicU64,
+}
+
+impl std::fmt::Debug for BlockReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockReader")
+            .field("data", &self.storage.describe("data"))
+            .finish()
+    }
+}
+
+impl BlockReader {
+    pub(crate) fn new(storage: Box<dyn Storage>, nodes: Arc<SharedCache<u64, Node>>) -> Self {
+        BlockReader {
+            storage,
+            tree: OnceLock::new(),
+            data: OnceLock::new(),
+            nodes,
+            data_len: AtomicU64::new(0),
+        }
+    }
+
+    /// Block `index`, checked against its hash in the tree.
+    pub fn get(&self, index: u64) -> Result<Vec<u8>> {
+        let tree = self.file(&self.tree, "tree")?;
+        let data = self.file(&self.data, "data")?;
+        let corrupt = |reason: String| Error::Corrupt {
+            file: self.storage.describe("data"),
+            reason,
+        };
+        let mut offset = 0u64;
+        for root in flat::full_roots(index.saturating_mul(2)) {
+            offset = offset
+                .checked_add(self.node(tree, root)?.size)
+                .ok_or_else(|| corrupt(format!("block {index} would start past 2^64 bytes")))?;
+        }
+        let leaf = self.node(tree, index.saturating_mul(2))?;
+        let end = offset.checked_add(leaf.size);
+        let mut stored = self.data_len.load(Ordering::Relaxed);
+        if end.is_none_or(|end| end > stored) {
+            stored = data.len().map_err(|e| self.io("data", e))?;
+            self.data_len.store(stored, Ordering::Relaxed);
+        }
+        if end.is_none_or(|end| end > stored) {
+            return Err(corrupt(format!(
+                "block {index} should take {} bytes at offset {offset}, but the file holds {stored}",
+                leaf.size
+            )));
+        }
+        let mut block = vec![0; leaf.size as usize];
+        data.read_exact_at(offset, &mut block)
+            .map_err(|e| self.io("data", e))?;
+        if crypto::leaf_hash(&block) != leaf.hash {
+            return Err(Error::BadBlock {
+                file: self.storage.describe("data"),
+                index,
+            });
+        }
+        Ok(block)
+    }
+
+    /// The handle in `slot`, opened if the file exists by now.
+    fn file<'a>(
+        &self,
+        slot: &'a OnceLock<Box<dyn RandomAccess>>,
+        name: &str,
+    ) -> Result<&'a dyn RandomAccess> {
+        if let Some(handle) = slot.get() {
+            return Ok(&**handle);
+        }
+        let handle = self
+            .storage
+            .open_read_only(name)
+            .map_err(|e| self.io(name, e))?;
+        if !handle.exists() {
+            return Err(self.io(name, io::ErrorKind::NotFound.into()));
+        }
+        // Another thread may have opened it first: either handle will do.
+        Ok(&**slot.get_or_init(|| handle))
+    }
+
+    /// Tree node `index`, from the feed's cache or the tree file.
+    fn node(&self, tree: &dyn RandomAccess, index: u64) -> Result<Node> {
+        if let Some(node) = self.nodes.get_cloned(&index) {
+            return Ok(node);
+        }
+        let offset = index
+            .checked_mul(NODE_SIZE)
+            .and_then(|o| o.checked_add(HEADER_SIZE))
+            .ok_or_else(|| self.missing(index))?;
+        let mut buf = [0u8; NODE_SIZE as usize];
+        tree.read_exact_at(offset, &mut buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                self.missing(index)
+            } else {
+                self.io("tree", e)
+            }
+        })?;
+        let node = decode_node(index, &buf);
+        if node.size == 0 && node.hash == [0; 32] {
+            return Err(self.missing(index));
+        }
+        // Nodes never change once written: the feed may use it too.
+        self.nodes.insert(index, node);
+        Ok(node)
+    }
+
+    fn missing(&self, index: u64) -> Error {
+        Error::Corrupt {
+            file: self.storage.describe("tree"),
+            reason: format!("node {index} is not stored"),
+        }
+    }
+
+    fn io(&self, name: &str, source: io::Error) -> Error {
+        Error::Io {
+            file: self.storage.describe(name),
+            source,
+        }
+    }
+}
