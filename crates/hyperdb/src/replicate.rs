@@ -1126,7 +1126,8 @@ fn proof_from(nodes: &[DataNode], signature: Option<&[u8]>) -> std::result::Resu
 
 /// Replicates `db` over `stream` until the session is done (one-shot) or
 /// the stream closes (live). The database stays usable by others meanwhile:
-/// readers never wait for the session, except while it stores blocks.
+/// readers never wait for the session, except for an entry it stored and
+/// has not flushed yet, while it stores blocks.
 pub async fn replicate<S>(db: Db, stream: S, options: ReplicateOptions) -> Result<Summary>
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -22,9 +22,9 @@ use crate::{hash, put};
 ///
 /// A `Db` is a handle: clones are cheap and share one open database, and
 /// it is `Send + Sync`, so threads (and replication tasks) each take a
-/// clone. Reads run in parallel and never wait for a write in progress
-/// except for the moment its blocks are appended; writes are made one at
-/// a time.
+/// clone. Reads run in parallel and wait for a write in progress only when
+/// they need an entry it stored and has not flushed yet, and then only for
+/// the moment its blocks are appended; writes are made one at a time.
 ///
 /// One process writes a folder at a time: opening takes the folder's lock,
 /// and a second writer gets [`Error::Locked`]. A

@@ -321,6 +321,9 @@ impl State {
                 w.shared.available.store(available, Ordering::Release);
             }
             // What was committed but not flushed is not in the files yet.
+            // Blocks an audit drops leave it here, as they leave
+            // `available`; a lookup already past this check may still read
+            // one whose bytes hash right.
             let readable = if w.feed.has_unflushed() {
                 available.min(w.shared.readable.load(Ordering::Relaxed))
             } else {
