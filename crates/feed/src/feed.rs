@@ -245,6 +245,14 @@ fn check_header(file: &mut File, kind: HeaderKind) -> Result<bool> {
 }
 
 pub(crate) const NODE_SIZE: u64 = 40;
+
+/// More blocks than any feed holds (hypercore counts in doubles, to 2^53):
+/// a peer's proof that names a block or node past this is refused before
+/// any arithmetic on it, which would not fit in 64 bits.
+const MAX_BLOCKS: u64 = 1 << 56;
+
+/// The depth of the root over `MAX_BLOCKS` leaves.
+const MAX_DEPTH: u32 = 57;
 const SIGNATURE_SIZE: u64 = 64;
 const NODE_CACHE_LIMIT: usize = 1 << 16;
 /// Tree reads load the 4 KiB page around them: a proof's nodes sit close
@@ -721,6 +729,9 @@ impl Feed {
         include_hash: bool,
         remote: &mut SparseBits,
     ) -> Result<Proof> {
+        if index >= MAX_BLOCKS {
+            return Err(Error::NotAvailable(index));
+        }
         let plan = tree_index::proof(&self.bitfield, 2 * index, digest, include_hash, remote)
             .ok_or(Error::NotAvailable(index))?;
         let mut nodes = Vec::with_capacity(plan.nodes.len());
@@ -812,6 +823,9 @@ impl Feed {
             index,
             reason: reason.to_string(),
         };
+        if index >= MAX_BLOCKS || proof.nodes.iter().any(|n| n.index >= 2 * MAX_BLOCKS) {
+            return Err(invalid("an index past the end of any feed"));
+        }
         let mut trusted = None;
         let mut missing = Vec::new();
         let mut next = 2 * index;
@@ -820,6 +834,9 @@ impl Feed {
             if has(next) {
                 trusted = Some(next);
                 break;
+            }
+            if flat::depth(next) > MAX_DEPTH {
+                return Err(invalid("a proof taller than any feed's tree"));
             }
             let sibling = flat::sibling(next);
             next = flat::parent(next);

@@ -156,3 +156,28 @@ fn a_block_reader_reads_what_the_feed_flushed_and_only_that() {
         });
     });
 }
+
+#[test]
+fn a_proof_naming_an_index_past_any_feed_is_refused() {
+    let (_, source) = writer(40);
+    let (_, reader) = replica_of(&source);
+    let proof = source.proof(5, 0, false, &mut SparseBits::new()).unwrap();
+    let block = source.get(5).unwrap();
+    for (at, bad) in [(0, u64::MAX), (1, u64::MAX - 1), (0, 1 << 62)] {
+        let mut bent = proof.clone();
+        bent.nodes[at].index = bad;
+        let err = reader.verify_block(5, Some(&block), &bent).unwrap_err();
+        assert!(
+            matches!(err, hypercore_feed::Error::InvalidProof { .. }),
+            "{err}"
+        );
+    }
+    assert!(reader
+        .verify_block(u64::MAX / 2, Some(&block), &proof)
+        .is_err());
+    assert!(source
+        .proof(u64::MAX, 0, false, &mut SparseBits::new())
+        .is_err());
+    // The real proof still verifies.
+    assert!(reader.verify_block(5, Some(&block), &proof).is_ok());
+}
