@@ -38,6 +38,12 @@ use crate::write::Db;
 const MAX_REQUESTS: usize = 2048;
 /// The Want every peer sends: the first 1,048,576 blocks.
 const WANT_LENGTH: u64 = 1024 * 1024;
+
+/// What a peer says it has is kept, one bit a block, for blocks below
+/// this (8 MiB of bits at most per feed and peer); what it says of blocks
+/// past it is not kept, so a peer naming a block far out cannot make this
+/// side allocate for every block before it.
+const MAX_TRACKED_BLOCKS: u64 = 1 << 26;
 /// Ticks an answer to a request may take.
 const REQUEST_TICKS: u32 = 6;
 /// Answers waiting to be sent, in bytes, past which further requests wait
@@ -275,6 +281,9 @@ struct Peer {
 impl Peer {
     /// Records whether the peer has `block`.
     fn set_remote_has(&mut self, block: u64, has: bool) {
+        if block >= MAX_TRACKED_BLOCKS {
+            return;
+        }
         self.remote_has.set(block, has);
         if !has {
             self.remote_prefix = self.remote_prefix.min(block);
@@ -777,25 +786,28 @@ impl Session {
                     })?;
                     for (i, byte) in bytes.iter().enumerate() {
                         for bit in 0..8 {
-                            let block = have.start + (i as u64) * 8 + bit;
+                            let block = have.start.saturating_add((i as u64) * 8 + bit);
                             let set = byte & (128 >> bit) != 0;
                             peer.set_remote_has(block, set);
                             if set {
-                                peer.remote_length = peer.remote_length.max(block + 1);
+                                peer.remote_length =
+                                    peer.remote_length.max(block.saturating_add(1));
                             }
                         }
                     }
                 } else {
                     let length = have.length.unwrap_or(1).min(WANT_LENGTH * 64);
-                    for block in have.start..have.start + length {
+                    let end = have.start.saturating_add(length);
+                    for block in have.start..end.min(MAX_TRACKED_BLOCKS) {
                         peer.set_remote_has(block, true);
                     }
-                    peer.remote_length = peer.remote_length.max(have.start + length);
+                    peer.remote_length = peer.remote_length.max(end);
                 }
             }
             Message::Unhave(unhave) => {
                 let length = unhave.length.unwrap_or(1).min(WANT_LENGTH * 64);
-                for block in unhave.start..unhave.start + length {
+                let end = unhave.start.saturating_add(length);
+                for block in unhave.start..end.min(MAX_TRACKED_BLOCKS) {
                     peer.set_remote_has(block, false);
                 }
             }
@@ -926,7 +938,7 @@ impl Session {
             // with a live peer ends when the peer holds all it has here).
             peer.set_remote_has(request.index, true);
         }
-        peer.remote_length = peer.remote_length.max(request.index + 1);
+        peer.remote_length = peer.remote_length.max(request.index.saturating_add(1));
         self.protocol.send(
             dk,
             &Message::Data(Data {
@@ -944,9 +956,12 @@ impl Session {
         if !peer.got_have || !peer.inflight.is_empty() {
             return false;
         }
+        // Past the last block the peer was recorded to have, there is
+        // nothing of its to miss, whatever length it claims.
+        let end = peer.remote_length.min(peer.remote_has.bit_len());
         db.read_feed(&peer.key, |feed| {
             let mut next = 0;
-            while let Some(missing) = feed.next_missing(next, peer.remote_length) {
+            while let Some(missing) = feed.next_missing(next, end) {
                 if peer.remote_has.get(missing) {
                     return false;
                 }
@@ -991,9 +1006,12 @@ impl Session {
                 return false;
             }
             let mut next = peer.cursor;
-            while peer.inflight.len() < MAX_REQUESTS && next < peer.remote_length {
-                let Some(missing) = feed.next_missing(next, peer.remote_length) else {
-                    next = peer.remote_length;
+            // Past the last block the peer was recorded to have, it has
+            // nothing to ask for, whatever length it claims.
+            let end = peer.remote_length.min(peer.remote_has.bit_len());
+            while peer.inflight.len() < MAX_REQUESTS && next < end {
+                let Some(missing) = feed.next_missing(next, end) else {
+                    next = end;
                     break;
                 };
                 next = missing + 1;

@@ -212,3 +212,54 @@ fn a_replica_without_its_own_writer_gets_one_when_opened_for_writing() {
     db.put("a", b"1").unwrap();
     assert_eq!(db.get("a").unwrap().len(), 1);
 }
+
+#[test]
+fn a_peer_naming_blocks_far_out_makes_no_huge_allocation() {
+    use hypercore_wire::messages::{Have, Unhave};
+    use hypercore_wire::{Protocol, ProtocolOptions};
+    use hyperdb::replicate::Session;
+
+    let owner = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    owner.put("a", b"1").unwrap();
+    let key = *owner.key();
+    let options = OpenOptions {
+        key: Some(key),
+        ..Default::default()
+    };
+    let replica = Db::open_storage(DbStorage::memory(), options).unwrap();
+    let mut session = Session::new(&replica, Default::default()).unwrap();
+    // A remote that opens the database's feed and then says it has blocks
+    // near 2^50 and 2^64 (one bit each would take 2^47 bytes before them).
+    let mut remote = Protocol::new(ProtocolOptions::default());
+    let dk = remote.open(&key).unwrap();
+    let far: [hypercore_wire::Message; 4] = [
+        hypercore_wire::Message::Have(Have {
+            start: 1 << 50,
+            length: Some(3),
+            bitfield: None,
+            ..Default::default()
+        }),
+        hypercore_wire::Message::Have(Have {
+            start: u64::MAX - 2,
+            length: Some(100),
+            bitfield: None,
+            ..Default::default()
+        }),
+        hypercore_wire::Message::Have(Have {
+            start: 1 << 40,
+            length: Some(64),
+            bitfield: Some(hypercore_feed::rle::encode(&[0xff; 8])),
+            ..Default::default()
+        }),
+        hypercore_wire::Message::Unhave(Unhave {
+            start: u64::MAX - 1,
+            length: Some(10),
+        }),
+    ];
+    for message in &far {
+        remote.send(&dk, message);
+    }
+    // Whatever the session makes of it, it neither aborts nor panics.
+    let _ = session.receive(&replica, &remote.take_outgoing());
+    let _ = session.tick(&replica);
+}
