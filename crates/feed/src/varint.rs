@@ -16,7 +16,14 @@ pub fn encoding_length(n: u64) -> usize {
 
 /// Decodes a varint at the start of `buf`: the value and the bytes it used;
 /// `None` when it is truncated or longer than ten bytes.
+#[inline]
 pub fn decode(buf: &[u8]) -> Option<(u64, usize)> {
+    // Most varints in entries and tries are one byte.
+    if let Some(&byte) = buf.first() {
+        if byte < 0x80 {
+            return Some((u64::from(byte), 1));
+        }
+    }
     let mut value = 0u64;
     for (i, &byte) in buf.iter().enumerate().take(10) {
         value |= u64::from(byte & 0x7f).checked_shl(7 * i as u32)?;

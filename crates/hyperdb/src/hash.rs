@@ -36,20 +36,17 @@ pub fn components(key: &str) -> Vec<&str> {
 /// ```
 pub fn path(key: &str, terminate: bool) -> Vec<u8> {
     let parts = components(key);
-    let mut out = Vec::with_capacity(parts.len() * DIGITS_PER_COMPONENT + 1);
-    for part in parts {
+    let mut out = vec![0; parts.len() * DIGITS_PER_COMPONENT + usize::from(terminate)];
+    for (part, digits) in parts.iter().zip(out.chunks_exact_mut(DIGITS_PER_COMPONENT)) {
         let mut hasher = SipHasher24::new_with_keys(0, 0);
         hasher.write(part.as_bytes());
-        for byte in hasher.finish().to_le_bytes() {
-            let mut n = byte;
-            for _ in 0..4 {
-                out.push(n & 3);
-                n >>= 2;
-            }
+        let hash = hasher.finish();
+        for (i, digit) in digits.iter_mut().enumerate() {
+            *digit = (hash >> (2 * i)) as u8 & 3;
         }
     }
     if terminate {
-        out.push(TERMINATOR);
+        *out.last_mut().expect("room for the terminator") = TERMINATOR;
     }
     out
 }

@@ -139,69 +139,99 @@ impl Trie {
 
     /// Decodes a trie, mapping the writer's feed numbers to local ids with
     /// `map`.
-    pub fn decode(mut buf: &[u8], map: &[usize]) -> Result<Trie, TrieError> {
-        let mut trie = Trie::new();
-        let next = |buf: &mut &[u8]| -> Result<u64, TrieError> {
-            let (v, used) = varint::decode(buf).ok_or(TrieError::Truncated)?;
-            *buf = &buf[used..];
-            Ok(v)
-        };
-        let mut sorted = true;
-        while !buf.is_empty() {
-            let position = next(&mut buf)?;
-            if position > MAX_POSITION {
-                return Err(TrieError::PositionOutOfRange(position));
-            }
-            let position = position as u32;
-            if let Some(&(last, _)) = trie.slots.last() {
-                if position <= last {
-                    sorted = false;
-                    // A repeated position replaces the earlier one, as in
-                    // the reference.
-                    let keep: Vec<bool> = trie.slots.iter().map(|&(p, _)| p != position).collect();
-                    let mut k = keep.iter();
-                    trie.slots.retain(|_| *k.next().expect("same length"));
-                    let mut k = keep.iter();
-                    trie.ptrs.retain(|_| *k.next().expect("same length"));
-                }
-            }
-            let mut bits = next(&mut buf)?;
-            let mut digit = 0u8;
-            while bits != 0 {
-                if bits & 1 == 1 {
-                    loop {
-                        let feed = next(&mut buf)?;
-                        let seq = next(&mut buf)?;
-                        let more = feed & 1 == 1;
-                        let feed = feed >> 1;
-                        let local = map
-                            .get(feed as usize)
-                            .copied()
-                            .ok_or(TrieError::UnknownFeed(feed))?;
-                        trie.slots.push((position, digit));
-                        trie.ptrs.push(Ptr { feed: local, seq });
-                        if !more {
-                            break;
-                        }
-                    }
-                }
-                bits >>= 1;
-                digit += 1;
-            }
-        }
+    pub fn decode(buf: &[u8], map: &[usize]) -> Result<Trie, TrieError> {
+        // A first pass checks the bytes and counts the pointers, so the
+        // second fills lists made at their final size.
+        let mut count = 0;
+        let sorted = walk(buf, map, |_, ptr| count += usize::from(ptr.is_some()))?;
         if !sorted {
-            let mut pairs: Vec<((u32, u8), Ptr)> = trie
-                .slots
-                .iter()
-                .copied()
-                .zip(trie.ptrs.iter().copied())
-                .collect();
-            pairs.sort_by_key(|(slot, _)| *slot);
-            trie.slots = pairs.iter().map(|(s, _)| *s).collect();
-            trie.ptrs = pairs.iter().map(|(_, p)| *p).collect();
+            return Ok(Self::decode_unordered(buf, map));
         }
+        let mut trie = Trie {
+            slots: Vec::with_capacity(count),
+            ptrs: Vec::with_capacity(count),
+        };
+        walk(buf, map, |position, ptr| {
+            if let Some((digit, ptr)) = ptr {
+                trie.slots.push((position, digit));
+                trie.ptrs.push(ptr);
+            }
+        })?;
         Ok(trie)
     }
+
+    /// [`Trie::decode`] of checked bytes whose positions do not ascend
+    /// (no writer stores them so): as in the reference, a position written
+    /// again replaces what was there, even with no pointers.
+    fn decode_unordered(buf: &[u8], map: &[usize]) -> Trie {
+        let mut buckets: std::collections::BTreeMap<u32, Vec<(u8, Ptr)>> = Default::default();
+        let _ = walk(buf, map, |position, ptr| match ptr {
+            None => {
+                buckets.insert(position, Vec::new());
+            }
+            Some(pointer) => buckets.entry(position).or_default().push(pointer),
+        });
+        let mut trie = Trie::new();
+        for (position, bucket) in buckets {
+            for (digit, ptr) in bucket {
+                trie.slots.push((position, digit));
+                trie.ptrs.push(ptr);
+            }
+        }
+        trie
+    }
+}
+
+/// Reads trie bytes in the order stored, calling `each` with a position and
+/// `None` where its bucket starts, then with each of its pointers (digit and
+/// local pointer); whether positions strictly ascend.
+fn walk(
+    mut buf: &[u8],
+    map: &[usize],
+    mut each: impl FnMut(u32, Option<(u8, Ptr)>),
+) -> Result<bool, TrieError> {
+    let next = |buf: &mut &[u8]| -> Result<u64, TrieError> {
+        let (v, used) = varint::decode(buf).ok_or(TrieError::Truncated)?;
+        *buf = &buf[used..];
+        Ok(v)
+    };
+    let mut sorted = true;
+    let mut last: Option<u32> = None;
+    while !buf.is_empty() {
+        let position = next(&mut buf)?;
+        if position > MAX_POSITION {
+            return Err(TrieError::PositionOutOfRange(position));
+        }
+        let position = position as u32;
+        if last.is_some_and(|l| position <= l) {
+            sorted = false;
+        }
+        last = Some(position);
+        each(position, None);
+        let mut bits = next(&mut buf)?;
+        let mut digit = 0u8;
+        while bits != 0 {
+            if bits & 1 == 1 {
+                loop {
+                    let feed = next(&mut buf)?;
+                    let seq = next(&mut buf)?;
+                    let more = feed & 1 == 1;
+                    let feed = feed >> 1;
+                    let local = map
+                        .get(feed as usize)
+                        .copied()
+                        .ok_or(TrieError::UnknownFeed(feed))?;
+                    each(position, Some((digit, Ptr { feed: local, seq })));
+                    if !more {
+                        break;
+                    }
+                }
+            }
+            bits >>= 1;
+            digit += 1;
+        }
+    }
+    Ok(sorted)
 }
 
 #[cfg(test)]
@@ -232,6 +262,19 @@ mod tests {
         let mut trie = Trie::new();
         trie.push(32, 1, Ptr { feed: 0, seq: 1 });
         assert_eq!(trie.encode(&[Some(0)]), vec![32, 0b10, 0, 1]);
+    }
+
+    #[test]
+    fn a_repeated_position_replaces_the_earlier_bucket() {
+        // Position 5 with a pointer, 3 with one, 5 again with another, 3
+        // again with none: as the reference decodes it (`trie[i] = []`),
+        // only the last bucket of each position is left.
+        let bytes = [5, 0b1, 0, 1, 3, 0b10, 0, 2, 5, 0b100, 0, 3, 3, 0];
+        let trie = Trie::decode(&bytes, &[0]).unwrap();
+        assert_eq!(trie.positions().collect::<Vec<_>>(), vec![5]);
+        assert_eq!(trie.get(5, 2), &[Ptr { feed: 0, seq: 3 }]);
+        assert!(trie.get(5, 0).is_empty());
+        assert!(trie.get(3, 1).is_empty());
     }
 
     #[test]
