@@ -9,7 +9,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::cache::SharedCache;
 use crate::feed::{decode_node, Error, Node, Result, NODE_SIZE};
@@ -37,6 +37,9 @@ pub struct BlockReader {
     /// The data file's length when last asked: a block that ends within it
     /// needs no system call to be checked.
     data_len: AtomicU64,
+    /// The block after the last one read and the offset it starts at, so
+    /// blocks read in order need no root lookups.
+    next: Mutex<(u64, u64)>,
 }
 
 impl std::fmt::Debug for BlockReader {
@@ -55,6 +58,7 @@ impl BlockReader {
             data: OnceLock::new(),
             nodes,
             data_len: AtomicU64::new(0),
+            next: Mutex::new((0, 0)),
         }
     }
 
@@ -66,11 +70,16 @@ impl BlockReader {
             file: self.storage.describe("data"),
             reason,
         };
+        let known = *self.next.lock().expect("no panic while held");
         let mut offset = 0u64;
-        for root in flat::full_roots(index.saturating_mul(2)) {
-            offset = offset
-                .checked_add(self.node(tree, root)?.size)
-                .ok_or_else(|| corrupt(format!("block {index} would start past 2^64 bytes")))?;
+        if known.0 == index {
+            offset = known.1;
+        } else {
+            for root in flat::full_roots(index.saturating_mul(2)) {
+                offset = offset
+                    .checked_add(self.node(tree, root)?.size)
+                    .ok_or_else(|| corrupt(format!("block {index} would start past 2^64 bytes")))?;
+            }
         }
         let leaf = self.node(tree, index.saturating_mul(2))?;
         let end = offset.checked_add(leaf.size);
@@ -94,6 +103,7 @@ impl BlockReader {
                 index,
             });
         }
+        *self.next.lock().expect("no panic while held") = (index + 1, offset + leaf.size);
         Ok(block)
     }
 

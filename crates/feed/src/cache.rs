@@ -190,6 +190,19 @@ impl<K: Hash + Eq + Clone, V: Clone> SharedCache<K, V> {
         self.shards[at].lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Number of entries in all.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    /// Whether no shard holds an entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// A copy of the entry for `key`, marking it as recently used.
     pub fn get_cloned(&self, key: &K) -> Option<V> {
         let (value, evicted) = self.shard(key).get_cloned_evicting(key);

@@ -579,6 +579,11 @@ impl DbReader {
         self.reading().node(feed, seq)
     }
 
+    /// [`DbReader::node`] for a scan: what it decodes is not cached.
+    pub(crate) fn scan_node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
+        self.reading().scan_node(feed, seq)
+    }
+
     pub(crate) fn cache(&self, feed: usize, node: Arc<Node>) {
         if let Some(w) = self.registry.get(feed) {
             w.cache.insert(node.seq, node);

@@ -211,7 +211,7 @@ impl<'a> History<'a> {
             // Writes count only from the writers `get` counts.
             if self.end[i] > 1 && self.db.included(i) {
                 let seq = if self.reverse { self.end[i] - 1 } else { 1 };
-                self.nodes[i] = self.db.node(i, seq)?;
+                self.nodes[i] = self.db.scan_node(i, seq)?;
             }
         }
         Ok(())
@@ -248,12 +248,12 @@ impl<'a> History<'a> {
         self.nodes[feed] = if self.reverse {
             match node.seq - 1 {
                 0 => None,
-                seq => self.db.node(feed, seq)?,
+                seq => self.db.scan_node(feed, seq)?,
             }
         } else if node.seq + 1 >= self.end[feed] {
             None
         } else {
-            self.db.node(feed, node.seq + 1)?
+            self.db.scan_node(feed, node.seq + 1)?
         };
         Ok(Some(node))
     }

@@ -17,7 +17,6 @@ use crate::db::DbReader;
 use crate::error::Result;
 use crate::hash::{DIGITS_PER_COMPONENT, TERMINATOR};
 use crate::node::Node;
-use crate::trie::Ptr;
 
 // The reference pushes digits 3, 2, 1, 0, 4 on a stack and pops them, so a
 // key comes before the keys under it, then digits ascending.
@@ -239,13 +238,7 @@ fn descend(db: &DbReader, nodes: &[Arc<Node>], pos: usize, digit: u8) -> Result<
         }
         if own != Some(digit) || digit == TERMINATOR {
             for &ptr in node.trie.get(pos, digit) {
-                if let Some(other) = db.pointer(
-                    Ptr {
-                        feed: ptr.feed,
-                        seq: ptr.seq,
-                    },
-                    None,
-                )? {
+                if let Some(other) = db.scan_pointer(ptr)? {
                     if other.path.get(pos) == Some(&digit) {
                         next.push(other);
                     }

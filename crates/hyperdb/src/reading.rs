@@ -161,7 +161,7 @@ impl State {
         inflate: u64,
     ) -> Result<Option<Arc<Node>>> {
         let w = &self.writers[feed];
-        decode_entry(&w.shared, &w.decode_map, feed, seq, msg, inflate).map(Some)
+        decode_entry(&w.shared, &w.decode_map, feed, seq, msg, inflate, true).map(Some)
     }
 }
 
@@ -170,7 +170,7 @@ impl State {
 /// writer's published numbering decodes it. `None` sends the caller to
 /// the feed under the lock (which also says what is wrong with a damaged
 /// entry).
-fn read_flushed(shared: &WriterShared, feed: usize, seq: u64) -> Option<Arc<Node>> {
+fn read_flushed(shared: &WriterShared, feed: usize, seq: u64, keep: bool) -> Option<Arc<Node>> {
     if seq == 0 || seq >= shared.readable.load(Ordering::Acquire) {
         return None;
     }
@@ -181,11 +181,11 @@ fn read_flushed(shared: &WriterShared, feed: usize, seq: u64) -> Option<Arc<Node
     if inflate > seq || !numbering.covers(inflate) {
         return None;
     }
-    decode_entry(shared, &numbering.decode_map, feed, seq, msg, inflate).ok()
+    decode_entry(shared, &numbering.decode_map, feed, seq, msg, inflate, keep).ok()
 }
 
 /// Decodes entry `seq` of writer `shared` (id `feed`) with the writer's
-/// numbering `decode_map`, and caches it.
+/// numbering `decode_map`, and caches it when `keep`.
 fn decode_entry(
     shared: &WriterShared,
     decode_map: &[usize],
@@ -193,6 +193,7 @@ fn decode_entry(
     seq: u64,
     msg: InflatedEntry,
     inflate: u64,
+    keep: bool,
 ) -> Result<Arc<Node>> {
     {
         if msg.clock.len() > decode_map.len() {
@@ -236,7 +237,9 @@ fn decode_entry(
             inflate,
             feeds,
         });
-        shared.cache.insert(seq, node.clone());
+        if keep {
+            shared.cache.insert(seq, node.clone());
+        }
         Ok(node)
     }
 }
@@ -318,6 +321,17 @@ impl Reading<'_> {
     /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored
     /// here (yet).
     pub(crate) fn node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
+        self.node_with(feed, seq, true)
+    }
+
+    /// [`Reading::node`] for a scan, which reads each entry once: what it
+    /// decodes from the files is not cached, so it does not push out the
+    /// entries lookups come back to.
+    pub(crate) fn scan_node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
+        self.node_with(feed, seq, false)
+    }
+
+    fn node_with(&self, feed: usize, seq: u64, keep: bool) -> Result<Option<Arc<Node>>> {
         // Decoded entries never change: no lock is needed to find one.
         let Some(shared) = self.db.registry.get(feed) else {
             return Ok(None);
@@ -325,7 +339,7 @@ impl Reading<'_> {
         if let Some(n) = shared.cache.get_cloned(&seq) {
             return Ok(Some(n));
         }
-        if let Some(n) = read_flushed(shared, feed, seq) {
+        if let Some(n) = read_flushed(shared, feed, seq, keep) {
             return Ok(Some(n));
         }
         let (msg, inflate) = {
@@ -352,6 +366,20 @@ impl Reading<'_> {
 
     /// A node for a pointer, seeing the entries of a batch being written.
     pub(crate) fn pointer(&self, ptr: Ptr, batch: Option<&Batching>) -> Result<Option<Arc<Node>>> {
+        self.pointer_with(ptr, batch, true)
+    }
+
+    /// [`Reading::pointer`] for a scan (see [`Reading::scan_node`]).
+    pub(crate) fn scan_pointer(&self, ptr: Ptr) -> Result<Option<Arc<Node>>> {
+        self.pointer_with(ptr, None, false)
+    }
+
+    fn pointer_with(
+        &self,
+        ptr: Ptr,
+        batch: Option<&Batching>,
+        keep: bool,
+    ) -> Result<Option<Arc<Node>>> {
         let local = self.db.local;
         if ptr.feed == local {
             if let Some(batch) = batch {
@@ -364,7 +392,7 @@ impl Reading<'_> {
         if ptr.feed < self.db.registry.len() && !self.included(ptr.feed) {
             return Ok(None);
         }
-        match self.node(ptr.feed, ptr.seq) {
+        match self.node_with(ptr.feed, ptr.seq, keep) {
             Ok(node) => Ok(node),
             // A damaged entry behind a pointer is skipped, not fatal.
             Err(Error::BadEntry { .. }) => Ok(None),
@@ -378,5 +406,33 @@ fn bad_entry(key: &[u8; 32], seq: u64, reason: String) -> Error {
         feed: hex::encode(key),
         seq,
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, DbReader, DbStorage, IterOptions, OpenOptions};
+
+    fn cached(db: &DbReader) -> usize {
+        (0..db.registry.len())
+            .map(|i| db.registry.get(i).expect("a writer").cache.len())
+            .sum()
+    }
+
+    #[test]
+    fn scans_leave_the_lookup_cache_as_they_found_it() {
+        let storage = DbStorage::memory();
+        let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        for i in 0..200 {
+            db.put(&format!("k/{i}"), b"v").unwrap();
+        }
+        drop(db);
+        let db = Db::open_storage(storage, OpenOptions::default()).unwrap();
+        let before = cached(&db);
+        assert_eq!(db.history(false).unwrap().count(), 200);
+        assert_eq!(db.iter("", IterOptions::default()).unwrap().count(), 200);
+        assert_eq!(cached(&db), before, "a scan filled the cache");
+        assert_eq!(db.get("k/7").unwrap().len(), 1);
+        assert!(cached(&db) > before, "a lookup caches what it decodes");
     }
 }
