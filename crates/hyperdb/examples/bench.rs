@@ -1,11 +1,17 @@
 //! Throughput of put, batch put, get, list and history on a file-backed database, as
-//! `interop/bench-db.js` measures the reference. Prints one JSON object.
+//! `interop/bench-db.js` measures the reference and `scripts/hyperbee/bench.js`
+//! Hyperbee. Prints one JSON object: operations per second, and `rss_mb`, the
+//! process's peak resident memory in MiB (Linux).
+//!
+//! Gets run on the database freshly reopened (its caches empty, the files
+//! in the operating system's page cache, as they are just written); the
+//! listing streams every key, as a user listing a million keys would.
 //!
 //! `cargo run --release -p hyperdb --example bench -- 20000`
 
 use std::time::Instant;
 
-use hyperdb::{Db, Op};
+use hyperdb::{Db, IterOptions, Op};
 
 fn main() {
     let n: usize = std::env::args()
@@ -50,7 +56,11 @@ fn main() {
     let get = n as f64 / start.elapsed().as_secs_f64();
 
     let start = Instant::now();
-    let listed = db.list("").unwrap().len();
+    let listed = db
+        .iter("", IterOptions::default())
+        .unwrap()
+        .map(|entry| assert_eq!(entry.unwrap().1.len(), 1))
+        .count();
     assert_eq!(listed, n);
     let list = n as f64 / start.elapsed().as_secs_f64();
 
@@ -60,10 +70,22 @@ fn main() {
     let history = n as f64 / start.elapsed().as_secs_f64();
 
     let _ = std::fs::remove_dir_all(&tmp);
+    let rss_mb = peak_rss_kib() / 1024;
     println!(
         "{}",
         format_args!(
-            "{{\"n\":{n},\"put\":{put:.0},\"batch\":{batch:.0},\"get\":{get:.0},\"list\":{list:.0},\"history\":{history:.0}}}"
+            "{{\"n\":{n},\"put\":{put:.0},\"batch\":{batch:.0},\"get\":{get:.0},\"list\":{list:.0},\"history\":{history:.0},\"rss_mb\":{rss_mb}}}"
         )
     );
+}
+
+/// The process's peak resident memory in KiB (`VmHWM`), 0 where unknown.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }

@@ -5,9 +5,9 @@
 //! medians over the rounds.
 //!
 //! `cargo run --release -p hyperdb --example read_bench -- [N] [ROUNDS] [CACHE]`
-//! (N keys, 100,000 by default; 5 rounds; CACHE decoded entries kept per
-//! writer, `OpenOptions::cache_size`, 131,072 by default: give more than N
-//! to see reads that never decode).
+//! (N keys, 100,000 by default; 5 rounds; CACHE megabytes of decoded
+//! entries kept, `OpenOptions::cache_bytes`, 64 by default: give about a
+//! kilobyte an entry to see reads that never decode).
 //!
 //! The database read is a replica of an owner with N keys, on disk, each
 //! read once before the rounds. In a "sync" round the owner first writes
@@ -125,10 +125,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
-    let cache_size: usize = args
+    let cache_bytes: usize = args
         .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(OpenOptions::default().cache_size);
+        .and_then(|a| a.parse::<usize>().ok())
+        .map_or(OpenOptions::default().cache_bytes, |mb| mb << 20);
     let tmp = std::env::temp_dir().join(format!("hyperdb-read-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let owner = Db::open(tmp.join("owner")).unwrap();
@@ -137,7 +137,7 @@ fn main() {
         tmp.join("replica"),
         OpenOptions {
             key: Some(*owner.key()),
-            cache_size,
+            cache_bytes,
             ..Default::default()
         },
     )

@@ -20,7 +20,7 @@ use crate::node::Node;
 use crate::reading::Reading;
 use crate::storage::DbStorage;
 use crate::trie::Ptr;
-use crate::writers::{Registry, State, StateMut};
+use crate::writers::{EntryCache, Registry, State, StateMut};
 use crate::{get, hash};
 
 /// How to open a database.
@@ -41,8 +41,11 @@ pub struct OpenOptions {
     pub secret_key: Option<[u8; 64]>,
     /// Create the database (or the replica) when the folder is empty.
     pub create: bool,
-    /// Decoded entries kept in memory, per writer.
-    pub cache_size: usize,
+    /// Memory for decoded entries kept for lookups, in bytes, for the
+    /// whole database (every writer's entries together); 64 MiB by default.
+    /// An entry of a larger database weighs more (its trie grows with the
+    /// database), so this, not the database's size, bounds the memory.
+    pub cache_bytes: usize,
     /// Give every writer a content feed for large values (hyperdb 3.5.0's
     /// `contentFeed` option), stored under `content/` and replicated with
     /// the database.
@@ -60,7 +63,7 @@ impl Default for OpenOptions {
             key: None,
             secret_key: None,
             create: true,
-            cache_size: 1 << 17,
+            cache_bytes: 64 << 20,
             content_feed: false,
             durability: Durability::default(),
         }
@@ -141,7 +144,8 @@ pub struct DbReader {
     local_key: [u8; 32],
     pub(crate) state: RwLock<State>,
     pub(crate) registry: Registry,
-    pub(crate) cache_size: usize,
+    /// Decoded entries, every writer's.
+    pub(crate) cache: Arc<EntryCache>,
     changes: Changes,
     pub(crate) content_enabled: bool,
     /// Feeds are opened read-only, and none is created.
@@ -272,7 +276,7 @@ impl DbReader {
                 },
                 e => Error::Feed(e),
             })?;
-        let cache_size = options.cache_size.max(16);
+        let cache = Arc::new(EntryCache::new(options.cache_bytes.max(64 << 10)));
         let owner = source.secret_key().is_some();
         let mut state = State {
             writers: Vec::new(),
@@ -287,7 +291,7 @@ impl DbReader {
         let key = *source.key();
         let discovery_key = *source.discovery_key();
         let blocks = storage.block_reader("source", &source);
-        state.push_writer(&registry, "source", source, cache_size, blocks);
+        state.push_writer(&registry, "source", source, &cache, blocks);
         if !owner {
             if !storage.has_feed("local") {
                 return Err(Error::NotFound(format!(
@@ -303,7 +307,7 @@ impl DbReader {
             };
             let local = storage.open_feed("local", options)?;
             let blocks = storage.block_reader("local", &local);
-            state.local = state.push_writer(&registry, "local", local, cache_size, blocks);
+            state.local = state.push_writer(&registry, "local", local, &cache, blocks);
         }
         state.writers[state.local]
             .shared
@@ -317,7 +321,7 @@ impl DbReader {
             local_key: state.writers[state.local].key,
             state: RwLock::new(state),
             registry,
-            cache_size,
+            cache,
             storage,
             changes: Changes::new(0),
             content_enabled: options.content_feed,
@@ -546,7 +550,7 @@ impl DbReader {
             .storage
             .open_feed(&dir, self.feed_options(Some(*key)))?;
         let blocks = self.storage.block_reader(&dir, &feed);
-        Ok(state.push_writer(&self.registry, &dir, feed, self.cache_size, blocks))
+        Ok(state.push_writer(&self.registry, &dir, feed, &self.cache, blocks))
     }
 
     /// Reads under one hold of the state, for a lookup's many steps.
@@ -586,7 +590,8 @@ impl DbReader {
 
     pub(crate) fn cache(&self, feed: usize, node: Arc<Node>) {
         if let Some(w) = self.registry.get(feed) {
-            w.cache.insert(node.seq, node);
+            w.cache
+                .insert_weighted((feed, node.seq), node.clone(), node.memory());
         }
     }
 

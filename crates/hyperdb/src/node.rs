@@ -30,6 +30,22 @@ pub struct Node {
 }
 
 impl Node {
+    /// About how many bytes the node takes in memory, its allocations
+    /// included: what a cache of decoded entries charges for it.
+    pub fn memory(&self) -> usize {
+        // Each allocation also costs the allocator a header or so.
+        const ALLOCATION: usize = 16;
+        let vec = |bytes: usize| if bytes == 0 { 0 } else { bytes + ALLOCATION };
+        std::mem::size_of::<Node>()
+            + 2 * ALLOCATION // the Arc's counts and its allocation
+            + vec(self.key.capacity())
+            + self.value.as_ref().map_or(0, |v| vec(v.capacity()))
+            + vec(self.clock.capacity() * std::mem::size_of::<u64>())
+            + self.trie.memory()
+            + vec(self.path.capacity())
+            + self.feeds.as_ref().map_or(0, |f| vec(f.capacity() * 32))
+    }
+
     /// Whether this write had seen `other` when it was made.
     pub fn has_seen(&self, other: &Node) -> bool {
         self.clock.get(other.feed).copied().unwrap_or(0) > other.seq

@@ -55,7 +55,7 @@ impl ReadOnlyDb {
     }
 
     /// Opens the database in any [`DbStorage`] for reading. Of the options,
-    /// `key` (the database must be that one), `cache_size` and
+    /// `key` (the database must be that one), `cache_bytes` and
     /// `content_feed` apply; there is no database to create.
     pub fn open_storage(storage: DbStorage, options: OpenOptions) -> Result<Self> {
         if !storage.has_feed("source") {

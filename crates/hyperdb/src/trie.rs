@@ -99,6 +99,14 @@ impl Trie {
         })
     }
 
+    /// Bytes the trie's lists take on the heap (with the allocator's
+    /// headers), for [`crate::Node::memory`].
+    pub fn memory(&self) -> usize {
+        let list = |bytes: usize| if bytes == 0 { 0 } else { bytes + 16 };
+        list(self.slots.capacity() * std::mem::size_of::<(u32, u8)>())
+            + list(self.ptrs.capacity() * std::mem::size_of::<Ptr>())
+    }
+
     /// Whether the trie holds no pointer.
     pub fn is_empty(&self) -> bool {
         self.ptrs.is_empty()

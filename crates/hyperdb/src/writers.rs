@@ -35,6 +35,10 @@ pub(crate) struct Writer {
     pub(crate) content: Option<Feed>,
 }
 
+/// Decoded entries of every writer of a database, by (writer, seq),
+/// weighed by [`Node::memory`]: one budget in bytes for them all.
+pub(crate) type EntryCache = SharedCache<(usize, u64), Arc<Node>>;
+
 /// What readers need of a writer without taking the state lock: its
 /// decoded entries (immutable once decoded), how many entries it has
 /// without a gap, and whether they count; and, to decode an entry that is
@@ -45,7 +49,7 @@ pub(crate) struct WriterShared {
     /// The writer's feed key.
     pub(crate) key: [u8; 32],
     /// Decoded entries by seq; readers on several threads share it.
-    pub(crate) cache: SharedCache<u64, Arc<Node>>,
+    pub(crate) cache: Arc<EntryCache>,
     /// [`Writer::available`], as of the last change to the state.
     pub(crate) available: AtomicU64,
     /// Authorized, or this replica's own writer.
@@ -128,7 +132,7 @@ impl Registry {
 }
 
 impl Writer {
-    fn new(feed: Feed, cache_size: usize, blocks: BlockReader) -> Self {
+    fn new(feed: Feed, cache: &Arc<EntryCache>, blocks: BlockReader) -> Self {
         let key = *feed.key();
         Writer {
             key: *feed.key(),
@@ -147,7 +151,7 @@ impl Writer {
                 blocks,
                 readable: AtomicU64::new(0),
                 numbering: Default::default(),
-                cache: SharedCache::new(cache_size),
+                cache: cache.clone(),
                 available: AtomicU64::new(0),
                 included: AtomicBool::new(false),
                 header_checked: AtomicBool::new(false),
@@ -278,13 +282,13 @@ impl State {
         registry: &Registry,
         dir: &str,
         feed: Feed,
-        cache_size: usize,
+        cache: &Arc<EntryCache>,
         blocks: BlockReader,
     ) -> usize {
         self.note_recovery(dir, &feed);
         let id = self.writers.len();
         self.by_key.insert(*feed.key(), id);
-        let writer = Writer::new(feed, cache_size, blocks);
+        let writer = Writer::new(feed, cache, blocks);
         writer
             .shared
             .available

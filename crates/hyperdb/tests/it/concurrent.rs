@@ -158,7 +158,7 @@ fn writes_from_several_threads_are_made_one_at_a_time_and_all_kept() {
 fn a_lookup_decodes_stored_entries_while_a_write_holds_the_state() {
     // A cache that holds almost nothing: every lookup decodes entries.
     let options = OpenOptions {
-        cache_size: 16,
+        cache_bytes: 0,
         ..Default::default()
     };
     let db = Db::open_storage(DbStorage::memory(), options).unwrap();
