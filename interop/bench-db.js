@@ -3,7 +3,8 @@
 // Throughput of the reference (hyperdb 3.5.0) on a file-backed database:
 // N puts one at a time, N puts in batches of 1,000, N gets of random keys on
 // a reopened database, listing every key and walking the history. Prints
-// {"n","put","batch","get","list","history"} in operations per second.
+// {"n","put","batch","get","list","history"} in operations per second,
+// and rss_mb, the process's peak resident memory.
 'use strict'
 const fs = require('fs')
 const os = require('os')
@@ -64,7 +65,7 @@ main(async function () {
   await closeDb(db)
   await closeDb(batched)
   fs.rmSync(dir, { recursive: true, force: true })
-  return { n, put: Math.round(put), batch: Math.round(batch), get: Math.round(get), list: Math.round(list), history: Math.round(history) }
+  return { n, put: Math.round(put), batch: Math.round(batch), get: Math.round(get), list: Math.round(list), history: Math.round(history), rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }
 })
 
 function seconds (start) {
