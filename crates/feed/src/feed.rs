@@ -1163,7 +1163,7 @@ impl Feed {
     /// them present (with [`Durability::Fsync`], syncing each step before
     /// the next).
     pub fn flush(&mut self) -> Result<()> {
-        self.write_out(self.durability == Durability::Fsync)
+        self.write_out(self.durability == Durability::Fsync, true)
     }
 
     /// Writes what [`Feed::commit_unflushed`] held back, in the same order
@@ -1172,47 +1172,62 @@ impl Feed {
     /// way and syncs once a session ends (and every few seconds in live
     /// mode) rather than after every batch: blocks a power cut loses are
     /// fetched again, and no signature of this feed's writer is at stake.
+    ///
+    /// With [`Durability::Fsync`] the bitfield pages wait for that sync: a
+    /// disk may keep a later write and lose an earlier unsynced one, and a
+    /// bitfield that marks blocks the other files lost would make the feed
+    /// claim blocks it cannot read.
     pub fn flush_unsynced(&mut self) -> Result<()> {
         let was = self.unflushed;
-        self.write_out(false)?;
+        self.write_out(false, self.durability != Durability::Fsync)?;
         self.needs_sync |= was;
         Ok(())
     }
 
     /// With [`Durability::Fsync`], syncs what [`Feed::flush_unsynced`]
-    /// wrote; nothing otherwise.
+    /// wrote, then writes and syncs the bitfield; nothing otherwise.
     pub fn sync_pending(&mut self) -> Result<()> {
-        if self.durability != Durability::Fsync || !self.needs_sync {
+        if self.durability != Durability::Fsync
+            || !(self.needs_sync || self.bitfield.has_dirty_pages())
+        {
             return Ok(());
         }
+        self.write_out(false, false)?;
         self.check_writes()?;
         self.guard(Feed::sync_files)?;
         self.needs_sync = false;
         Ok(())
     }
 
-    /// Syncs the blocks and nodes, then the signatures and the bitfield.
+    /// Syncs the blocks and nodes, then the signatures; then writes the
+    /// bitfield pages that mark them and syncs those.
     fn sync_files(&mut self) -> Result<()> {
         self.data.sync_all()?;
         self.tree.sync_all()?;
         self.signatures.sync_all()?;
+        self.write_bitfield()?;
         self.bitfield_file.sync_all()
     }
 
-    fn write_out(&mut self, sync: bool) -> Result<()> {
+    /// Writes out the blocks, nodes and signatures (syncing them first when
+    /// `sync` and something is unsynced), then the bitfield if `bitfield`.
+    fn write_out(&mut self, sync: bool, bitfield: bool) -> Result<()> {
         if self.read_only {
             // Bits changed in memory (by an audit) are not written.
             self.bitfield.take_dirty_pages();
             return Ok(());
         }
-        if !self.unflushed && !self.bitfield.has_dirty_pages() {
+        let pages = bitfield && self.bitfield.has_dirty_pages();
+        if !self.unflushed && !pages {
             return Ok(());
         }
         self.check_writes()?;
         self.guard(|feed| {
             feed.data.flush()?;
             feed.tree.flush()?;
-            let sync = sync && feed.unflushed;
+            // Blocks written unsynced earlier are synced too before any
+            // bitfield page marks them.
+            let sync = sync && (feed.unflushed || feed.needs_sync);
             if sync {
                 feed.data.sync_all()?;
                 feed.tree.sync_all()?;
@@ -1220,9 +1235,13 @@ impl Feed {
             feed.signatures.flush()?;
             if sync {
                 feed.signatures.sync_all()?;
+                feed.needs_sync = false;
             }
             feed.unflushed = false;
-            feed.write_bitfield()
+            if bitfield {
+                feed.write_bitfield()?;
+            }
+            Ok(())
         })
     }
 
@@ -1238,7 +1257,7 @@ impl Feed {
         if self.read_only {
             return Ok(());
         }
-        self.write_out(false)?;
+        self.write_out(false, false)?;
         self.check_writes()?;
         self.guard(|feed| {
             feed.key_file.sync_all()?;

@@ -247,7 +247,23 @@ fn a_writer_whose_signed_blocks_are_gone_refuses_to_append() {
 /// A replica downloading every block of a source, flushing every `every`
 /// blocks, crashed at each write point in turn; after each crash it opens,
 /// what it holds verifies, and downloading again completes it.
-fn download_at_every_point(n: u64, every: u64, crash: Crash, durability: Durability) -> u64 {
+/// How a download writes what it verified.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Flushes {
+    /// `flush` every so many blocks (synced with `Durability::Fsync`).
+    Each,
+    /// As replication does: `flush_unsynced` every so many blocks, and
+    /// `sync_pending` every other time.
+    Unsynced,
+}
+
+fn download_at_every_point(
+    n: u64,
+    every: u64,
+    crash: Crash,
+    durability: Durability,
+    flushes: Flushes,
+) -> u64 {
     let source = prepared(n);
     let mut source = Feed::open(source, writer_options(Durability::Buffered)).unwrap();
     let options = FeedOptions {
@@ -265,10 +281,24 @@ fn download_at_every_point(n: u64, every: u64, crash: Crash, durability: Durabil
             let write = feed.verify_block(i, Some(&source.get(i).unwrap()), &proof)?;
             feed.commit_unflushed(write)?;
             if i % every == 0 {
-                feed.flush()?;
+                match flushes {
+                    Flushes::Each => feed.flush()?,
+                    Flushes::Unsynced => {
+                        feed.flush_unsynced()?;
+                        if i % (2 * every) == 0 {
+                            feed.sync_pending()?;
+                        }
+                    }
+                }
             }
         }
-        feed.flush()
+        match flushes {
+            Flushes::Each => feed.flush(),
+            Flushes::Unsynced => {
+                feed.flush_unsynced()?;
+                feed.sync_pending()
+            }
+        }
     };
     let counted = MemoryStorage::new();
     let faults = Faults::new();
@@ -291,9 +321,17 @@ fn download_at_every_point(n: u64, every: u64, crash: Crash, durability: Durabil
         assert!(download(&mut feed, &mut source).is_err());
         drop(feed);
         faults.restart();
-        let context = format!("{crash:?} at point {point} of {points} ({durability:?})");
+        let context =
+            format!("{crash:?} at point {point} of {points} ({durability:?}, {flushes:?})");
         let mut feed = Feed::open(storage.clone(), options.clone())
             .unwrap_or_else(|e| panic!("{context}: the replica does not open: {e}"));
+        // Every block it says it has, it has.
+        for i in 0..feed.len() {
+            if feed.has(i) {
+                feed.get(i)
+                    .unwrap_or_else(|e| panic!("{context}: block {i}: {e}"));
+            }
+        }
         let report = feed.audit().unwrap();
         assert_eq!(
             report.invalid, 0,
@@ -324,13 +362,115 @@ fn download_at_every_point(n: u64, every: u64, crash: Crash, durability: Durabil
 #[test]
 fn downloads_crashed_at_every_write_resume() {
     for crash in [Crash::Kill, Crash::Fail] {
-        download_at_every_point(300, 64, crash, Durability::Buffered);
+        download_at_every_point(300, 64, crash, Durability::Buffered, Flushes::Each);
     }
-    download_at_every_point(300, 64, Crash::PowerCut, Durability::Fsync);
+    download_at_every_point(300, 64, Crash::PowerCut, Durability::Fsync, Flushes::Each);
+}
+
+#[test]
+fn replicated_blocks_synced_later_survive_a_power_cut_at_every_write() {
+    // Replication writes blocks without syncing and syncs now and then: a
+    // power cut must never leave the bitfield claiming blocks the other
+    // files lost.
+    download_at_every_point(
+        300,
+        32,
+        Crash::PowerCut,
+        Durability::Fsync,
+        Flushes::Unsynced,
+    );
 }
 
 #[test]
 fn downloads_across_bitfield_pages_crashed_at_every_write_resume() {
     // Flushes that mark blocks in two bitfield pages (8,192 blocks each).
-    download_at_every_point(8_300, 3_000, Crash::Kill, Durability::Buffered);
+    download_at_every_point(
+        8_300,
+        3_000,
+        Crash::Kill,
+        Durability::Buffered,
+        Flushes::Each,
+    );
+}
+
+/// A replica following a writer as it grows, as live replication does:
+/// each round the writer appends a few blocks and the replica fetches them
+/// in order (each with the proof for the writer's length then), writing
+/// them unsynced and syncing every other round. A power cut at every write
+/// point: reopened, the replica reads every block it says it has, and
+/// catches up.
+#[test]
+fn a_replica_following_a_growing_writer_survives_a_power_cut_at_every_write() {
+    let rounds: Vec<u64> = vec![3, 1, 4, 1, 5, 9, 2, 6, 5, 3];
+    let options = FeedOptions {
+        key: Some(pair().public_key),
+        durability: Durability::Fsync,
+        ..Default::default()
+    };
+    // The writer after `r` rounds, rebuilt the same each time.
+    let writer_after = |r: usize| -> Feed {
+        let mut w = Feed::open(MemoryStorage::new(), writer_options(Durability::Buffered)).unwrap();
+        let mut i = 0;
+        for &k in &rounds[..r] {
+            for _ in 0..k {
+                w.append(&block(i)).unwrap();
+                i += 1;
+            }
+        }
+        w
+    };
+    let writers: Vec<Feed> = (0..=rounds.len()).map(writer_after).collect();
+    let follow = |feed: &mut Feed, from: usize| -> hypercore_feed::Result<()> {
+        for (r, source) in writers.iter().enumerate().skip(from.max(1)) {
+            let mut remote = SparseBits::new();
+            for i in 0..source.len() {
+                if feed.has(i) {
+                    continue;
+                }
+                let proof = source.proof(i, feed.digest(i), false, &mut remote).unwrap();
+                let write = feed.verify_block(i, Some(&source.get(i).unwrap()), &proof)?;
+                feed.commit_unflushed(write)?;
+            }
+            feed.flush_unsynced()?;
+            if r % 2 == 0 {
+                feed.sync_pending()?;
+            }
+        }
+        feed.flush_unsynced()?;
+        feed.sync_pending()
+    };
+    let faults = Faults::new();
+    let mut feed = Feed::open(
+        FaultStorage::new(MemoryStorage::new(), faults.clone()),
+        options.clone(),
+    )
+    .unwrap();
+    let before = faults.points();
+    follow(&mut feed, 0).unwrap();
+    let points = faults.points() - before;
+    drop(feed);
+    let total = writers.last().unwrap().len();
+    for crash in [Crash::PowerCut, Crash::Kill] {
+        for point in 1..=points {
+            let faults = Faults::new();
+            let storage = FaultStorage::new(MemoryStorage::new(), faults.clone());
+            let mut feed = Feed::open(storage.clone(), options.clone()).unwrap();
+            faults.crash_at(faults.points() + point, crash);
+            assert!(follow(&mut feed, 0).is_err());
+            drop(feed);
+            faults.restart();
+            let context = format!("{crash:?} at point {point} of {points}");
+            let mut feed = Feed::open(storage.clone(), options.clone())
+                .unwrap_or_else(|e| panic!("{context}: the replica does not open: {e}"));
+            for i in 0..feed.len() {
+                if feed.has(i) {
+                    feed.get(i)
+                        .unwrap_or_else(|e| panic!("{context}: block {i}: {e}"));
+                }
+            }
+            follow(&mut feed, 0).unwrap_or_else(|e| panic!("{context}: {e}"));
+            assert_eq!(feed.len(), total, "{context}");
+            assert!(feed.has_all(), "{context}");
+        }
+    }
 }
