@@ -101,6 +101,10 @@ impl Db {
             feed.append(&Header::hyperdb().encode_to_vec())?;
             Ok(())
         };
+        let local = FeedOptions {
+            secret_key: options.local_secret_key,
+            ..Default::default()
+        };
         if !storage.has_feed("source") {
             if !options.create {
                 return Err(Error::NotFound(storage.describe()));
@@ -114,7 +118,7 @@ impl Db {
                 // A replica: its own writer first, so that a database whose
                 // source exists always has one.
                 if !storage.has_feed("local") {
-                    storage.create_feed("local", FeedOptions::default(), header)?;
+                    storage.create_feed("local", local.clone(), header)?;
                 }
                 storage.create_feed("source", source, |_| Ok(()))?;
             } else {
@@ -125,7 +129,7 @@ impl Db {
         // missing: made by hyperdb 3.5.0, which creates it lazily, or damaged.
         let replica = !storage.has_file("source", "secret_key") && options.secret_key.is_none();
         if replica && !storage.has_feed("local") {
-            storage.create_feed("local", FeedOptions::default(), header)?;
+            storage.create_feed("local", local.clone(), header)?;
         }
         let reader = DbReader::load(storage, &options, false)?;
         let local = reader.local;
@@ -190,6 +194,16 @@ impl Db {
         self.each_feed(Feed::sync_pending)
     }
 
+    /// With [`Durability::Fsync`](hypercore_feed::Durability), makes the
+    /// replicated blocks a new entry is about to count durable first. An
+    /// entry's clock says how much of every writer its author had; were
+    /// those blocks still unsynced, a power cut could keep the synced entry
+    /// and lose them, and the author's next entry would count fewer (its
+    /// clock going back), which breaks the causal order on every replica.
+    fn sync_before_writing(&self) -> Result<()> {
+        self.sync_pending()
+    }
+
     /// Makes every write so far durable (syncs every feed), whatever the
     /// [`Durability`](hypercore_feed::Durability) the database was opened
     /// with.
@@ -250,6 +264,7 @@ impl Db {
         value: Option<Vec<u8>>,
         deleted: bool,
     ) -> Result<Arc<Node>> {
+        self.sync_before_writing()?;
         let heads = self.heads()?;
         let clock = self.clock();
         let node = put::put(
@@ -279,6 +294,7 @@ impl Db {
     /// Applies several puts and deletes atomically: one append, one signature.
     pub fn batch(&self, ops: &[Op]) -> Result<Vec<Arc<Node>>> {
         let _writing = self.writing();
+        self.sync_before_writing()?;
         let mut heads = self.heads()?;
         let clock = self.clock();
         let mut batch = Batching {
