@@ -9,7 +9,7 @@
 //! kept for its next [`Subscription::changed`]: nothing is missed, and a
 //! burst of changes wakes it once.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
@@ -37,7 +37,9 @@ struct Inner {
 struct Wanted {
     all: bool,
     feeds: HashSet<[u8; 32]>,
-    changed: HashSet<[u8; 32]>,
+    /// Ordered, so that what a subscriber hears does not depend on a
+    /// hash seed (a simulation replays a run exactly).
+    changed: BTreeSet<[u8; 32]>,
     feed_set: bool,
 }
 
@@ -160,7 +162,7 @@ impl Subscription {
         }
         let feed_set = std::mem::take(&mut wanted.feed_set);
         Some(Changed {
-            feeds: wanted.changed.drain().collect(),
+            feeds: std::mem::take(&mut wanted.changed).into_iter().collect(),
             feed_set,
         })
     }

@@ -39,6 +39,10 @@ pub struct OpenOptions {
     pub key: Option<[u8; 32]>,
     /// The owner's secret key, to create a database with a known key pair.
     pub secret_key: Option<[u8; 64]>,
+    /// A replica's writer's secret key, used when this opening creates the
+    /// writer (a new replica); random when `None`. For reproducible runs
+    /// (a simulation drawing everything from one seed).
+    pub local_secret_key: Option<[u8; 64]>,
     /// Create the database (or the replica) when the folder is empty.
     pub create: bool,
     /// Memory for decoded entries kept for lookups, in bytes, for the
@@ -62,6 +66,7 @@ impl Default for OpenOptions {
         OpenOptions {
             key: None,
             secret_key: None,
+            local_secret_key: None,
             create: true,
             cache_bytes: 64 << 20,
             content_feed: false,

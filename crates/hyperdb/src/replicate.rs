@@ -195,6 +195,10 @@ pub struct ReplicateOptions {
     /// [`Replicator`](crate::Replicator) sends the same one on every
     /// connection, so peers can tell duplicates apart).
     pub id: Option<[u8; 32]>,
+    /// The nonce our side of the stream is encrypted with; random when
+    /// `None`. A caller that sets it (a simulation drawing everything from
+    /// one seed) must give every session a different one.
+    pub nonce: Option<[u8; 24]>,
 }
 
 impl Default for ReplicateOptions {
@@ -206,6 +210,7 @@ impl Default for ReplicateOptions {
             on_progress: None,
             budget: None,
             id: None,
+            nonce: None,
         }
     }
 }
@@ -347,6 +352,7 @@ impl Session {
         let protocol = Protocol::new(ProtocolOptions {
             live: options.live,
             id: options.id.unwrap_or(defaults.id),
+            nonce: options.nonce,
             ..defaults
         });
         let mut session = Session {

@@ -87,6 +87,11 @@ pub struct ProtocolOptions {
     pub encrypted: bool,
     /// Most channels per stream.
     pub max_channels: usize,
+    /// The nonce our stream is encrypted with; random when `None`. Every
+    /// stream under one key needs a nonce of its own: only a caller that
+    /// draws them from a generator of its own (a deterministic simulation)
+    /// sets this.
+    pub nonce: Option<[u8; 24]>,
 }
 
 impl Default for ProtocolOptions {
@@ -98,6 +103,7 @@ impl Default for ProtocolOptions {
             extensions: Vec::new(),
             encrypted: true,
             max_channels: 256,
+            nonce: None,
         }
     }
 }
@@ -270,7 +276,7 @@ impl Protocol {
                 }
             }
             if self.options.encrypted {
-                let nonce: [u8; 24] = rand::random();
+                let nonce: [u8; 24] = self.options.nonce.unwrap_or_else(rand::random);
                 feed.nonce = Some(nonce.to_vec());
                 self.xor = Some(XSalsa20::new(key, &nonce));
                 if let Some(remote_nonce) = self.remote_nonce {

@@ -35,5 +35,6 @@ mod ported_watch;
 mod replicate;
 mod replicate_bad_input;
 mod replicate_interop;
+mod simulation;
 mod support;
 mod unauthorized;
