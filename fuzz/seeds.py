@@ -62,6 +62,10 @@ def main():
     seed("entry", "header", field(1, 2, b"hyperdb"))
     mdns_query = bytes.fromhex("000000000001000000000000") + b"\x28" + b"07" * 20 + b"\x03dat\x05local\x00" + b"\x00\x10\x00\x01"
     seed("mdns", "query", mdns_query)
+    # put a, put /a/b, a batch of two, get a, list a, reopen, version,
+    # put ab, checkout the version and walk the history.
+    seed("model", "ops", bytes([0, 0x00, 0, 7, 0, 0x11, 1, 9, 2, 1, 0x02, 0, 0, 3, 0x15, 0, 1,
+                                3, 0x00, 0, 4, 1, 0x00, 0, 5, 6, 0, 0x08, 0, 4, 7, 0, 0x00, 0]))
     seed("verify_block", "zero", b"\x05")
     seed("verify_block", "flip", b"\x11" + b"\x00" * 7 + b"\x01")
 
