@@ -155,7 +155,7 @@ pub struct DbReader {
     pub(crate) content_enabled: bool,
     /// Feeds are opened read-only, and none is created.
     read_only: bool,
-    durability: Durability,
+    pub(crate) durability: Durability,
 }
 
 impl std::fmt::Debug for DbReader {

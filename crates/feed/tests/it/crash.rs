@@ -38,6 +38,16 @@ fn prepared(n: u64) -> MemoryStorage {
     storage
 }
 
+/// Every block `feed` says it has, it can read.
+fn assert_reads_what_it_has(feed: &Feed, context: &str) {
+    for i in 0..feed.len() {
+        if feed.has(i) {
+            feed.get(i)
+                .unwrap_or_else(|e| panic!("{context}: block {i}: {e}"));
+        }
+    }
+}
+
 fn files(storage: &MemoryStorage) -> Vec<Vec<u8>> {
     FEED_FILES.iter().map(|f| storage.contents(f)).collect()
 }
@@ -325,13 +335,7 @@ fn download_at_every_point(
             format!("{crash:?} at point {point} of {points} ({durability:?}, {flushes:?})");
         let mut feed = Feed::open(storage.clone(), options.clone())
             .unwrap_or_else(|e| panic!("{context}: the replica does not open: {e}"));
-        // Every block it says it has, it has.
-        for i in 0..feed.len() {
-            if feed.has(i) {
-                feed.get(i)
-                    .unwrap_or_else(|e| panic!("{context}: block {i}: {e}"));
-            }
-        }
+        assert_reads_what_it_has(&feed, &context);
         let report = feed.audit().unwrap();
         assert_eq!(
             report.invalid, 0,
@@ -462,12 +466,7 @@ fn a_replica_following_a_growing_writer_survives_a_power_cut_at_every_write() {
             let context = format!("{crash:?} at point {point} of {points}");
             let mut feed = Feed::open(storage.clone(), options.clone())
                 .unwrap_or_else(|e| panic!("{context}: the replica does not open: {e}"));
-            for i in 0..feed.len() {
-                if feed.has(i) {
-                    feed.get(i)
-                        .unwrap_or_else(|e| panic!("{context}: block {i}: {e}"));
-                }
-            }
+            assert_reads_what_it_has(&feed, &context);
             follow(&mut feed, 0).unwrap_or_else(|e| panic!("{context}: {e}"));
             assert_eq!(feed.len(), total, "{context}");
             assert!(feed.has_all(), "{context}");
