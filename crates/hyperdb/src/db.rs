@@ -156,6 +156,8 @@ pub struct DbReader {
     /// Feeds are opened read-only, and none is created.
     read_only: bool,
     pub(crate) durability: Durability,
+    /// Every writer's delivered length, as last computed.
+    pub(crate) delivered: parking_lot::Mutex<Option<crate::delivery::Delivered>>,
 }
 
 impl std::fmt::Debug for DbReader {
@@ -332,6 +334,7 @@ impl DbReader {
             content_enabled: options.content_feed,
             read_only,
             durability: options.durability,
+            delivered: Default::default(),
         };
         if db.content_enabled {
             db.open_local_content()?;
@@ -600,20 +603,30 @@ impl DbReader {
         }
     }
 
-    /// The clock a new local write starts from: every writer's length.
-    pub(crate) fn clock(&self) -> Vec<u64> {
-        self.state()
-            .writers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
+    /// The heads a new local write builds on, and the clock it claims:
+    /// what those heads were built from (every writer's delivered length,
+    /// see [`crate::delivery`]), and never less of any writer than the
+    /// local writer's latest entry claimed (a clock only grows).
+    pub(crate) fn heads_and_clock(&self) -> Result<(Vec<Arc<Node>>, Vec<u64>)> {
+        let (heads, latest) = {
+            let reading = self.reading();
+            (reading.heads_delivered()?, reading.writer_head(self.local)?)
+        };
+        let state = self.state();
+        let clock = (0..state.writers.len())
+            .map(|i| {
                 if i == self.local {
-                    w.clock
-                } else {
-                    w.available()
+                    return state.writers[i].clock;
                 }
+                let delivered = heads.lengths.get(i).copied().unwrap_or(0);
+                let claimed = latest
+                    .as_ref()
+                    .and_then(|n| n.clock.get(i).copied())
+                    .unwrap_or(0);
+                delivered.max(claimed)
             })
-            .collect()
+            .collect();
+        Ok((heads.nodes, clock))
     }
 
     /// All current values of `key`: the writes to it that no other write to

@@ -26,6 +26,7 @@
 
 mod changes;
 mod db;
+mod delivery;
 mod diff;
 mod error;
 mod get;

@@ -309,20 +309,10 @@ impl Reading<'_> {
         self.node(id, available - 1)
     }
 
-    /// The current heads: the latest entry of every counted writer, less
-    /// those another head has seen.
+    /// The current heads: the latest delivered entry of every counted
+    /// writer (see [`crate::delivery`]), less those another head has seen.
     pub(crate) fn heads(&self) -> Result<Vec<Arc<Node>>> {
-        self.discover()?;
-        let mut nodes = Vec::new();
-        for id in 0..self.db.registry.len() {
-            if !self.included(id) {
-                continue;
-            }
-            if let Some(head) = self.writer_head(id)? {
-                nodes.push(head);
-            }
-        }
-        Ok(crate::node::unseen(&nodes))
+        Ok(self.heads_delivered()?.nodes)
     }
 
     /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored

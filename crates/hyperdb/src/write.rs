@@ -270,8 +270,7 @@ impl Db {
         deleted: bool,
     ) -> Result<Arc<Node>> {
         self.sync_before_writing()?;
-        let heads = self.heads()?;
-        let clock = self.clock();
+        let (heads, clock) = self.heads_and_clock()?;
         let node = put::put(
             self,
             None,
@@ -300,8 +299,7 @@ impl Db {
     pub fn batch(&self, ops: &[Op]) -> Result<Vec<Arc<Node>>> {
         let _writing = self.writing();
         self.sync_before_writing()?;
-        let mut heads = self.heads()?;
-        let clock = self.clock();
+        let (mut heads, clock) = self.heads_and_clock()?;
         let mut batch = Batching {
             blocks: Vec::new(),
             nodes: Vec::new(),

@@ -230,3 +230,56 @@ fn a_writers_own_replaced_value_does_not_come_back() {
     ];
     run(&steps, 7).unwrap();
 }
+
+fn values(db: &Db, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = db
+        .get(key)
+        .unwrap()
+        .iter()
+        .map(|n| n.value_str().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A replica holding a writer's latest entry but not the owner's entry
+/// that writer had seen answers from what has fully arrived: the owner's
+/// older value, not nothing (the writer's trie points at the missing
+/// entry, and its head would hide the older one). Its own write then
+/// claims only what it built on, so once everything arrives every replica
+/// answers the newer value and keeps the write.
+#[test]
+fn a_replica_answers_from_what_has_fully_arrived() {
+    let owner = memory_db(None);
+    let b = memory_db(Some(*owner.key()));
+    let c = memory_db(Some(*owner.key()));
+    owner.authorize(b.local_key()).unwrap();
+    owner.authorize(c.local_key()).unwrap();
+    owner.put("k", b"old").unwrap();
+    local_sync::sync(&owner, &b).unwrap();
+    local_sync::sync(&owner, &c).unwrap();
+    owner.put("k", b"new").unwrap();
+    local_sync::sync(&owner, &b).unwrap();
+    b.put("b", b"1").unwrap();
+    assert_eq!(values(&b, "k"), ["new"]);
+
+    local_sync::copy_feed(&b, &c, b.local_key(), None).unwrap();
+    assert_eq!(values(&c, "k"), ["old"], "the older value, from the owner");
+    assert!(
+        values(&c, "b").is_empty(),
+        "b's write saw an entry not here yet"
+    );
+    c.put("c", b"1").unwrap();
+    assert_eq!(values(&c, "k"), ["old"]);
+
+    local_sync::sync(&owner, &c).unwrap();
+    local_sync::sync(&b, &c).unwrap();
+    local_sync::sync(&owner, &b).unwrap();
+    for (name, db) in [("owner", &owner), ("b", &b), ("c", &c)] {
+        for (key, want) in [("k", "new"), ("b", "1"), ("c", "1")] {
+            assert_eq!(values(db, key), [want], "{name}: {key}");
+            let oracle: Vec<String> = crate::support::causal_values(db, key).into_iter().collect();
+            assert_eq!(oracle, [want], "{name}: oracle for {key}");
+        }
+    }
+}

@@ -651,7 +651,7 @@ fn seeds() -> std::ops::Range<u64> {
 /// then disagree with the causal rule computed over every entry. Listed so
 /// that the other seeds guard what works; the test fails if one of these
 /// starts passing (take it off the list) or another seed fails.
-const KNOWN_FAILING: &[u64] = &[752, 771, 1069];
+const KNOWN_FAILING: &[u64] = &[];
 
 #[test]
 fn replicas_converge_under_simulated_faults() {

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: databases in memory, the
 //! causal rule computed by reading every entry, and the JS reference's dumps.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hyperdb::{Db, DbStorage, Node, OpenOptions};
@@ -20,23 +20,29 @@ pub fn memory_db(key: Option<[u8; 32]>) -> Db {
     .unwrap()
 }
 
-/// The causal rule, computed from every entry the replica holds: the writes
-/// to `key` that no other write to it has seen, deletes left out.
+/// The causal rule, computed from every entry the replica holds that is
+/// complete here (see [`complete`]): the writes to `key` that no other
+/// write to it has seen, deletes left out.
 pub fn causal_writes(db: &Db, key: &str) -> Vec<Arc<Node>> {
     let writers = db.writers();
-    let mut writes = Vec::new();
+    let mut held = Vec::new();
+    let mut all = Vec::new();
     for (i, w) in writers.iter().enumerate() {
-        if !(w.authorized || w.local) {
-            continue;
-        }
         let mut seq = 1;
         while let Some(node) = db.node(i, seq).unwrap() {
-            if node.key == key {
-                writes.push(node);
+            if w.authorized || w.local {
+                all.push(node);
             }
             seq += 1;
         }
+        held.push(seq);
     }
+    let local = writers.iter().position(|w| w.local);
+    let mut memo = HashMap::new();
+    let writes: Vec<Arc<Node>> = all
+        .into_iter()
+        .filter(|n| n.key == key && complete(db, local, n.feed, n.seq, &held, &mut memo))
+        .collect();
     writes
         .iter()
         .filter(|n| {
@@ -47,6 +53,36 @@ pub fn causal_writes(db: &Db, key: &str) -> Vec<Arc<Node>> {
         .filter(|n| !n.deleted)
         .cloned()
         .collect()
+}
+
+/// Whether entry `seq` of writer `feed` counts here: the replica's own
+/// entries always do; another writer's when its previous entry counts and,
+/// of every other writer, everything its clock says it saw is held here
+/// and the latest of that counts.
+fn complete(
+    db: &Db,
+    local: Option<usize>,
+    feed: usize,
+    seq: u64,
+    held: &[u64],
+    memo: &mut HashMap<(usize, u64), bool>,
+) -> bool {
+    if seq == 0 || Some(feed) == local {
+        return true;
+    }
+    if let Some(&known) = memo.get(&(feed, seq)) {
+        return known;
+    }
+    let node = db.node(feed, seq).unwrap().expect("a held entry");
+    let ok = complete(db, local, feed, seq - 1, held, memo)
+        && node.clock.iter().enumerate().all(|(u, &seen)| {
+            u == feed
+                || seen == 0
+                || (seen <= held.get(u).copied().unwrap_or(0)
+                    && complete(db, local, u, seen - 1, held, memo))
+        });
+    memo.insert((feed, seq), ok);
+    ok
 }
 
 /// [`causal_writes`] as text values.
