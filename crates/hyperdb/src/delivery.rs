@@ -26,7 +26,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::reading::Reading;
 
@@ -144,10 +144,13 @@ impl Reading<'_> {
     }
 
     /// Whether writer `id`'s entry `seq` has seen nothing beyond `lengths`
-    /// of the other writers.
+    /// of the other writers. An entry that does not decode says nothing
+    /// of what it saw: it holds back its writer's later entries.
     fn covered(&self, id: usize, seq: u64, lengths: &[u64]) -> Result<bool> {
-        let Some(node) = self.node(id, seq)? else {
-            return Ok(false);
+        let node = match self.node(id, seq) {
+            Ok(Some(node)) => node,
+            Ok(None) | Err(Error::BadEntry { .. }) => return Ok(false),
+            Err(e) => return Err(e),
         };
         Ok(node
             .clock

@@ -15,6 +15,8 @@
 //! write a `put` acknowledged is lost (peers sync every write, so not even
 //! a power cut loses one); every stored block checks against its hash and
 //! equals its writer's; and running a seed twice gives the same trace.
+//! Before every write, mid-replication, the writing peer's answers are
+//! the causal rule over the entries whose past has fully arrived there.
 //!
 //! `HYPERDB_SIM_SEEDS=A..B` runs other seeds (CI runs 0..1000);
 //! `HYPERDB_SIM_SEED=N` runs one, printing what happens.
@@ -273,6 +275,36 @@ impl Sim {
         };
         let value = format!("{i}.{n}");
         let db = self.peers[i].db.as_ref().expect("up");
+        // Mid-replication, with feeds half arrived: the answers a write
+        // builds on are the causal rule over what has fully arrived.
+        for k in 0..3 {
+            let key = format!("shared/{k}");
+            let mut got: Vec<String> = match db.get(&key) {
+                Ok(nodes) => nodes
+                    .iter()
+                    .map(|n| n.value_str().unwrap_or_default())
+                    .collect(),
+                Err(e) => panic!("{} ms: peer {i} cannot get {key}: {e}", self.now),
+            };
+            got.sort();
+            let oracle: Vec<String> = crate::support::causal_values(db, &key)
+                .into_iter()
+                .collect();
+            if got != oracle {
+                let feeds: Vec<(u64, bool)> = (0..db.writers().len())
+                    .map(|j| db.feed(j).map_or((0, false), |f| (f.len(), f.has_all())))
+                    .collect();
+                let heads: Vec<(usize, u64)> = db
+                    .heads()
+                    .map(|h| h.iter().map(|n| (n.feed, n.seq)).collect())
+                    .unwrap_or_default();
+                panic!(
+                    "{} ms: peer {i}, {key}: {got:?}, not the causal answer {oracle:?}; \
+                     feeds (length, all held) {feeds:?}, heads {heads:?}",
+                    self.now
+                );
+            }
+        }
         let result = db.put(&key, value.as_bytes());
         if let Some(Ok(node)) = self.check(i, result) {
             self.stats.writes += 1;

@@ -28,6 +28,11 @@ pub fn causal_writes(db: &Db, key: &str) -> Vec<Arc<Node>> {
     let mut held = Vec::new();
     let mut all = Vec::new();
     for (i, w) in writers.iter().enumerate() {
+        // Entries count from the header on, without a gap.
+        if !db.feed(i).is_some_and(|f| f.has(0)) {
+            held.push(0);
+            continue;
+        }
         let mut seq = 1;
         while let Some(node) = db.node(i, seq).unwrap() {
             if w.authorized || w.local {
