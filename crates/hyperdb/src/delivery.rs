@@ -17,6 +17,11 @@
 //! nothing else (so two replicas holding the same blocks agree). The
 //! replica's own writer is always delivered whole: it wrote its entries.
 //!
+//! A writer whose header does not decode, or is not hyperdb's, counts
+//! nothing; an entry that does not decode is treated as one whose past
+//! has not arrived (its bytes are signed, so every replica holds the same
+//! ones and decides alike).
+//!
 //! Honest writers' clocks only grow along their feed, so the latest
 //! delivered entry is found by a binary search; every entry below it is
 //! then covered too. When everything has arrived, every writer is
@@ -110,13 +115,17 @@ impl Reading<'_> {
     /// The fixpoint: lengths only shrink, from what is available, until
     /// every writer's latest delivered entry is covered.
     fn deliver(&self) -> Result<Vec<u64>> {
+        let local = self.db.local;
         let mut lengths: Vec<u64> = (0..self.db.registry.len())
             .map(|id| {
                 let w = self.db.registry.get(id).expect("a known writer");
+                // A writer whose header has not checked out counts nothing.
+                if id != local && !w.header_checked.load(Ordering::Acquire) {
+                    return 0;
+                }
                 w.available.load(Ordering::Acquire)
             })
             .collect();
-        let local = self.db.local;
         loop {
             let mut changed = false;
             for id in 0..lengths.len() {

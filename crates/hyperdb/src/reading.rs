@@ -285,10 +285,21 @@ impl Reading<'_> {
     }
 
     /// Loads every writer's latest entry until no new writer turns up.
+    ///
+    /// Another writer's header or latest entry that does not decode names
+    /// no writer and is passed over: it holds back only that writer (see
+    /// [`crate::delivery`]), so no writer can stop a replica from reading
+    /// or replicating by signing bytes that are not an entry. Damage to
+    /// this replica's own feed is an error.
     pub(crate) fn discover(&self) -> Result<()> {
         let mut i = 0;
         while i < self.db.registry.len() {
-            self.writer_head(i)?;
+            match self.writer_head(i) {
+                Err(Error::BadEntry { .. } | Error::BadHeader { .. }) if i != self.db.local => {}
+                other => {
+                    other?;
+                }
+            }
             i += 1;
         }
         Ok(())

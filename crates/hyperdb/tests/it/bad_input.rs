@@ -263,3 +263,112 @@ fn a_peer_naming_blocks_far_out_makes_no_huge_allocation() {
     let _ = session.receive(&replica, &remote.take_outgoing());
     let _ = session.tick(&replica);
 }
+
+/// A writer whose latest entry does not decode (it signed bytes that are
+/// no entry) cannot stop a replica from answering: its entries up to the
+/// damaged one count, the rest of the database reads and writes, and the
+/// writer itself is told which entry is damaged.
+#[test]
+fn a_writers_entry_that_does_not_decode_holds_back_only_that_writer() {
+    let owner = hyperdb::Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    let b = hyperdb::Db::open_storage(
+        DbStorage::memory(),
+        OpenOptions {
+            key: Some(*owner.key()),
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    owner.authorize(b.local_key()).unwrap();
+    owner.put("a", b"1").unwrap();
+    hyperdb::local_sync::sync(&owner, &b).unwrap();
+    b.put("b", b"2").unwrap();
+    let local = b.writer_index(b.local_key()).unwrap();
+    b.with_feed_mut(local, |f| f.append(&[0xff, 0xff, 0xff]))
+        .unwrap()
+        .unwrap();
+    assert!(matches!(b.get("b").unwrap_err(), Error::BadEntry { .. }));
+    hyperdb::local_sync::copy_feed(&b, &owner, b.local_key(), None).unwrap();
+    assert_eq!(owner.feed(1).unwrap().len(), 3, "the damaged entry arrived");
+
+    let value = |key: &str| -> Vec<Vec<u8>> {
+        owner
+            .get(key)
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.value.clone())
+            .collect()
+    };
+    assert_eq!(value("a"), [b"1".to_vec()]);
+    assert_eq!(
+        value("b"),
+        [b"2".to_vec()],
+        "b's entries before the damage count"
+    );
+    owner.put("c", b"3").unwrap();
+    assert_eq!(value("c"), [b"3".to_vec()]);
+    assert_eq!(owner.list("").unwrap().len(), 3);
+    // And a replica that learns of the writer from the owner replicates it.
+    let c = hyperdb::Db::open_storage(
+        DbStorage::memory(),
+        OpenOptions {
+            key: Some(*owner.key()),
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    hyperdb::local_sync::sync(&owner, &c).unwrap();
+    assert_eq!(c.get("b").unwrap().len(), 1);
+    assert_eq!(c.list("").unwrap().len(), 3);
+}
+
+/// Likewise an authorized writer whose feed starts with another protocol's
+/// header: its blocks replicate, its entries do not count, and the rest
+/// of the database answers.
+#[test]
+fn a_writer_with_a_foreign_header_counts_nothing_and_stops_nothing() {
+    let owner = hyperdb::Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    owner.put("a", b"1").unwrap();
+    let mut foreign = hypercore_feed::Feed::open(
+        hypercore_feed::MemoryStorage::new(),
+        hypercore_feed::FeedOptions::default(),
+    )
+    .unwrap();
+    foreign
+        .append(
+            &Header {
+                protocol: "hyperdrive".into(),
+            }
+            .encode_to_vec(),
+        )
+        .unwrap();
+    owner.authorize(foreign.key()).unwrap();
+    // An entry that would count (a value concurrent with the owner's)
+    // under a hyperdb header.
+    let mut concurrent = entry("a", 1, 1, vec![], vec![owner.feed(0).unwrap().len(), 1]);
+    concurrent.feeds = [owner.key(), foreign.key()]
+        .map(|k| hyperdb::messages::FeedKey { key: k.to_vec() })
+        .to_vec();
+    foreign.append(&concurrent.encode_to_vec()).unwrap();
+    let index = owner.writer_index(foreign.key()).unwrap();
+    let mut sent = hypercore_feed::SparseBits::new();
+    for i in 0..foreign.len() {
+        let digest = owner.feed(index).unwrap().digest(i);
+        let block = foreign.get(i).unwrap();
+        let proof = foreign.proof(i, digest, false, &mut sent).unwrap();
+        owner
+            .with_feed_mut(index, |f| f.put(i, Some(&block), &proof))
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(owner.feed(index).unwrap().len(), 2);
+    let values: Vec<_> = owner
+        .get("a")
+        .unwrap()
+        .iter()
+        .map(|n| n.value.clone())
+        .collect();
+    assert_eq!(values, [Some(b"1".to_vec())]);
+    owner.put("b", b"2").unwrap();
+    assert_eq!(owner.list("").unwrap().len(), 2);
+}
