@@ -939,8 +939,15 @@ impl Feed {
         };
         let last = remote.back().map_or(top.index, |n| n.index);
         let verified_by = flat::right_span(top.index).max(flat::right_span(last)) + 2;
+        let full_roots = flat::full_roots(verified_by);
+        // What the block climbed to must be one of the signed roots: the
+        // signature vouches for nothing else. (hypercore 6 does not check
+        // this, and takes any bytes proved by roots that do not cover them.)
+        if !full_roots.contains(&top.index) {
+            return Err(invalid("the proof does not reach the signed roots"));
+        }
         let mut roots = Vec::new();
-        for root in flat::full_roots(verified_by) {
+        for root in full_roots {
             if root == top.index {
                 visited.push(top);
                 roots.push(top);

@@ -87,9 +87,15 @@ pub fn proof(
     while !remote.get(next) {
         let sibling = flat::sibling(next);
         if !local.get(sibling) {
-            // `next` is a root of the local tree.
+            // `next` should be a root of the local tree. A sparse tree may
+            // hold it without its sibling though a longer signed tree
+            // covers it: no proof can be made from here then.
             let verified_by = verified_by(local, next);
-            for root in flat::full_roots(verified_by) {
+            let roots = flat::full_roots(verified_by);
+            if !roots.contains(&next) {
+                return None;
+            }
+            for root in roots {
                 if root != next && !remote.get(root) {
                     nodes.push(root);
                 }

@@ -3,7 +3,7 @@
 //! `flush`, and leave the same tree and data files as the writer's, whatever
 //! the order the blocks arrive in.
 
-use hypercore_feed::{Feed, FeedOptions, MemoryStorage, SparseBits};
+use hypercore_feed::{Feed, FeedOptions, MemoryStorage, Proof, SparseBits};
 use proptest::prelude::*;
 
 fn writer(n: usize) -> (MemoryStorage, Feed) {
@@ -182,4 +182,46 @@ fn a_proof_naming_an_index_past_any_feed_is_refused() {
         .is_err());
     // The real proof still verifies.
     assert!(reader.verify_block(5, Some(&block), &proof).is_ok());
+}
+
+/// A block whose proof climbs to a node that is not one of the signed
+/// roots is refused, even when the roots it names do verify: otherwise a
+/// peer could pair any bytes with a genuine signature and genuine roots.
+/// (hyperdb 3.5.0's hypercore accepts it.)
+#[test]
+fn a_proof_that_does_not_tie_the_block_to_the_signed_roots_is_refused() {
+    let (_, source) = writer(13);
+    let (_, mut reader) = replica_of(&source);
+    // Block 0 with a full proof: the reader now holds the roots of 13
+    // blocks (nodes 7, 19 and 24) and their signature.
+    let digest = reader.digest(0);
+    let proof = source
+        .proof(0, digest, false, &mut SparseBits::new())
+        .unwrap();
+    reader
+        .put(0, Some(&source.get(0).unwrap()), &proof)
+        .unwrap();
+    // Forged bytes for block 9 with the genuine root 24 and signature:
+    // the block's path (leaf 18, then 17) never reaches root 19.
+    let forged = Proof {
+        nodes: vec![source.node(24).unwrap()],
+        signature: Some(source.signature(12).unwrap().1),
+    };
+    let err = reader
+        .verify_block(9, Some(b"forged"), &forged)
+        .unwrap_err();
+    assert!(
+        matches!(err, hypercore_feed::Error::InvalidProof { .. }),
+        "{err}"
+    );
+    assert!(!reader.has(9));
+    // The genuine block, with the proof the source plans, is taken.
+    let digest = reader.digest(9);
+    let proof = source
+        .proof(9, digest, false, &mut SparseBits::new())
+        .unwrap();
+    reader
+        .put(9, Some(&source.get(9).unwrap()), &proof)
+        .unwrap();
+    assert_eq!(reader.get(9).unwrap(), source.get(9).unwrap());
 }
