@@ -114,7 +114,9 @@ enum Command {
     Info {
         /// Database folder
         dir: PathBuf,
-        /// Print a JSON object: key, discovery_key, local_key, authorized, writers
+        /// Print a JSON object: key, discovery_key, local_key, authorized,
+        /// writers (each with key, length, counted: how much of its feed
+        /// counts in answers here, authorized, source, local)
         #[arg(long)]
         json: bool,
     },
@@ -575,13 +577,16 @@ fn run(command: Command) -> CliResult {
             let local = *db.local_key();
             let authorized = db.is_authorized(&local)?;
             let writers = db.writers();
+            let counted = db.counted()?;
             if json {
                 let writers: Vec<Value> = writers
                     .iter()
-                    .map(|w| {
+                    .zip(&counted)
+                    .map(|(w, counted)| {
                         json!({
                             "key": hex::encode(w.key),
                             "length": w.length,
+                            "counted": counted,
                             "authorized": w.authorized,
                             "source": w.source,
                             "local": w.local,
@@ -610,7 +615,7 @@ fn run(command: Command) -> CliResult {
                     }
                 )?;
                 writeln!(out, "writers:")?;
-                for w in &writers {
+                for (w, &counted) in writers.iter().zip(&counted) {
                     let mut marks = String::new();
                     if w.source {
                         marks.push_str(" (source)");
@@ -620,6 +625,11 @@ fn run(command: Command) -> CliResult {
                     }
                     if !w.authorized {
                         marks.push_str(" (not authorized)");
+                    } else if counted < w.length {
+                        marks.push_str(&format!(
+                            " ({} held back: they saw entries not stored here yet, or do not decode)",
+                            w.length - counted
+                        ));
                     }
                     writeln!(out, "  {} length {}{}", hex::encode(w.key), w.length, marks)?;
                 }

@@ -585,6 +585,21 @@ impl DbReader {
         self.reading().heads()
     }
 
+    /// How much of every writer's feed counts in answers (header included),
+    /// in the order of [`DbReader::writers`]. Less than a feed's length
+    /// while its later entries wait for what they saw of other writers to
+    /// arrive here (a lookup starts only from entries whose past is stored
+    /// here), or when they do not decode; the local writer's whole feed
+    /// always counts. Writers that are not authorized count nothing,
+    /// whatever this says of them.
+    pub fn counted(&self) -> Result<Vec<u64>> {
+        let lengths = self.reading().heads_delivered()?.lengths;
+        let writers = self.state().writers.len();
+        Ok((0..writers)
+            .map(|i| lengths.get(i).copied().unwrap_or(0))
+            .collect())
+    }
+
     /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored
     /// here (yet).
     pub fn node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {

@@ -71,6 +71,7 @@ fn batch_reads_ndjson_and_is_all_or_nothing() {
         info["writers"][0]["length"], 4,
         "header + three entries in one batch"
     );
+    assert_eq!(info["writers"][0]["counted"], 4, "all of it counts");
 
     let bad = hyperdb_stdin(
         &["batch", p(&dir)],

@@ -264,6 +264,12 @@ fn a_replica_answers_from_what_has_fully_arrived() {
     assert_eq!(values(&b, "k"), ["new"]);
 
     local_sync::copy_feed(&b, &c, b.local_key(), None).unwrap();
+    let held = |db: &Db, writer: &Db| {
+        let i = db.writer_index(writer.local_key()).unwrap();
+        db.writers()[i].length - db.counted().unwrap()[i]
+    };
+    assert_eq!(held(&c, &b), 1, "b's entry waits at c");
+    assert_eq!(held(&c, &owner), 0);
     assert_eq!(values(&c, "k"), ["old"], "the older value, from the owner");
     assert!(
         values(&c, "b").is_empty(),
@@ -276,6 +282,9 @@ fn a_replica_answers_from_what_has_fully_arrived() {
     local_sync::sync(&b, &c).unwrap();
     local_sync::sync(&owner, &b).unwrap();
     for (name, db) in [("owner", &owner), ("b", &b), ("c", &c)] {
+        for writer in [&owner, &b, &c] {
+            assert_eq!(held(db, writer), 0, "{name}: everything counts");
+        }
         for (key, want) in [("k", "new"), ("b", "1"), ("c", "1")] {
             assert_eq!(values(db, key), [want], "{name}: {key}");
             let oracle: Vec<String> = crate::support::causal_values(db, key).into_iter().collect();
