@@ -66,8 +66,14 @@ def main():
     # put ab, checkout the version and walk the history.
     seed("model", "ops", bytes([0, 0x00, 0, 7, 0, 0x11, 1, 9, 2, 1, 0x02, 0, 0, 3, 0x15, 0, 1,
                                 3, 0x00, 0, 4, 1, 0x00, 0, 5, 6, 0, 0x08, 0, 4, 7, 0, 0x00, 0]))
-    seed("verify_block", "zero", b"\x05")
-    seed("verify_block", "flip", b"\x11" + b"\x00" * 7 + b"\x01")
+    # Block, a block the replica holds first (none past 36), which proof
+    # nodes to keep, then the bends.
+    seed("verify_block", "zero", b"\x05\xff\xff")
+    seed("verify_block", "flip", b"\x11\xff\xff" + b"\x00" * 7 + b"\x01")
+    # Block 33 bent, its climb cut short (nodes 64 and 69 dropped), the
+    # roots 31 and 72 and the signature kept, root 67 held from block 0:
+    # a proof that never ties the block to the roots.
+    seed("verify_block", "stray-roots", b"\x21\x00\x0c\x01")
 
     # A stream: feed, handshake, want, request, have, data.
     dk = hashlib.blake2b(b"hypercore", key=bytes([9] * 32), digest_size=32).digest()

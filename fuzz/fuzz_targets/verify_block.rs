@@ -1,7 +1,9 @@
-//! A block with its proof from a peer, as the input bends a real one (it is
-//! XORed over the block, the proof's nodes and the signature, and may make
-//! the block longer): verification fails, or the block is the true one.
-//! Nothing unverified is stored.
+//! A block with its proof from a peer, as the input bends a real one (it
+//! drops some of the proof's nodes, is XORed over the block, the nodes and
+//! the signature, and may make the block longer), checked by a replica
+//! that holds nothing or one other block the input picks (and so some of
+//! the tree): verification fails, or the block is the true one. Nothing
+//! unverified is stored.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -25,14 +27,34 @@ fn source() -> &'static Feed {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&which, bends)) = data.split_first() else {
+    let [which, first, keep, bends @ ..] = data else {
         return;
     };
     let source = source();
-    let index = u64::from(which) % BLOCKS;
-    let proof = source
+    let index = u64::from(*which) % BLOCKS;
+    let options = FeedOptions {
+        key: Some(*source.key()),
+        ..Default::default()
+    };
+    let mut replica = Feed::open(MemoryStorage::new(), options).expect("opens");
+    // The replica may hold another block first, with the proof it asks for.
+    let first = u64::from(*first);
+    if first < BLOCKS && first != index {
+        let proof = source
+            .proof(first, replica.digest(first), false, &mut SparseBits::new())
+            .expect("a proof");
+        let block = source.get(first).expect("a block");
+        replica.put(first, Some(&block), &proof).expect("the true block verifies");
+    }
+    let mut proof = source
         .proof(index, 0, false, &mut SparseBits::new())
         .expect("a proof");
+    // Bit i of `keep` clear drops the proof's node i.
+    let mut i = 0;
+    proof.nodes.retain(|_| {
+        i += 1;
+        i > 8 || keep & (1 << (i - 1)) != 0
+    });
     let block = source.get(index).expect("a block");
 
     // The real block and proof as bytes, bent by the input.
@@ -67,11 +89,6 @@ fuzz_target!(|data: &[u8]| {
         signature: proof.signature.map(|_| signature),
     };
 
-    let options = FeedOptions {
-        key: Some(*source.key()),
-        ..Default::default()
-    };
-    let mut replica = Feed::open(MemoryStorage::new(), options).expect("opens");
     if let Ok(write) = replica.verify_block(index, Some(&bent_block), &bent) {
         assert_eq!(bent_block, block, "only the true block verifies");
         replica.commit(write).expect("stores");
