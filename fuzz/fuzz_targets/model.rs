@@ -149,7 +149,9 @@ fn run(data: &[u8]) -> Option<()> {
                 }
             }
             _ => {
-                if let Some((version, then)) = versions.get(usize::from(input.byte()?) % versions.len().max(1)) {
+                if let Some((version, then)) =
+                    versions.get(usize::from(input.byte()?) % versions.len().max(1))
+                {
                     let checkout = db.checkout(version).expect("checks out");
                     let (key, stored) = input.key()?;
                     let got = values(&checkout.get(&key).expect("get"));

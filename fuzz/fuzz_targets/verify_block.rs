@@ -44,7 +44,9 @@ fuzz_target!(|data: &[u8]| {
             .proof(first, replica.digest(first), false, &mut SparseBits::new())
             .expect("a proof");
         let block = source.get(first).expect("a block");
-        replica.put(first, Some(&block), &proof).expect("the true block verifies");
+        replica
+            .put(first, Some(&block), &proof)
+            .expect("the true block verifies");
     }
     let mut proof = source
         .proof(index, 0, false, &mut SparseBits::new())
