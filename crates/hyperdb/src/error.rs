@@ -76,6 +76,16 @@ pub enum Error {
     Invalid(String),
 }
 
+impl Error {
+    /// Whether this says that bytes a writer signed are not a hyperdb
+    /// entry or header. Such bytes in another writer's feed hold back only
+    /// that writer (see `delivery`); in a replica's own feed they are
+    /// damage.
+    pub fn is_undecodable(&self) -> bool {
+        matches!(self, Error::BadEntry { .. } | Error::BadHeader { .. })
+    }
+}
+
 /// Why a replication session ended with an error. In every case the
 /// database keeps what was verified and stored before, and a later sync
 /// continues from there.

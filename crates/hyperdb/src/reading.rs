@@ -294,10 +294,9 @@ impl Reading<'_> {
     pub(crate) fn discover(&self) -> Result<()> {
         let mut i = 0;
         while i < self.db.registry.len() {
-            match self.writer_head(i) {
-                Err(Error::BadEntry { .. } | Error::BadHeader { .. }) if i != self.db.local => {}
-                other => {
-                    other?;
+            if let Err(e) = self.writer_head(i) {
+                if i == self.db.local || !e.is_undecodable() {
+                    return Err(e);
                 }
             }
             i += 1;

@@ -194,13 +194,7 @@ fn a_proof_that_does_not_tie_the_block_to_the_signed_roots_is_refused() {
     let (_, mut reader) = replica_of(&source);
     // Block 0 with a full proof: the reader now holds the roots of 13
     // blocks (nodes 7, 19 and 24) and their signature.
-    let digest = reader.digest(0);
-    let proof = source
-        .proof(0, digest, false, &mut SparseBits::new())
-        .unwrap();
-    reader
-        .put(0, Some(&source.get(0).unwrap()), &proof)
-        .unwrap();
+    fetch(&source, &mut reader, 0, &mut SparseBits::new());
     // Forged bytes for block 9 with the genuine root 24 and signature:
     // the block's path (leaf 18, then 17) never reaches root 19.
     let forged = Proof {
@@ -216,12 +210,6 @@ fn a_proof_that_does_not_tie_the_block_to_the_signed_roots_is_refused() {
     );
     assert!(!reader.has(9));
     // The genuine block, with the proof the source plans, is taken.
-    let digest = reader.digest(9);
-    let proof = source
-        .proof(9, digest, false, &mut SparseBits::new())
-        .unwrap();
-    reader
-        .put(9, Some(&source.get(9).unwrap()), &proof)
-        .unwrap();
-    assert_eq!(reader.get(9).unwrap(), source.get(9).unwrap());
+    let block = fetch(&source, &mut reader, 9, &mut SparseBits::new());
+    assert_eq!(reader.get(9).unwrap(), block);
 }

@@ -1,5 +1,6 @@
 //! Damaged entries get an error or are skipped: never a panic or a hang.
 
+use crate::support::memory_db;
 use hyperdb::messages::{Header, InflatedEntry};
 use hyperdb::trie::{Ptr, Trie};
 use hyperdb::{Db, DbStorage, Error, OpenOptions};
@@ -270,15 +271,8 @@ fn a_peer_naming_blocks_far_out_makes_no_huge_allocation() {
 /// writer itself is told which entry is damaged.
 #[test]
 fn a_writers_entry_that_does_not_decode_holds_back_only_that_writer() {
-    let owner = hyperdb::Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
-    let b = hyperdb::Db::open_storage(
-        DbStorage::memory(),
-        OpenOptions {
-            key: Some(*owner.key()),
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let owner = memory_db(None);
+    let b = memory_db(Some(*owner.key()));
     owner.authorize(b.local_key()).unwrap();
     owner.put("a", b"1").unwrap();
     hyperdb::local_sync::sync(&owner, &b).unwrap();
@@ -309,14 +303,7 @@ fn a_writers_entry_that_does_not_decode_holds_back_only_that_writer() {
     assert_eq!(value("c"), [b"3".to_vec()]);
     assert_eq!(owner.list("").unwrap().len(), 3);
     // And a replica that learns of the writer from the owner replicates it.
-    let c = hyperdb::Db::open_storage(
-        DbStorage::memory(),
-        OpenOptions {
-            key: Some(*owner.key()),
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let c = memory_db(Some(*owner.key()));
     hyperdb::local_sync::sync(&owner, &c).unwrap();
     assert_eq!(c.get("b").unwrap().len(), 1);
     assert_eq!(c.list("").unwrap().len(), 3);
@@ -327,7 +314,7 @@ fn a_writers_entry_that_does_not_decode_holds_back_only_that_writer() {
 /// of the database answers.
 #[test]
 fn a_writer_with_a_foreign_header_counts_nothing_and_stops_nothing() {
-    let owner = hyperdb::Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    let owner = memory_db(None);
     owner.put("a", b"1").unwrap();
     let mut foreign = hypercore_feed::Feed::open(
         hypercore_feed::MemoryStorage::new(),
