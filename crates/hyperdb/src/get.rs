@@ -11,13 +11,19 @@
 //! it learned them in.
 
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
+
+use hypercore_feed::cache::IndexHasher;
 
 use crate::db::DbReader;
 use crate::error::Result;
 use crate::hash::path;
 use crate::node::Node;
 use crate::trie::Ptr;
+
+/// The sets of one walk: small, and keyed by entries stored here.
+type WalkSet<T> = HashSet<T, BuildHasherDefault<IndexHasher>>;
 
 /// The current values of `key` seen from `heads`.
 pub(crate) fn get(db: &DbReader, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
@@ -46,8 +52,12 @@ pub(crate) fn candidates_with(
     }
     let path = path(key, true);
     let mut found: Vec<Arc<Node>> = Vec::new();
-    let mut seen_found: HashSet<Ptr> = HashSet::new();
-    let mut visited: HashSet<(Ptr, usize)> = HashSet::new();
+    // A lookup visits tens to hundreds of nodes (more with many writers):
+    // sized up front and hashed cheaply, as SipHash and regrowing cost
+    // more than the walk itself. The keys are entries stored here.
+    let mut seen_found: WalkSet<Ptr> = WalkSet::default();
+    let mut visited: WalkSet<(Ptr, usize)> =
+        WalkSet::with_capacity_and_hasher(64, Default::default());
     let mut stack: Vec<(Arc<Node>, usize)> = heads.iter().map(|h| (h.clone(), 0)).collect();
     let mut add = |node: &Arc<Node>, found: &mut Vec<Arc<Node>>| {
         if node.key == key
@@ -69,24 +79,15 @@ pub(crate) fn candidates_with(
         )) {
             continue;
         }
-        let mut i = start;
-        let mut reached_end = true;
-        while i < path.len() {
-            let val = path[i];
-            if node.path.get(i) == Some(&val) {
-                i += 1;
-                continue;
-            }
-            for &ptr in node.trie.get(i, val) {
+        // Where the node's path turns away from the key's, it points on.
+        let i = start + common_prefix(node.path.get(start..).unwrap_or(&[]), &path[start..]);
+        if i < path.len() {
+            for &ptr in node.trie.get(i, path[i]) {
                 on_lookup(ptr);
                 if let Some(next) = db.pointer(ptr, None)? {
                     stack.push((next, i + 1));
                 }
             }
-            reached_end = false;
-            break;
-        }
-        if !reached_end {
             continue;
         }
         add(&node, &mut found);
@@ -101,6 +102,27 @@ pub(crate) fn candidates_with(
     Ok(found)
 }
 
+/// How many leading digits `a` and `b` share, compared eight at a time
+/// (a lookup compares the key's path with every node it visits).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut i = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let word = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("eight bytes"));
+        let diff = word(x) ^ word(y);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + a[i..]
+        .iter()
+        .zip(&b[i..])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
 /// Drops every node another node has seen, then (unless `keep_deletes`)
 /// deletes. Sorted by writer and seq.
 pub(crate) fn latest(candidates: Vec<Arc<Node>>, keep_deletes: bool) -> Vec<Arc<Node>> {
@@ -110,4 +132,27 @@ pub(crate) fn latest(candidates: Vec<Arc<Node>>, keep_deletes: bool) -> Vec<Arc<
         .collect();
     result.sort_by_key(|n| (n.feed, n.seq));
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_prefix;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Eight at a time or one at a time, the same count, whichever
+        /// side is shorter and wherever the first difference falls.
+        #[test]
+        fn common_prefix_counts_the_shared_digits(
+            a in proptest::collection::vec(0u8..5, 0..40),
+            b in proptest::collection::vec(0u8..5, 0..40),
+            shared in 0usize..40,
+        ) {
+            let mut b = b;
+            let shared = shared.min(a.len()).min(b.len());
+            b[..shared].copy_from_slice(&a[..shared]);
+            let naive = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            prop_assert_eq!(common_prefix(&a, &b), naive);
+        }
+    }
 }

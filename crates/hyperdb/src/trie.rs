@@ -57,11 +57,14 @@ impl Trie {
         let lo = self
             .slots
             .partition_point(|&(sp, sd)| (sp, sd) < (p, digit.unwrap_or(0)));
-        let hi = match digit {
-            Some(d) => self.slots.partition_point(|&(sp, sd)| (sp, sd) <= (p, d)),
-            None => self.slots.partition_point(|&(sp, _)| sp <= p),
+        // The slots found are adjacent and the caller walks them all, so
+        // counting them costs no more than a second search would.
+        let rest = &self.slots[lo..];
+        let found = match digit {
+            Some(d) => rest.iter().take_while(|&&slot| slot == (p, d)).count(),
+            None => rest.iter().take_while(|&&(sp, _)| sp == p).count(),
         };
-        lo..hi.max(lo)
+        lo..lo + found
     }
 
     /// The pointers for `digit` at `position`.

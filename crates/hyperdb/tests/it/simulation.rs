@@ -676,11 +676,8 @@ fn seeds() -> std::ops::Range<u64> {
     a.parse().expect("a number")..b.parse().expect("a number")
 }
 
-/// Seeds that fail today, each a finding not yet fixed: after healing, a
-/// replica's lookup misses a write that every replica holds (752, 771), or
-/// answers with a write another has superseded (1069). In each run a peer
-/// lost power more than once while replicating; the lookups from the heads
-/// then disagree with the causal rule computed over every entry. Listed so
+/// Seeds that fail today, each a finding not yet fixed (none now: the
+/// last ones, 752, 771 and 1069, were fixed by causal delivery). Listed so
 /// that the other seeds guard what works; the test fails if one of these
 /// starts passing (take it off the list) or another seed fails.
 const KNOWN_FAILING: &[u64] = &[];
