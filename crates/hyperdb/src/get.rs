@@ -104,7 +104,7 @@ pub(crate) fn candidates_with(
 
 /// How many leading digits `a` and `b` share, compared eight at a time
 /// (a lookup compares the key's path with every node it visits).
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut i = 0;

@@ -261,10 +261,12 @@ fn next_branch(nodes: &[Arc<Node>], pos: usize) -> usize {
     }
     if let Some(first) = nodes.first() {
         for other in &nodes[1..] {
-            let differ = (pos..best.min(first.path.len()).min(other.path.len()))
-                .find(|&i| first.path[i] != other.path[i]);
-            if let Some(i) = differ {
-                best = best.min(i);
+            let end = best.min(first.path.len()).min(other.path.len());
+            if pos < end {
+                let same = crate::get::common_prefix(&first.path[pos..end], &other.path[pos..end]);
+                if same < end - pos {
+                    best = best.min(pos + same);
+                }
             }
         }
     }
