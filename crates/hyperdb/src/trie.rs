@@ -151,24 +151,29 @@ impl Trie {
     /// Decodes a trie, mapping the writer's feed numbers to local ids with
     /// `map`.
     pub fn decode(buf: &[u8], map: &[usize]) -> Result<Trie, TrieError> {
-        // A first pass checks the bytes and counts the pointers, so the
-        // second fills lists made at their final size.
-        let mut count = 0;
-        let sorted = walk(buf, map, |_, ptr| count += usize::from(ptr.is_some()))?;
-        if !sorted {
-            return Ok(Self::decode_unordered(buf, map));
+        // One pass fills this thread's scratch lists, and the trie takes
+        // copies at their final size: a decoded entry may stay cached, and
+        // the cache weighs what it allocates.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Trie> = Default::default();
         }
-        let mut trie = Trie {
-            slots: Vec::with_capacity(count),
-            ptrs: Vec::with_capacity(count),
-        };
-        walk(buf, map, |position, ptr| {
-            if let Some((digit, ptr)) = ptr {
-                trie.slots.push((position, digit));
-                trie.ptrs.push(ptr);
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.slots.clear();
+            scratch.ptrs.clear();
+            let sorted = walk(buf, map, |position, ptr| {
+                if let Some((digit, ptr)) = ptr {
+                    scratch.slots.push((position, digit));
+                    scratch.ptrs.push(ptr);
+                }
+            })?;
+            if !sorted {
+                return Ok(Self::decode_unordered(buf, map));
             }
-        })?;
-        Ok(trie)
+            Ok(Trie {
+                slots: scratch.slots.as_slice().into(),
+                ptrs: scratch.ptrs.as_slice().into(),
+            })
+        })
     }
 
     /// [`Trie::decode`] of checked bytes whose positions do not ascend
