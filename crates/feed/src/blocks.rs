@@ -83,7 +83,7 @@ impl BlockReader {
                 }
             }
             let mut offset = 0u64;
-            for root in flat::full_roots(index.saturating_mul(2)) {
+            for root in flat::full_roots_iter(index.saturating_mul(2)) {
                 offset = offset
                     .checked_add(self.node(tree, root)?.size)
                     .ok_or_else(|| {
@@ -105,7 +105,7 @@ impl BlockReader {
     fn offset_in_run(&self, tree: &dyn RandomAccess, index: u64) -> Option<(u64, Node)> {
         let start = index & !(RUN - 1);
         let mut offset = 0u64;
-        for root in flat::full_roots(start.checked_mul(2)?) {
+        for root in flat::full_roots_iter(start.checked_mul(2)?) {
             offset = offset.checked_add(self.node(tree, root).ok()?.size)?;
         }
         let mut buf = vec![0u8; ((2 * (index - start) + 1) * NODE_SIZE) as usize];

@@ -99,17 +99,25 @@ pub fn count(index: u64) -> u64 {
 /// (an even index), left to right. `full_roots(2 * n)` are the roots of a
 /// feed of `n` blocks.
 pub fn full_roots(index: u64) -> Vec<u64> {
+    full_roots_iter(index).collect()
+}
+
+/// [`full_roots`] one at a time, with nothing allocated (a random block
+/// read sums their sizes).
+pub fn full_roots_iter(index: u64) -> impl std::iter::Iterator<Item = u64> {
     debug_assert!(index & 1 == 0, "full_roots takes a leaf index");
-    let mut result = Vec::new();
     let mut remaining = index / 2;
     let mut offset = 0;
-    while remaining > 0 {
+    std::iter::from_fn(move || {
+        if remaining == 0 {
+            return None;
+        }
         let factor = 1u64 << (63 - remaining.leading_zeros());
-        result.push(offset + factor - 1);
+        let root = offset + factor - 1;
         offset += 2 * factor;
         remaining -= factor;
-    }
-    result
+        Some(root)
+    })
 }
 
 /// A cursor that moves through the tree, as the reference's flat-tree iterator.

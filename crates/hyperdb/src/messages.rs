@@ -36,9 +36,10 @@ pub struct InflatedEntry {
     /// Present (true) on deletes.
     #[prost(bool, optional, tag = "3")]
     pub deleted: Option<bool>,
-    /// The trie, encoded as `lib/trie-encoding.js` does.
-    #[prost(bytes = "vec", required, tag = "4")]
-    pub trie: Vec<u8>,
+    /// The trie, encoded as `lib/trie-encoding.js` does (a slice of the
+    /// block it was decoded from, when that was [`bytes::Bytes`]).
+    #[prost(bytes = "bytes", required, tag = "4")]
+    pub trie: bytes::Bytes,
     /// Vector clock: for each feed in the writer's numbering, its length.
     #[prost(uint64, repeated, packed = "false", tag = "5")]
     pub clock: Vec<u64>,

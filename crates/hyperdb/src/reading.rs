@@ -65,7 +65,7 @@ impl DbReader {
                 ));
             }
             let block = w.feed.get(inflate)?;
-            InflatedEntry::decode(block.as_slice())
+            InflatedEntry::decode(bytes::Bytes::from(block))
                 .map_err(|e| bad_entry(&w.key, seq, format!("its inflated entry {inflate}: {e}")))?
         };
         let mut keys = Vec::with_capacity(inflated.feeds.len());
@@ -115,7 +115,7 @@ impl State {
             return Ok(None);
         }
         let block = w.feed.get(seq)?;
-        let msg = InflatedEntry::decode(block.as_slice())
+        let msg = InflatedEntry::decode(bytes::Bytes::from(block))
             .map_err(|e| bad_entry(&w.key, seq, e.to_string()))?;
         let inflate = msg.inflate.unwrap_or(0);
         if inflate > seq {
@@ -180,7 +180,7 @@ fn read_flushed(shared: &WriterShared, feed: usize, seq: u64, keep: bool) -> Opt
         return None;
     }
     let block = shared.blocks.get(seq).ok()?;
-    let msg = InflatedEntry::decode(block.as_slice()).ok()?;
+    let msg = InflatedEntry::decode(bytes::Bytes::from(block)).ok()?;
     let inflate = msg.inflate.unwrap_or(0);
     let numbering = shared.numbering.read().clone();
     if inflate > seq || !numbering.covers(inflate) {
@@ -212,7 +212,7 @@ fn decode_entry(
                 ),
             ));
         }
-        let mut clock = Vec::new();
+        let mut clock = Vec::with_capacity(decode_map.len());
         for (i, &local) in decode_map.iter().enumerate() {
             if local == usize::MAX {
                 continue;

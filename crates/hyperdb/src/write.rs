@@ -386,7 +386,7 @@ impl Db {
             key: node.key.clone(),
             value: node.value.clone(),
             deleted: node.deleted.then_some(true),
-            trie: node.trie.encode(&w.encode_map),
+            trie: node.trie.encode(&w.encode_map).into(),
             clock,
             inflate: Some(w.feeds_seq),
             content_feed: if needs_inflate {

@@ -18,7 +18,7 @@ fn entry(key: &str, _seq: u64, inflate: u64, trie: Vec<u8>, clock: Vec<u64>) -> 
         key: key.into(),
         value: Some(b"v".to_vec()),
         deleted: None,
-        trie,
+        trie: trie.into(),
         clock,
         inflate: Some(inflate),
         feeds: vec![],
