@@ -32,6 +32,15 @@ pub struct Trie {
 /// Largest path position a trie may hold (a key of 4,096 components).
 pub const MAX_POSITION: u64 = 4096 * 32;
 
+thread_local! {
+    /// Lists [`Trie::decode`] fills before copying them out.
+    static SCRATCH: std::cell::RefCell<Trie> = Default::default();
+}
+
+/// Pointers the scratch lists keep room for between decodings: a huge trie
+/// from a peer does not pin its size in every thread that read it.
+const SCRATCH_KEEP: usize = 4096;
+
 /// Why trie bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrieError {
@@ -154,9 +163,6 @@ impl Trie {
         // One pass fills this thread's scratch lists, and the trie takes
         // copies at their final size: a decoded entry may stay cached, and
         // the cache weighs what it allocates.
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<Trie> = Default::default();
-        }
         SCRATCH.with_borrow_mut(|scratch| {
             scratch.slots.clear();
             scratch.ptrs.clear();
@@ -165,14 +171,19 @@ impl Trie {
                     scratch.slots.push((position, digit));
                     scratch.ptrs.push(ptr);
                 }
-            })?;
-            if !sorted {
-                return Ok(Self::decode_unordered(buf, map));
+            });
+            let trie = match sorted {
+                Ok(true) => Ok(Trie {
+                    slots: scratch.slots.as_slice().into(),
+                    ptrs: scratch.ptrs.as_slice().into(),
+                }),
+                Ok(false) => Ok(Self::decode_unordered(buf, map)),
+                Err(e) => Err(e),
+            };
+            if scratch.ptrs.capacity() > SCRATCH_KEEP {
+                *scratch = Trie::default();
             }
-            Ok(Trie {
-                slots: scratch.slots.as_slice().into(),
-                ptrs: scratch.ptrs.as_slice().into(),
-            })
+            trie
         })
     }
 
@@ -269,6 +280,21 @@ mod tests {
         assert_eq!(back.get(33, 4), &[Ptr { feed: 0, seq: 7 }]);
         assert_eq!(back.get(0, 1).len(), 2);
         assert!(back.get(5, 0).is_empty());
+    }
+
+    #[test]
+    fn a_huge_trie_decodes_and_its_scratch_room_is_let_go() {
+        let mut trie = Trie::new();
+        for i in 0..10_000u64 {
+            trie.push((i / 3) as usize, (i % 3) as u8, Ptr { feed: 0, seq: i });
+        }
+        let back = Trie::decode(&trie.encode(&[Some(0)]), &[0]).unwrap();
+        assert_eq!(back, trie);
+        assert_eq!(back.ptrs.capacity(), 10_000, "copied out at its size");
+        SCRATCH.with_borrow(|s| assert!(s.ptrs.capacity() <= SCRATCH_KEEP));
+        // The thread's scratch serves the next decoding as before.
+        let small = Trie::decode(&[5, 0b1, 0, 1], &[0]).unwrap();
+        assert_eq!(small.get(5, 0), &[Ptr { feed: 0, seq: 1 }]);
     }
 
     #[test]
