@@ -29,6 +29,18 @@ fn replica_of(source: &Feed) -> (MemoryStorage, Feed) {
     (storage, feed)
 }
 
+/// `items` in an order drawn from `seed` (a xorshift Fisher-Yates shuffle).
+fn shuffled(mut items: Vec<u64>, seed: u64) -> Vec<u64> {
+    let mut state = seed | 1;
+    for i in (1..items.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        items.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    items
+}
+
 /// Fetches block `index` of `source` into `reader` with its proof, held
 /// back until a flush; returns the block.
 fn fetch(source: &Feed, reader: &mut Feed, index: u64, sent: &mut SparseBits) -> Vec<u8> {
@@ -102,15 +114,7 @@ proptest! {
         flush_every in 1usize..64,
     ) {
         let (writer_files, mut source) = writer(n);
-        // A seeded shuffle of the block order.
-        let mut order: Vec<u64> = (0..n as u64).collect();
-        let mut state = seed | 1;
-        for i in (1..order.len()).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            order.swap(i, (state % (i as u64 + 1)) as usize);
-        }
+        let order = shuffled((0..n as u64).collect(), seed);
         let (files, _) = download(&mut source, &order, flush_every);
         prop_assert_eq!(files.contents("tree"), writer_files.contents("tree"));
         prop_assert_eq!(files.contents("data"), writer_files.contents("data"));
@@ -232,14 +236,7 @@ proptest! {
             fetch(&source, &mut reader, index, &mut sent);
         }
         reader.flush().unwrap();
-        let mut order: Vec<u64> = held.iter().copied().collect();
-        let mut state = seed | 1;
-        for i in (1..order.len()).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            order.swap(i, (state % (i as u64 + 1)) as usize);
-        }
+        let order = shuffled(held.iter().copied().collect(), seed);
         let blocks = reader.block_reader(Box::new(storage.clone()));
         for index in order {
             prop_assert_eq!(blocks.get(index).unwrap(), source.get(index).unwrap());
