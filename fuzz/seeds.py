@@ -59,6 +59,12 @@ def main():
     entry += field(5, 0, 3) + field(5, 0, 1) + field(6, 0, 1)
     entry += field(7, 2, field(1, 2, key)) + field(8, 2, bytes(32))
     seed("entry", "inflated", entry)
+    # The same entry carrying permission records (field 16): a grant of
+    # admin limited to a prefix, and a restriction.
+    grant = field(1, 0, 1) + field(2, 2, key) + field(3, 0, 1) + field(4, 2, b"config")
+    seed("entry", "grant", entry + field(16, 2, grant))
+    restrict = field(1, 0, 3) + field(5, 2, b"config") + field(6, 2, key)
+    seed("entry", "restrict", entry + field(16, 2, restrict))
     seed("entry", "header", field(1, 2, b"hyperdb"))
     mdns_query = bytes.fromhex("000000000001000000000000") + b"\x28" + b"07" * 20 + b"\x03dat\x05local\x00" + b"\x00\x10\x00\x01"
     seed("mdns", "query", mdns_query)

@@ -161,6 +161,9 @@ enum Command {
         /// Read the database as it was at VERSION (hex, from `hyperdb version`)
         #[arg(long, value_name = "VERSION")]
         at: Option<String>,
+        /// Show every write as hyperdb 3.5.0 does, revocations ignored
+        #[arg(long)]
+        raw: bool,
     },
     /// List every live key under PREFIX with its values
     ///
@@ -187,6 +190,9 @@ enum Command {
         /// Read the database as it was at VERSION (hex, from `hyperdb version`)
         #[arg(long, value_name = "VERSION")]
         at: Option<String>,
+        /// Show every write as hyperdb 3.5.0 does, revocations ignored
+        #[arg(long)]
+        raw: bool,
     },
     /// Print the current version (hex): the heads, as hyperdb 3.5.0 encodes them
     ///
@@ -217,16 +223,81 @@ enum Command {
         /// Read the database as it was at VERSION
         #[arg(long, value_name = "VERSION")]
         at: Option<String>,
+        /// Show every write as hyperdb 3.5.0 does, revocations ignored
+        #[arg(long)]
+        raw: bool,
     },
     /// Let the writer with WRITERKEY write to the database
     ///
     /// WRITERKEY is the *local key* of the other replica (`hyperdb info` there
     /// prints it), not the database key. Afterwards, sync the two replicas.
+    /// Without options this is hyperdb 3.5.0's authorization (the same
+    /// bytes). Authorizing a revoked writer again (the owner or an admin)
+    /// lets its entries count from those that have seen this authorization
+    /// on; the ones in between stay out.
     Authorize {
         /// Database folder
         dir: PathBuf,
         /// The other replica's local key (64 hex characters)
         writer_key: String,
+        /// Make it an admin, who may authorize and revoke writers (only the
+        /// owner makes admins)
+        #[arg(long)]
+        admin: bool,
+        /// Let it write only under PREFIX (whole components: `config`
+        /// covers `config/x`, not `configuration`); repeat for several. Such
+        /// a writer authorizes no one. The owner's or an admin's only.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Vec<String>,
+    },
+    /// Let only the given writers (and the owner and admins) write under PREFIX
+    ///
+    /// Other writers' entries there that this replica has not seen stop
+    /// counting, on every replica that has this restriction. Restricting
+    /// PREFIX again replaces the restrictions of it seen here; with no
+    /// --writer, PREFIX becomes read-only for all but the owner and admins.
+    /// The owner's or an admin's only; hyperdb 3.5.0 peers do not enforce it.
+    Restrict {
+        /// Database folder
+        dir: PathBuf,
+        /// The prefix (whole components; "" is the whole database)
+        prefix: String,
+        /// A writer's local key that may still write there; repeat for several
+        #[arg(long = "writer", value_name = "WRITERKEY")]
+        writers: Vec<String>,
+    },
+    /// Lift the restrictions of PREFIX seen here
+    Unrestrict {
+        /// Database folder
+        dir: PathBuf,
+        /// The prefix
+        prefix: String,
+    },
+    /// Revoke the writer with WRITERKEY
+    ///
+    /// Its entries this replica has seen keep counting; its later ones do
+    /// not, on every replica that has this revocation, including ones it
+    /// wrote before it learned of it. The owner revokes anyone but itself,
+    /// an admin revokes writers (not admins); refusals exit 3 and write
+    /// nothing. hyperdb 3.5.0 peers do not enforce it: they, and --raw,
+    /// still show everything. Afterwards, sync the replicas.
+    Revoke {
+        /// Database folder
+        dir: PathBuf,
+        /// The writer's local key (64 hex characters; `hyperdb writers` lists them)
+        writer_key: String,
+    },
+    /// List every writer: key, role (owner, admin, writer, none), the
+    /// prefixes it is limited to, and whether (from which of its entries on)
+    /// it is revoked, as this replica sees it; then the restricted prefixes
+    Writers {
+        /// Database folder
+        dir: PathBuf,
+        /// One JSON object a line: key, role, prefixes (null: anywhere),
+        /// revoked_from, restored, local; then {"restricted": prefix,
+        /// "writers": [keys]} for each restriction
+        #[arg(long)]
+        json: bool,
     },
     /// Print what changed under PREFIX since VERSION, one key a line
     ///
@@ -245,6 +316,9 @@ enum Command {
         /// One JSON object a line: {"key": k, "left": [new values]|null, "right": [old values]|null}
         #[arg(long)]
         json: bool,
+        /// Compare both versions as hyperdb 3.5.0 shows them, revocations ignored
+        #[arg(long)]
+        raw: bool,
     },
     /// Print a line for every change under PREFIX until interrupted
     ///
@@ -334,11 +408,17 @@ enum Command {
         dir: PathBuf,
     },
     /// Print `true` (exit 0) if WRITERKEY may write, else `false` (exit 1)
+    ///
+    /// A revoked writer may not (unless authorized again since); with
+    /// --raw, the answer of hyperdb 3.5.0, which never revokes.
     Authorized {
         /// Database folder
         dir: PathBuf,
         /// A writer's key (64 hex characters)
         writer_key: String,
+        /// Answer as hyperdb 3.5.0 does
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -388,6 +468,7 @@ impl From<hyperdb::Error> for Failure {
         }
         let hint = match &e {
             hyperdb::Error::NotFound(_) => Some("create one with `hyperdb init DIR`".to_string()),
+            hyperdb::Error::Refused { hint, .. } => Some(hint.clone()),
             hyperdb::Error::AuthorizeDbKey(_) => {
                 Some("run `hyperdb info` on the other replica and authorize its local key".into())
             }
@@ -511,6 +592,20 @@ fn note_recovery(dir: &Path, db: &DbReader) {
             "note: a command that writes (or `hyperdb repair`) writes the repair to the files"
         );
     }
+}
+
+/// What the reading commands read: the database now or at `at`, under the
+/// permission rule, or with `raw` as hyperdb 3.5.0 shows it.
+fn view<'a>(
+    db: &'a hyperdb::DbReader,
+    at: Option<&str>,
+    raw: bool,
+) -> Result<hyperdb::Checkout<'a>, Failure> {
+    let view = match at {
+        Some(v) => db.checkout(&parse_version(v)?)?,
+        None => db.snapshot()?,
+    };
+    Ok(if raw { view.raw() } else { view })
 }
 
 fn parse_version(text: &str) -> Result<Vec<u8>, Failure> {
@@ -655,12 +750,15 @@ fn run(command: Command) -> CliResult {
             }
             open(&dir)?.batch(&ops)?;
         }
-        Command::Get { dir, key, json, at } => {
+        Command::Get {
+            dir,
+            key,
+            json,
+            at,
+            raw,
+        } => {
             let db = open_read(&dir)?;
-            let values = match at {
-                Some(v) => db.checkout(&parse_version(&v)?)?.get(&key)?,
-                None => db.get(&key)?,
-            };
+            let values = view(&db, at.as_deref(), raw)?.get(&key)?;
             if json {
                 let writers = db.writers();
                 let list: Vec<Value> = values.iter().map(|n| node_json(&writers, n)).collect();
@@ -682,6 +780,7 @@ fn run(command: Command) -> CliResult {
             gt,
             json,
             at,
+            raw,
         } => {
             let db = open_read(&dir)?;
             let options = hyperdb::IterOptions {
@@ -690,14 +789,10 @@ fn run(command: Command) -> CliResult {
                 gt,
                 deletes: false,
             };
-            let rows: Vec<_> = match at {
-                Some(v) => db
-                    .checkout(&parse_version(&v)?)?
-                    .iter(&prefix, options)?
-                    .collect(),
-                None => db.iter(&prefix, options)?.collect(),
-            };
-            let rows = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
+            let view = view(&db, at.as_deref(), raw)?;
+            let rows = view
+                .iter(&prefix, options)?
+                .collect::<Result<Vec<_>, _>>()?;
             for (key, values) in rows {
                 let texts: Vec<String> = values
                     .iter()
@@ -710,13 +805,108 @@ fn run(command: Command) -> CliResult {
                 }
             }
         }
-        Command::Authorize { dir, writer_key } => {
+        Command::Authorize {
+            dir,
+            writer_key,
+            admin,
+            prefix,
+        } => {
             let key = parse_key(&writer_key, "WRITERKEY")?;
-            open(&dir)?.authorize(&key)?;
+            let options = hyperdb::AuthorizeOptions {
+                admin,
+                prefixes: prefix.clone(),
+            };
+            open(&dir)?.authorize_with(&key, options)?;
+            let what = match (admin, prefix.is_empty()) {
+                (true, _) => " as an admin".to_string(),
+                (false, false) => format!(" under {}", prefix.join(", ")),
+                (false, true) => String::new(),
+            };
             writeln!(
                 out,
-                "authorized {writer_key}; now sync the replicas so the writer learns it"
+                "authorized {writer_key}{what}; now sync the replicas so the writer learns it"
             )?;
+        }
+        Command::Revoke { dir, writer_key } => {
+            let key = parse_key(&writer_key, "WRITERKEY")?;
+            open(&dir)?.revoke(&key)?;
+            writeln!(
+                out,
+                "revoked {writer_key}; now sync the replicas so every one of them learns it"
+            )?;
+        }
+        Command::Restrict {
+            dir,
+            prefix,
+            writers,
+        } => {
+            let keys = writers
+                .iter()
+                .map(|w| parse_key(w, "WRITERKEY"))
+                .collect::<Result<Vec<_>, _>>()?;
+            open(&dir)?.restrict(&prefix, &keys)?;
+            writeln!(
+                out,
+                "restricted {prefix:?}; now sync the replicas so every one of them learns it"
+            )?;
+        }
+        Command::Unrestrict { dir, prefix } => {
+            open(&dir)?.unrestrict(&prefix)?;
+            writeln!(
+                out,
+                "lifted the restrictions of {prefix:?}; now sync the replicas"
+            )?;
+        }
+        Command::Writers { dir, json } => {
+            let db = open_read(&dir)?;
+            let local = db.local_key();
+            for p in db.permissions()? {
+                let key = hex::encode(p.key);
+                let is_local = p.key == *local;
+                if json {
+                    let v = json!({
+                        "key": key,
+                        "role": p.role,
+                        "prefixes": p.prefixes,
+                        "revoked_from": p.revoked_from,
+                        "restored": p.restored,
+                        "local": is_local,
+                    });
+                    writeln!(out, "{v}")?;
+                    continue;
+                }
+                let mut line = format!("{key}\t{}", p.role);
+                if let Some(prefixes) = &p.prefixes {
+                    line.push_str(&format!("\tunder {}", prefixes.join(", ")));
+                }
+                if let Some(seq) = p.revoked_from {
+                    let again = if p.restored {
+                        " (authorized again since)"
+                    } else {
+                        ""
+                    };
+                    line.push_str(&format!("\trevoked from entry {seq}{again}"));
+                }
+                if is_local {
+                    line.push_str("\t(local)");
+                }
+                writeln!(out, "{line}")?;
+            }
+            for x in db.restrictions()? {
+                let keys: Vec<String> = x.writers.iter().map(hex::encode).collect();
+                if json {
+                    writeln!(out, "{}", json!({"restricted": x.prefix, "writers": keys}))?;
+                } else if keys.is_empty() {
+                    writeln!(out, "restricted {:?}: the owner and admins only", x.prefix)?;
+                } else {
+                    writeln!(
+                        out,
+                        "restricted {:?}: the owner, admins and {}",
+                        x.prefix,
+                        keys.join(", ")
+                    )?;
+                }
+            }
         }
         Command::Version { dir } => {
             let db = open_read(&dir)?;
@@ -728,10 +918,10 @@ fn run(command: Command) -> CliResult {
             key,
             json,
             at,
+            raw,
         } => {
             let db = open_read(&dir)?;
             let writers = db.writers();
-            let version = at.map(|v| parse_version(&v)).transpose()?;
             let mut print = |node: &Node, step: Option<usize>| -> io::Result<()> {
                 if json {
                     let mut v = node_json(&writers, node);
@@ -754,28 +944,16 @@ fn run(command: Command) -> CliResult {
                     )
                 }
             };
-            let mut checkout = match &version {
-                Some(v) => Some(db.checkout(v)?),
-                None => None,
-            };
+            let view = view(&db, at.as_deref(), raw)?;
             if let Some(key) = key {
-                let steps: Vec<_> = match checkout.as_mut() {
-                    Some(c) => c.key_history(&key).collect(),
-                    None => db.key_history(&key)?.collect(),
-                };
-                for (i, step) in steps.into_iter().enumerate() {
+                for (i, step) in view.key_history(&key).enumerate() {
                     for node in step? {
                         print(&node, Some(i))?;
                     }
                 }
             } else {
-                let nodes: Vec<_> = match checkout.as_mut() {
-                    Some(c) => c.history(reverse).collect(),
-                    None => db.history(reverse)?.collect(),
-                };
-                for node in nodes {
-                    let node = node?;
-                    print(&node, None)?;
+                for node in view.history(reverse) {
+                    print(&*node?, None)?;
                 }
             }
         }
@@ -784,9 +962,11 @@ fn run(command: Command) -> CliResult {
             from,
             prefix,
             json,
+            raw,
         } => {
             let db = open_read(&dir)?;
-            for change in db.diff(&parse_version(&from)?, &prefix)? {
+            let older = view(&db, Some(&from), raw)?;
+            for change in view(&db, None, raw)?.diff(&older, &prefix)? {
                 print_change(&mut out, &change, json)?;
             }
         }
@@ -834,9 +1014,18 @@ fn run(command: Command) -> CliResult {
             return swarm::sync_found(&dir, live, timeout, &discovery);
         }
         Command::Repair { dir } => return repair(&mut out, &dir),
-        Command::Authorized { dir, writer_key } => {
+        Command::Authorized {
+            dir,
+            writer_key,
+            raw,
+        } => {
             let key = parse_key(&writer_key, "WRITERKEY")?;
-            let yes = open_read(&dir)?.is_authorized(&key)?;
+            let db = open_read(&dir)?;
+            let yes = if raw {
+                db.is_authorized(&key)?
+            } else {
+                db.may_write(&key)?
+            };
             writeln!(out, "{yes}")?;
             if !yes {
                 return Err(Failure::not_found());

@@ -158,6 +158,8 @@ pub struct DbReader {
     pub(crate) durability: Durability,
     /// Every writer's delivered length, as last computed.
     pub(crate) delivered: parking_lot::Mutex<Option<crate::delivery::Delivered>>,
+    /// Every writer's inflated entries read so far, and the last policy.
+    pub(crate) policy: parking_lot::Mutex<crate::policy::Memo>,
 }
 
 impl std::fmt::Debug for DbReader {
@@ -335,6 +337,7 @@ impl DbReader {
             read_only,
             durability: options.durability,
             delivered: Default::default(),
+            policy: Default::default(),
         };
         if db.content_enabled {
             db.open_local_content()?;
@@ -648,7 +651,8 @@ impl DbReader {
     /// it has seen, deletes left out. Several values mean concurrent writes.
     pub fn get(&self, key: &str) -> Result<Vec<Arc<Node>>> {
         let heads = self.heads()?;
-        get::get(self, &heads, hash::normalize(key))
+        let policy = self.policy_for(&heads)?;
+        get::get(self, &heads, hash::normalize(key), policy.as_deref())
     }
 
     /// Every live key under `prefix` with its current values, in the
@@ -676,17 +680,20 @@ impl DbReader {
     /// ```
     pub fn iter(&self, prefix: &str, options: IterOptions) -> Result<Iter<'_>> {
         let heads = self.heads()?;
-        Iter::new(self, &heads, prefix, options)
+        let policy = self.policy_for(&heads)?;
+        Iter::new(self, &heads, policy, prefix, options)
     }
 
     /// The closest nodes under `prefix` from the current heads (what a watch
-    /// compares), as (writer, seq).
-    pub(crate) fn prefix_nodes(&self, prefix: &str) -> Result<Vec<(usize, u64)>> {
+    /// compares), as (writer, seq), and the policy of the heads (a
+    /// revocation arriving changes what counts, not these nodes).
+    pub(crate) fn prefix_nodes(&self, prefix: &str) -> Result<crate::diff::Watched> {
         let heads = self.heads()?;
-        Ok(crate::iter::prefix_nodes(self, &heads, prefix)?
+        let nodes = crate::iter::prefix_nodes(self, &heads, prefix)?
             .iter()
             .map(|n| (n.feed, n.seq))
-            .collect())
+            .collect();
+        Ok((nodes, self.policy_for(&heads)?))
     }
 
     /// [`DbReader::get`] with options: keep deletes among the answers, and see
@@ -715,7 +722,10 @@ impl DbReader {
             Some(f) => f,
             None => &mut ignore,
         };
-        let candidates = get::candidates_with(self, &heads, hash::normalize(key), on_lookup)?;
+        let key = hash::normalize(key);
+        let candidates = get::candidates_with(self, &heads, key, on_lookup)?;
+        let policy = self.policy_for(&heads)?;
+        let candidates = get::counting(self, candidates, key, policy.as_deref())?;
         Ok(get::latest(candidates, options.deletes))
     }
 

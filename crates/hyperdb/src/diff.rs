@@ -85,12 +85,12 @@ pub(crate) fn merge(left: Vec<Entry>, right: Vec<Entry>) -> Vec<Change> {
     }
 }
 
-impl DbReader {
-    /// What changed under `prefix` between the database as it was at
-    /// `version` (the right side) and now (the left side).
-    pub fn diff(&self, version: &[u8], prefix: &str) -> Result<Vec<Change>> {
-        let right: Vec<Entry> = self
-            .checkout(version)?
+impl crate::Checkout<'_> {
+    /// What changed under `prefix` between `older` (the right side) and
+    /// this view (the left side). Each side reads as it is set: under the
+    /// permission rule, or raw.
+    pub fn diff(&self, older: &crate::Checkout<'_>, prefix: &str) -> Result<Vec<Change>> {
+        let right: Vec<Entry> = older
             .iter(prefix, IterOptions::default())?
             .collect::<Result<_>>()?;
         let left: Vec<Entry> = self
@@ -98,14 +98,28 @@ impl DbReader {
             .collect::<Result<_>>()?;
         Ok(merge(left, right))
     }
+}
+
+/// What a watch compares: the nodes closest to its prefix, and the policy.
+pub(crate) type Watched = (
+    Vec<(usize, u64)>,
+    Option<std::sync::Arc<crate::policy::Policy>>,
+);
+
+impl DbReader {
+    /// What changed under `prefix` between the database as it was at
+    /// `version` (the right side) and now (the left side).
+    pub fn diff(&self, version: &[u8], prefix: &str) -> Result<Vec<Change>> {
+        self.snapshot()?.diff(&self.checkout(version)?, prefix)
+    }
 
     /// Starts watching `prefix`: [`Watch::changed`] then says whether
     /// anything under it changed since the last call.
     pub fn watch(&self, prefix: &str) -> Result<Watch> {
-        let nodes = self.prefix_nodes(prefix)?;
+        let watched = self.prefix_nodes(prefix)?;
         Ok(Watch {
             prefix: crate::hash::normalize(prefix).to_string(),
-            nodes,
+            watched,
         })
     }
 }
@@ -114,7 +128,7 @@ impl DbReader {
 #[derive(Clone, Debug)]
 pub struct Watch {
     prefix: String,
-    nodes: Vec<(usize, u64)>,
+    watched: Watched,
 }
 
 impl Watch {
@@ -123,15 +137,16 @@ impl Watch {
         &self.prefix
     }
 
-    /// Whether something under the prefix changed (a local write, or one
-    /// that arrived by replication) since the watch started or since the
+    /// Whether something under the prefix changed (a local write, one
+    /// that arrived by replication, or what counts, when a revocation
+    /// arrived) since the watch started or since the
     /// last call that returned true.
     pub fn changed(&mut self, db: &DbReader) -> Result<bool> {
-        let nodes = db.prefix_nodes(&self.prefix)?;
-        if nodes == self.nodes {
+        let watched = db.prefix_nodes(&self.prefix)?;
+        if watched == self.watched {
             return Ok(false);
         }
-        self.nodes = nodes;
+        self.watched = watched;
         Ok(true)
     }
 }

@@ -74,6 +74,15 @@ pub enum Error {
     /// An argument is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// A permission change this replica may not make, or that would change
+    /// nothing; nothing was written.
+    #[error("refused: {what}")]
+    Refused {
+        /// Why.
+        what: String,
+        /// What to do instead.
+        hint: String,
+    },
 }
 
 impl Error {

@@ -9,6 +9,10 @@
 //! an older write and is dropped, and deletes are dropped last. The answer
 //! is then the same on every replica holding the same feeds, whatever order
 //! it learned them in.
+//!
+//! Under a [`Policy`] (revocations), a candidate that does not count is
+//! transparent: it is replaced by the candidates of a lookup from what it
+//! had seen, so it neither gives a value nor hides an older one.
 
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
@@ -20,15 +24,79 @@ use crate::db::DbReader;
 use crate::error::Result;
 use crate::hash::path;
 use crate::node::Node;
+use crate::policy::Policy;
 use crate::trie::Ptr;
 
 /// The sets of one walk: small, and keyed by entries stored here.
 type WalkSet<T> = HashSet<T, BuildHasherDefault<IndexHasher>>;
 
-/// The current values of `key` seen from `heads`.
-pub(crate) fn get(db: &DbReader, heads: &[Arc<Node>], key: &str) -> Result<Vec<Arc<Node>>> {
+/// The current values of `key` seen from `heads`, counting what `policy`
+/// lets count.
+pub(crate) fn get(
+    db: &DbReader,
+    heads: &[Arc<Node>],
+    key: &str,
+    policy: Option<&Policy>,
+) -> Result<Vec<Arc<Node>>> {
     let candidates = candidates(db, heads, key)?;
+    let candidates = counting(db, candidates, key, policy)?;
     Ok(latest(candidates, false))
+}
+
+/// `candidates` with every one that `policy` does not count replaced by
+/// the candidates of a lookup from its own past, until all count.
+pub(crate) fn counting(
+    db: &DbReader,
+    mut candidates: Vec<Arc<Node>>,
+    key: &str,
+    policy: Option<&Policy>,
+) -> Result<Vec<Arc<Node>>> {
+    let Some(policy) = policy else {
+        return Ok(candidates);
+    };
+    if candidates.iter().all(|n| policy.counts(n)) {
+        return Ok(candidates);
+    }
+    let mut done: WalkSet<Ptr> = WalkSet::default();
+    let mut result = Vec::new();
+    while let Some(node) = candidates.pop() {
+        if !done.insert(Ptr {
+            feed: node.feed,
+            seq: node.seq,
+        }) {
+            continue;
+        }
+        if policy.counts(&node) {
+            result.push(node);
+        } else {
+            // Each step goes strictly back in the writer's feed or the
+            // others' clocks, so this ends.
+            let past = past(db, &node)?;
+            candidates.extend(self::candidates(db, &past, key)?);
+        }
+    }
+    Ok(result)
+}
+
+/// The heads of what `node` had seen when it was written: its writer's
+/// entry before it, and every other counted writer's latest entry its
+/// clock covers, less those another of them has seen.
+pub(crate) fn past(db: &DbReader, node: &Node) -> Result<Vec<Arc<Node>>> {
+    let mut heads = Vec::new();
+    let writers = node.clock.len().max(node.feed + 1);
+    for writer in 0..writers {
+        let seq = if writer == node.feed {
+            node.seq
+        } else {
+            node.clock.get(writer).copied().unwrap_or(0)
+        };
+        if seq > 1 && db.included(writer) {
+            if let Some(head) = db.node(writer, seq - 1)? {
+                heads.push(head);
+            }
+        }
+    }
+    Ok(crate::node::unseen(&heads))
 }
 
 /// Every node for `key` reachable from `heads`, without filtering.

@@ -7,6 +7,7 @@ use hypercore_feed::varint;
 use crate::db::DbReader;
 use crate::error::{Error, Result};
 use crate::node::Node;
+use crate::policy::Policy;
 
 /// A read-only view of the database as it was at a version: lookups start
 /// from that version's heads instead of the current ones.
@@ -14,6 +15,29 @@ use crate::node::Node;
 pub struct Checkout<'a> {
     db: &'a DbReader,
     heads: Vec<Arc<Node>>,
+    /// What counts (`None`: everything, as hyperdb 3.5.0 shows it).
+    policy: Option<Arc<Policy>>,
+}
+
+impl<'a> Checkout<'a> {
+    fn new(db: &'a DbReader, heads: Vec<Arc<Node>>) -> Result<Self> {
+        let policy = db.policy_for(&heads)?;
+        Ok(Checkout { db, heads, policy })
+    }
+
+    /// The same view as hyperdb 3.5.0 shows it: every write of every
+    /// authorized writer, revocations ignored (see [`crate::policy`]).
+    pub fn raw(self) -> Self {
+        Checkout {
+            policy: None,
+            ..self
+        }
+    }
+
+    /// Whether `node` counts in this view (always, in a raw one).
+    pub fn counts(&self, node: &Node) -> bool {
+        self.policy.as_ref().is_none_or(|p| p.counts(node))
+    }
 }
 
 impl Checkout<'_> {
@@ -24,7 +48,12 @@ impl Checkout<'_> {
 
     /// All values of `key` at this version.
     pub fn get(&self, key: &str) -> Result<Vec<Arc<Node>>> {
-        crate::get::get(self.db, &self.heads, crate::hash::normalize(key))
+        crate::get::get(
+            self.db,
+            &self.heads,
+            crate::hash::normalize(key),
+            self.policy.as_deref(),
+        )
     }
 
     /// Every live key under `prefix` at this version, with its values.
@@ -34,8 +63,7 @@ impl Checkout<'_> {
 
     /// A lazy iterator over the keys under `prefix` at this version.
     pub fn iter(&self, prefix: &str, options: crate::IterOptions) -> Result<crate::Iter<'_>> {
-        let heads = self.heads.clone();
-        crate::Iter::new(self.db, &heads, prefix, options)
+        crate::Iter::new(self.db, &self.heads, self.policy.clone(), prefix, options)
     }
 
     /// The version identifier of this view.
@@ -45,12 +73,12 @@ impl Checkout<'_> {
 
     /// Every write up to this version, oldest first (or newest first).
     pub fn history(&self, reverse: bool) -> History<'_> {
-        History::new(self.db, &self.heads, reverse)
+        History::new(self.db, &self.heads, reverse, self.policy.clone())
     }
 
     /// Every write to `key` up to this version, newest first.
     pub fn key_history(&self, key: &str) -> KeyHistory<'_> {
-        KeyHistory::new(self.db, self.heads.clone(), key)
+        KeyHistory::new(self.db, self.heads.clone(), key, self.policy.clone())
     }
 }
 
@@ -116,8 +144,7 @@ impl DbReader {
     /// assert_eq!(db.get("a").unwrap()[0].value.as_deref(), Some(&b"2"[..]));
     /// ```
     pub fn snapshot(&self) -> Result<Checkout<'_>> {
-        let heads = self.heads()?;
-        Ok(Checkout { db: self, heads })
+        Checkout::new(self, self.heads()?)
     }
 
     /// The version identifier: for each head, its writer's key and varint
@@ -154,7 +181,7 @@ impl DbReader {
             })?;
             heads.push(node);
         }
-        Ok(Checkout { db: self, heads })
+        Checkout::new(self, heads)
     }
 
     /// Every write, oldest first (newest first with `reverse`), merged from
@@ -165,13 +192,15 @@ impl DbReader {
     /// writers alike.
     pub fn history(&self, reverse: bool) -> Result<History<'_>> {
         let heads = self.heads()?;
-        Ok(History::new(self, &heads, reverse))
+        let policy = self.policy_for(&heads)?;
+        Ok(History::new(self, &heads, reverse, policy))
     }
 
     /// Every write to `key` (deletes included), newest first.
     pub fn key_history(&self, key: &str) -> Result<KeyHistory<'_>> {
         let heads = self.heads()?;
-        Ok(KeyHistory::new(self, heads, key))
+        let policy = self.policy_for(&heads)?;
+        Ok(KeyHistory::new(self, heads, key, policy))
     }
 }
 
@@ -183,10 +212,16 @@ pub struct History<'a> {
     end: Vec<u64>,
     nodes: Vec<Option<Arc<Node>>>,
     started: bool,
+    policy: Option<Arc<Policy>>,
 }
 
 impl<'a> History<'a> {
-    fn new(db: &'a DbReader, heads: &[Arc<Node>], reverse: bool) -> Self {
+    fn new(
+        db: &'a DbReader,
+        heads: &[Arc<Node>],
+        reverse: bool,
+        policy: Option<Arc<Policy>>,
+    ) -> Self {
         let writers = db.writers().len();
         let end = (0..writers)
             .map(|i| {
@@ -203,6 +238,7 @@ impl<'a> History<'a> {
             end,
             nodes: vec![None; writers],
             started: false,
+            policy,
         }
     }
 
@@ -263,7 +299,14 @@ impl Iterator for History<'_> {
     type Item = Result<Arc<Node>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.advance().transpose()
+        loop {
+            let node = self.advance().transpose()?;
+            // Writes that do not count are left out.
+            match (&node, &self.policy) {
+                (Ok(n), Some(policy)) if !policy.counts(n) => continue,
+                _ => return Some(node),
+            }
+        }
     }
 }
 
@@ -274,14 +317,21 @@ pub struct KeyHistory<'a> {
     db: &'a DbReader,
     heads: Vec<Arc<Node>>,
     key: String,
+    policy: Option<Arc<Policy>>,
 }
 
 impl<'a> KeyHistory<'a> {
-    fn new(db: &'a DbReader, heads: Vec<Arc<Node>>, key: &str) -> Self {
+    fn new(
+        db: &'a DbReader,
+        heads: Vec<Arc<Node>>,
+        key: &str,
+        policy: Option<Arc<Policy>>,
+    ) -> Self {
         KeyHistory {
             db,
             heads,
             key: crate::hash::normalize(key).to_string(),
+            policy,
         }
     }
 
@@ -290,6 +340,8 @@ impl<'a> KeyHistory<'a> {
             return Ok(None);
         }
         let candidates = crate::get::candidates(self.db, &self.heads, &self.key)?;
+        let candidates =
+            crate::get::counting(self.db, candidates, &self.key, self.policy.as_deref())?;
         let nodes = crate::get::latest(candidates, true);
         if nodes.is_empty() {
             return Ok(None);
@@ -297,14 +349,7 @@ impl<'a> KeyHistory<'a> {
         // Continue from what those writes had seen, just before them.
         let mut next = Vec::new();
         for node in &nodes {
-            for (writer, &seen) in node.clock.iter().enumerate() {
-                let seq = if writer == node.feed { node.seq } else { seen };
-                if seq > 1 && self.db.included(writer) {
-                    if let Some(head) = self.db.node(writer, seq - 1)? {
-                        next.push(head);
-                    }
-                }
-            }
+            next.extend(crate::get::past(self.db, node)?);
         }
         self.heads = crate::node::unseen(&next);
         Ok(Some(nodes))

@@ -54,6 +54,7 @@ enum Item {
 pub struct Iter<'a> {
     db: &'a DbReader,
     heads: Vec<Arc<Node>>,
+    policy: Option<Arc<crate::policy::Policy>>,
     stack: Vec<Item>,
     start: usize,
     options: IterOptions,
@@ -73,6 +74,7 @@ impl<'a> Iter<'a> {
     pub(crate) fn new(
         db: &'a DbReader,
         heads: &[Arc<Node>],
+        policy: Option<Arc<crate::policy::Policy>>,
         prefix: &str,
         options: IterOptions,
     ) -> Result<Self> {
@@ -89,6 +91,7 @@ impl<'a> Iter<'a> {
         Ok(Iter {
             db,
             heads: heads.to_vec(),
+            policy,
             stack,
             start: path.len(),
             options,
@@ -171,16 +174,22 @@ impl<'a> Iter<'a> {
         if !key.starts_with(&self.prefix) || key.is_empty() {
             return Ok(None);
         }
+        let policy = self.policy.as_deref();
         let candidates = if lookup {
             // As the reference does, a key whose nodes here are all deletes
-            // is not listed; one that is, has the values `get` gives.
-            if !self.options.deletes && candidates.iter().all(|n| n.deleted) {
+            // is not listed; one that is, has the values `get` gives. A
+            // delete that does not count hides nothing.
+            let all_deletes = candidates
+                .iter()
+                .all(|n| n.deleted && policy.is_none_or(|p| p.counts(n)));
+            if !self.options.deletes && all_deletes {
                 return Ok(None);
             }
             crate::get::candidates(self.db, &self.heads, &key)?
         } else {
             candidates
         };
+        let candidates = crate::get::counting(self.db, candidates, &key, policy)?;
         let values = crate::get::latest(candidates, true);
         if !self.options.deletes && values.iter().all(|n| n.deleted) {
             return Ok(None);

@@ -52,6 +52,46 @@ pub struct InflatedEntry {
     /// The writer's content feed (inflated entries of databases with one).
     #[prost(bytes = "vec", optional, tag = "8")]
     pub content_feed: Option<Vec<u8>>,
+    /// A change of who may write (inflated entries only; see
+    /// [`crate::policy`]). Not in hyperdb 3.5.0's schema: its decoder skips
+    /// the field, so its peers read such entries as authorizations.
+    #[prost(message, optional, tag = "16")]
+    pub policy: Option<PolicyRecord>,
+}
+
+/// A signed change of permissions, carried by an inflated entry.
+#[derive(Clone, PartialEq, Message)]
+pub struct PolicyRecord {
+    /// What it does: one of the constants below; other values are kept
+    /// for later kinds and change nothing here.
+    #[prost(uint32, required, tag = "1")]
+    pub action: u32,
+    /// The writer's feed key (grants and revocations).
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub writer: Option<Vec<u8>>,
+    /// A grant that makes the writer an admin (the owner's only).
+    #[prost(bool, optional, tag = "3")]
+    pub admin: Option<bool>,
+    /// A grant's prefixes: the writer writes only under them (none: anywhere).
+    #[prost(string, repeated, tag = "4")]
+    pub prefixes: Vec<String>,
+    /// The prefix a restriction is about.
+    #[prost(string, optional, tag = "5")]
+    pub prefix: Option<String>,
+    /// The writers a restriction still lets write under its prefix.
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub writers: Vec<Vec<u8>>,
+}
+
+impl PolicyRecord {
+    /// Authorizes a writer (again, after a revocation it has seen).
+    pub const GRANT: u32 = 1;
+    /// Revokes a writer from the entries its issuer had not seen on.
+    pub const REVOKE: u32 = 2;
+    /// Lets only some writers (and the owner and admins) write under a prefix.
+    pub const RESTRICT: u32 = 3;
+    /// Lifts the restrictions of a prefix that it has seen.
+    pub const UNRESTRICT: u32 = 4;
 }
 
 impl InflatedEntry {

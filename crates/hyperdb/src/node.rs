@@ -27,6 +27,8 @@ pub struct Node {
     pub inflate: u64,
     /// The writer's feeds, when this is an inflated entry.
     pub feeds: Option<Vec<[u8; 32]>>,
+    /// The permission change it carries (inflated entries only).
+    pub policy: Option<Box<crate::policy::Record>>,
 }
 
 impl Node {
@@ -44,6 +46,10 @@ impl Node {
             + self.trie.memory()
             + vec(self.path.capacity())
             + self.feeds.as_ref().map_or(0, |f| vec(f.capacity() * 32))
+            + self
+                .policy
+                .as_ref()
+                .map_or(0, |_| vec(std::mem::size_of::<crate::policy::Record>()))
     }
 
     /// Whether this write had seen `other` when it was made.

@@ -90,6 +90,7 @@ pub(crate) fn put<'a>(
         path,
         inflate: 0,
         feeds: None,
+        policy: None,
     })
 }
 

@@ -230,7 +230,13 @@ fn decode_entry(
                 .filter_map(|f| f.key.as_slice().try_into().ok())
                 .collect()
         });
+        let policy = msg
+            .policy
+            .filter(|_| inflate == seq)
+            .and_then(|r| crate::policy::Record::decode(&r))
+            .map(Box::new);
         let node = Arc::new(Node {
+            policy,
             path: hash::path(&msg.key, true),
             key: msg.key,
             value: msg.value,

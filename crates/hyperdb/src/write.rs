@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::lock::FolderLock;
 use crate::messages::{FeedKey, Header, InflatedEntry};
 use crate::node::Node;
+use crate::policy::Record;
 use crate::put::Batching;
 use crate::storage::DbStorage;
 use crate::{hash, put};
@@ -260,7 +261,7 @@ impl Db {
 
     fn write_one(&self, key: &str, value: Option<Vec<u8>>, deleted: bool) -> Result<Arc<Node>> {
         let _writing = self.writing();
-        self.write_one_locked(key, value, deleted)
+        self.write_one_locked(key, value, deleted, None)
     }
 
     fn write_one_locked(
@@ -268,6 +269,7 @@ impl Db {
         key: &str,
         value: Option<Vec<u8>>,
         deleted: bool,
+        record: Option<Record>,
     ) -> Result<Arc<Node>> {
         self.sync_before_writing()?;
         let (heads, clock) = self.heads_and_clock()?;
@@ -280,6 +282,10 @@ impl Db {
             value,
             deleted,
         )?;
+        let node = Node {
+            policy: record.map(Box::new),
+            ..node
+        };
         let (bytes, node) = self.encode_local(node);
         let local = self.local;
         {
@@ -365,7 +371,10 @@ impl Db {
         node.seq = seq;
         node.feed = local;
 
-        let needs_inflate = w.feeds_message.as_ref().is_none_or(|m| m.len() != n_feeds);
+        // Permission records travel in inflated entries only (see
+        // `crate::policy`), where the writer's chain of them is found.
+        let needs_inflate =
+            node.policy.is_some() || w.feeds_message.as_ref().is_none_or(|m| m.len() != n_feeds);
         let mut feeds = Vec::new();
         if needs_inflate {
             let keys: Vec<Option<[u8; 32]>> = state.writers.iter().map(|w| Some(w.key)).collect();
@@ -395,6 +404,7 @@ impl Db {
                 None
             },
             feeds,
+            policy: node.policy.as_ref().map(|r| r.encode()),
         };
         node.inflate = w.feeds_seq;
         if needs_inflate {
@@ -407,20 +417,278 @@ impl Db {
     /// *local* key of the other replica (`hyperdb info` there shows it), not
     /// the database key.
     pub fn authorize(&self, key: &[u8]) -> Result<Arc<Node>> {
+        self.authorize_with(key, AuthorizeOptions::default())
+    }
+
+    /// [`Db::authorize`] with options. A plain authorization is hyperdb
+    /// 3.5.0's (the same bytes). Making an admin (the owner's only),
+    /// limiting the writer to prefixes, or authorizing a revoked writer
+    /// again writes a grant record (see [`crate::policy`]), which only the
+    /// owner or an admin may: a revoked writer's entries count again from
+    /// those that have seen the new grant, not the ones in between.
+    pub fn authorize_with(&self, key: &[u8], options: AuthorizeOptions) -> Result<Arc<Node>> {
         let key: [u8; 32] = key.try_into().map_err(|_| Error::BadKeyLength(key.len()))?;
         self.heads()?;
         if key == *self.key() {
             return Err(Error::AuthorizeDbKey(hex::encode(key)));
         }
-        if self.is_authorized(&key)? {
-            return Err(Error::AlreadyAuthorized(hex::encode(key)));
-        }
+        let prefixes = checked_prefixes(&options.prefixes)?;
         let _writing = self.writing();
+        let hex_key = hex::encode(key);
+        let permissions = self.permissions()?;
+        let mine = &permissions[self.local];
+        let theirs = permissions.iter().find(|p| p.key == key);
+        let revoked = theirs.is_some_and(|p| p.revoked_from.is_some() && !p.restored);
+        let manager = matches!(mine.role, "owner" | "admin");
+        if options.admin && !self.is_owner() {
+            return Err(refuse(
+                format!(
+                    "only the owner makes admins, and this replica is {}",
+                    role_name(mine.role)
+                ),
+                "run this on the replica that created the database",
+            ));
+        }
+        if revoked && !manager {
+            return Err(refuse(
+                format!("{hex_key} was revoked; only the owner or an admin authorizes it again"),
+                "ask the owner or an admin (`hyperdb writers DIR` lists them)",
+            ));
+        }
+        if !prefixes.is_empty() && !manager {
+            return Err(refuse(
+                format!(
+                    "only the owner or an admin limits a writer to prefixes, and this replica is {}",
+                    role_name(mine.role)
+                ),
+                "ask the owner or an admin (`hyperdb writers DIR` lists them)",
+            ));
+        }
+        if !manager && mine.prefixes.is_some() {
+            return Err(refuse(
+                "this replica's writer may write only under some prefixes, so it authorizes no one"
+                    .into(),
+                "ask the owner or an admin (`hyperdb writers DIR` lists them)",
+            ));
+        }
+        let current = theirs.filter(|p| p.role != "none" && !revoked);
+        if let Some(current) = current {
+            let upgrade = options.admin && current.role != "admin";
+            let widen = match &current.prefixes {
+                None => false,
+                Some(held) => {
+                    prefixes.is_empty()
+                        || prefixes
+                            .iter()
+                            .any(|p| !held.iter().any(|q| crate::policy::is_under(p, q)))
+                }
+            };
+            if current.prefixes.is_none() && !prefixes.is_empty() && !options.admin {
+                return Err(refuse(
+                    format!("{hex_key} may already write anywhere"),
+                    "to limit it, revoke it, then authorize it again with --prefix",
+                ));
+            }
+            if !upgrade && !widen {
+                return Err(Error::AlreadyAuthorized(hex_key));
+            }
+        }
+        // Listed already (by an entry that does not count, or echoed), a
+        // listing would add nothing: it takes a grant record.
+        let listed = self.is_authorized(&key)?;
+        let needs_record =
+            options.admin || revoked || !prefixes.is_empty() || current.is_some() || listed;
+        if needs_record && !manager {
+            return Err(refuse(
+                format!(
+                    "{hex_key} needs a grant record, which only the owner or an admin writes; this replica is {}",
+                    role_name(mine.role)
+                ),
+                "ask the owner or an admin (`hyperdb writers DIR` lists them)",
+            ));
+        }
         self.add_writer(&key)?;
+        let record = needs_record.then_some(Record::Grant {
+            writer: key,
+            admin: options.admin,
+            prefixes,
+        });
         // The reference records an authorization as a put of the empty key
         // with no value; the new writer makes this entry an inflated one.
-        self.write_one_locked("", None, false)
+        self.write_one_locked("", None, false, record)
     }
+
+    /// Lets only `writers` (and the owner and admins) write under
+    /// `prefix` from now on: other writers' entries there that this
+    /// replica has not seen stop counting, on every replica once this
+    /// entry arrives there. Restricting a prefix again replaces the
+    /// earlier restrictions this replica has seen; with no writers, the
+    /// prefix becomes read-only for all but the owner and admins (the
+    /// empty prefix is the whole database). The owner's or an admin's
+    /// only.
+    pub fn restrict(&self, prefix: &str, writers: &[[u8; 32]]) -> Result<Arc<Node>> {
+        let prefix = hash::normalize(prefix).to_string();
+        let _writing = self.writing();
+        self.may_manage("restrict a prefix")?;
+        let permissions = self.permissions()?;
+        for w in writers {
+            if !permissions.iter().any(|p| p.key == *w && p.role != "none") {
+                return Err(refuse(
+                    format!("{} is not a writer of this database here", hex::encode(w)),
+                    "check the key with `hyperdb writers DIR`, or sync first so this replica learns it",
+                ));
+            }
+        }
+        let record = Record::Restrict {
+            prefix,
+            writers: writers.to_vec(),
+        };
+        self.write_one_locked("", None, false, Some(record))
+    }
+
+    /// Lifts the restrictions of `prefix` this replica has seen, for the
+    /// entries that see this one. The owner's or an admin's only.
+    pub fn unrestrict(&self, prefix: &str) -> Result<Arc<Node>> {
+        let prefix = hash::normalize(prefix).to_string();
+        let _writing = self.writing();
+        self.may_manage("lift a restriction")?;
+        let restricted = self.restrictions()?.iter().any(|x| {
+            crate::policy::is_under(&x.prefix, &prefix)
+                && crate::policy::is_under(&prefix, &x.prefix)
+        });
+        if !restricted {
+            return Err(refuse(
+                format!("{prefix:?} is not restricted here"),
+                "`hyperdb writers DIR` lists the restrictions in force",
+            ));
+        }
+        self.write_one_locked("", None, false, Some(Record::Unrestrict { prefix }))
+    }
+
+    /// Refuses unless this replica's writer is the owner or an admin.
+    fn may_manage(&self, what: &str) -> Result<()> {
+        let role = self.permissions()?[self.local].role;
+        if matches!(role, "owner" | "admin") {
+            return Ok(());
+        }
+        Err(refuse(
+            format!(
+                "only the owner or an admin may {what}, and this replica is {}",
+                role_name(role)
+            ),
+            "ask the owner or an admin (`hyperdb writers DIR` lists them)",
+        ))
+    }
+
+    /// Revokes the writer with feed `key`: its entries this replica has
+    /// seen keep counting, its later ones do not, on every replica once
+    /// this entry arrives there (see [`crate::policy`]). The owner revokes
+    /// anyone but itself; an admin, writers that were never made admins.
+    /// Refusals write nothing.
+    pub fn revoke(&self, key: &[u8]) -> Result<Arc<Node>> {
+        let key: [u8; 32] = key.try_into().map_err(|_| Error::BadKeyLength(key.len()))?;
+        let hex_key = hex::encode(key);
+        if key == *self.key() {
+            return Err(refuse(
+                format!("{hex_key} is the database key: the owner cannot be revoked"),
+                "revoke a writer's *local* key (`hyperdb writers DIR` lists them)",
+            ));
+        }
+        if key == *self.local_key() {
+            return Err(refuse(
+                "a replica cannot revoke its own writer".into(),
+                "ask the owner or an admin to revoke it",
+            ));
+        }
+        let _writing = self.writing();
+        let permissions = self.permissions()?;
+        let mine = &permissions[self.local];
+        let Some(theirs) = permissions
+            .iter()
+            .find(|p| p.key == key && p.role != "none")
+        else {
+            return Err(refuse(
+                format!("{hex_key} is not a writer of this database here"),
+                "check the key with `hyperdb writers DIR`, or sync first so this replica learns it",
+            ));
+        };
+        match mine.role {
+            "owner" => {}
+            "admin" if !theirs.ever_admin => {}
+            "admin" => {
+                return Err(refuse(
+                    format!("{hex_key} was made an admin by the owner; an admin cannot revoke it"),
+                    "only the owner revokes admins",
+                ))
+            }
+            role => {
+                return Err(refuse(
+                    format!(
+                        "this replica is {}: only the owner and admins revoke",
+                        role_name(role)
+                    ),
+                    "ask the owner or an admin (`hyperdb writers DIR` lists them)",
+                ))
+            }
+        }
+        if theirs.revoked_from.is_some() && !theirs.restored {
+            return Err(refuse(
+                format!(
+                    "{hex_key} is already revoked from its entry {} on",
+                    theirs.revoked_from.unwrap_or(0)
+                ),
+                "nothing to do",
+            ));
+        }
+        self.write_one_locked("", None, false, Some(Record::Revoke { writer: key }))
+    }
+}
+
+/// Options of [`Db::authorize_with`].
+#[derive(Clone, Debug, Default)]
+pub struct AuthorizeOptions {
+    /// Make the writer an admin, who may authorize and revoke writers
+    /// (the owner's only).
+    pub admin: bool,
+    /// Let the writer write only under these prefixes (whole components:
+    /// `config` covers `config/x`, not `configuration`). Such a writer
+    /// authorizes no one.
+    pub prefixes: Vec<String>,
+}
+
+/// A refusal: nothing was written.
+fn refuse(what: String, hint: &str) -> Error {
+    Error::Refused {
+        what,
+        hint: hint.into(),
+    }
+}
+
+/// A role as a sentence names it.
+fn role_name(role: &str) -> &'static str {
+    match role {
+        "owner" => "the owner",
+        "admin" => "an admin",
+        "writer" => "a writer",
+        _ => "not authorized",
+    }
+}
+
+/// Prefixes as keys are written (one leading `/` dropped, as hyperdb
+/// does), refusing ones with no component: the whole database is not a
+/// prefix to limit a writer to.
+fn checked_prefixes(prefixes: &[String]) -> Result<Vec<String>> {
+    prefixes
+        .iter()
+        .map(|p| {
+            if crate::hash::components(p).is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{p:?} is not a prefix: name at least one component, such as `config`"
+                )));
+            }
+            Ok(hash::normalize(p).to_string())
+        })
+        .collect()
 }
 
 /// The reference's `_mapList`: moves `list[i]` to position `map[i]`, keeps

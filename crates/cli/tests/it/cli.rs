@@ -153,6 +153,10 @@ fn usage_errors_exit_2_and_help_documents_every_command() {
         "ls",
         "authorize",
         "authorized",
+        "revoke",
+        "writers",
+        "restrict",
+        "unrestrict",
     ] {
         assert!(help.contains(command), "--help lists {command}");
         let sub = ok(&hyperdb(&[command, "--help"]));

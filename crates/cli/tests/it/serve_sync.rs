@@ -258,3 +258,142 @@ fn serve_survives_running_out_of_file_descriptors() {
     ok(&out);
     assert_eq!(ok(&hyperdb(&["get", p(&db2), "a"])).trim(), "1");
 }
+
+/// Syncs `dir` with the folder `server` serves, both ways.
+fn sync_with(dir: &Path, server: &Path) {
+    let served = Server::start(server, &[]);
+    ok(&hyperdb(&["sync", p(dir), &served.1]));
+}
+
+#[test]
+fn revoking_a_writer_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owner, w, admin) = (
+        tmp.path().join("owner"),
+        tmp.path().join("w"),
+        tmp.path().join("admin"),
+    );
+    ok(&hyperdb(&["init", p(&owner)]));
+    let (key, _) = key_of(&owner);
+    ok(&hyperdb(&["init", p(&w), "--key", &key]));
+    ok(&hyperdb(&["init", p(&admin), "--key", &key]));
+    let (_, w_key) = key_of(&w);
+    let (_, admin_key) = key_of(&admin);
+    ok(&hyperdb(&["authorize", p(&owner), &w_key]));
+    let made = ok(&hyperdb(&["authorize", p(&owner), &admin_key, "--admin"]));
+    assert!(made.contains("as an admin"), "{made}");
+    ok(&hyperdb(&["put", p(&w), "k", "before"]));
+    sync_with(&w, &owner);
+    sync_with(&admin, &owner);
+
+    // Refusals exit 3, say why with a hint, and write nothing.
+    let version = ok(&hyperdb(&["version", p(&admin)]));
+    for (args, why) in [
+        (vec!["revoke", p(&admin), &key], "owner cannot be revoked"),
+        (
+            vec!["revoke", p(&w), &admin_key],
+            "only the owner and admins",
+        ),
+        (
+            vec!["authorize", p(&admin), &w_key, "--admin"],
+            "only the owner makes admins",
+        ),
+    ] {
+        let out = hyperdb(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains(why) && stderr.contains("hint:"), "{stderr}");
+    }
+    assert_eq!(ok(&hyperdb(&["version", p(&admin)])), version);
+
+    // The admin revokes the writer, which keeps writing.
+    let revoked = ok(&hyperdb(&["revoke", p(&admin), &w_key]));
+    assert!(revoked.contains("revoked"), "{revoked}");
+    ok(&hyperdb(&["put", p(&w), "k", "after"]));
+    sync_with(&w, &owner);
+    sync_with(&admin, &owner);
+    sync_with(&w, &owner);
+    for dir in [&owner, &w, &admin] {
+        assert_eq!(ok(&hyperdb(&["get", p(dir), "k"])), "before\n");
+        assert_eq!(ok(&hyperdb(&["get", p(dir), "k", "--raw"])), "after\n");
+        assert_eq!(ok(&hyperdb(&["ls", p(dir), "--raw"])), "k\tafter\n");
+        let no = hyperdb(&["authorized", p(dir), &w_key]);
+        assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "false");
+        assert_eq!(no.status.code(), Some(1));
+        assert_eq!(
+            ok(&hyperdb(&["authorized", p(dir), &w_key, "--raw"])).trim(),
+            "true"
+        );
+        let writers: Vec<serde_json::Value> = ok(&hyperdb(&["writers", p(dir), "--json"]))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let roles: Vec<(&str, &str)> = writers
+            .iter()
+            .map(|v| (v["key"].as_str().unwrap(), v["role"].as_str().unwrap()))
+            .collect();
+        assert!(roles.contains(&(key.as_str(), "owner")), "{roles:?}");
+        assert!(roles.contains(&(admin_key.as_str(), "admin")), "{roles:?}");
+        let revoked = writers.iter().find(|v| v["key"] == w_key.as_str()).unwrap();
+        assert_eq!(revoked["revoked_from"], 2, "header and one entry count");
+    }
+    let table = ok(&hyperdb(&["writers", p(&owner)]));
+    assert!(table.contains("revoked from entry 2"), "{table}");
+    let history = ok(&hyperdb(&["history", p(&owner), "--key", "k"]));
+    assert!(
+        history.contains("before") && !history.contains("after"),
+        "{history}"
+    );
+}
+
+#[test]
+fn prefixes_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owner, w) = (tmp.path().join("owner"), tmp.path().join("w"));
+    ok(&hyperdb(&["init", p(&owner)]));
+    let (key, _) = key_of(&owner);
+    ok(&hyperdb(&["init", p(&w), "--key", &key]));
+    let (_, w_key) = key_of(&w);
+    let out = ok(&hyperdb(&[
+        "authorize",
+        p(&owner),
+        &w_key,
+        "--prefix",
+        "config",
+    ]));
+    assert!(out.contains("under config"), "{out}");
+    sync_with(&w, &owner);
+    ok(&hyperdb(&["put", p(&w), "config/a", "1"]));
+    ok(&hyperdb(&["put", p(&w), "other", "1"]));
+    sync_with(&w, &owner);
+    assert_eq!(ok(&hyperdb(&["get", p(&owner), "config/a"])), "1\n");
+    assert_eq!(hyperdb(&["get", p(&owner), "other"]).status.code(), Some(1));
+    assert_eq!(ok(&hyperdb(&["get", p(&owner), "other", "--raw"])), "1\n");
+    let table = ok(&hyperdb(&["writers", p(&owner)]));
+    assert!(
+        table.contains(&format!("{w_key}\twriter\tunder config")),
+        "{table}"
+    );
+
+    // The writer may not restrict; the owner makes `config` read-only.
+    let out = hyperdb(&["restrict", p(&w), "config"]);
+    assert_eq!(out.status.code(), Some(3));
+    ok(&hyperdb(&["restrict", p(&owner), "config"]));
+    let table = ok(&hyperdb(&["writers", p(&owner)]));
+    assert!(
+        table.contains("restricted \"config\": the owner and admins only"),
+        "{table}"
+    );
+    sync_with(&w, &owner);
+    ok(&hyperdb(&["put", p(&w), "config/a", "2"]));
+    sync_with(&w, &owner);
+    assert_eq!(ok(&hyperdb(&["get", p(&owner), "config/a"])), "1\n");
+    ok(&hyperdb(&["unrestrict", p(&owner), "config"]));
+    let again = hyperdb(&["unrestrict", p(&owner), "config"]);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not restricted"));
+    sync_with(&w, &owner);
+    ok(&hyperdb(&["put", p(&w), "config/a", "3"]));
+    sync_with(&w, &owner);
+    assert_eq!(ok(&hyperdb(&["get", p(&owner), "config/a"])), "3\n");
+}

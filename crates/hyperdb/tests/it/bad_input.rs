@@ -23,6 +23,7 @@ fn entry(key: &str, _seq: u64, inflate: u64, trie: Vec<u8>, clock: Vec<u64>) -> 
         inflate: Some(inflate),
         feeds: vec![],
         content_feed: None,
+        policy: None,
     }
 }
 

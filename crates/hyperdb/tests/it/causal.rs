@@ -12,13 +12,13 @@ use std::collections::BTreeSet;
 use hyperdb::{local_sync, Db};
 use proptest::prelude::*;
 
-use crate::support::memory_db;
+use crate::support::{memory_db, sorted_values as values};
 
-const KEYS: [&str; 5] = ["a", "b", "a/x", "c/d/e", "b/y"];
+pub(crate) const KEYS: [&str; 5] = ["a", "b", "a/x", "c/d/e", "b/y"];
 const REPLICAS: usize = 3;
 
 #[derive(Clone, Debug)]
-enum Step {
+pub(crate) enum Step {
     Put {
         replica: usize,
         key: usize,
@@ -40,7 +40,7 @@ enum Step {
     },
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(crate) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (0..REPLICAS, 0..KEYS.len(), any::<u8>()).prop_map(|(replica, key, value)| Step::Put { replica, key, value }),
         2 => (0..REPLICAS, 0..KEYS.len()).prop_map(|(replica, key)| Step::Del { replica, key }),
@@ -50,7 +50,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 /// Three replicas, each authorized by the owner and fully synced.
-fn setup() -> Vec<Db> {
+pub(crate) fn setup() -> Vec<Db> {
     let owner = memory_db(None);
     let r1 = memory_db(Some(*owner.key()));
     let r2 = memory_db(Some(*owner.key()));
@@ -62,7 +62,7 @@ fn setup() -> Vec<Db> {
     vec![owner, r1, r2]
 }
 
-fn pair(dbs: &mut [Db], a: usize, b: usize) -> (&mut Db, &mut Db) {
+pub(crate) fn pair(dbs: &mut [Db], a: usize, b: usize) -> (&mut Db, &mut Db) {
     assert_ne!(a, b);
     if a < b {
         let (x, y) = dbs.split_at_mut(b);
@@ -73,7 +73,7 @@ fn pair(dbs: &mut [Db], a: usize, b: usize) -> (&mut Db, &mut Db) {
     }
 }
 
-type Answer = BTreeSet<([u8; 32], u64)>;
+pub(crate) type Answer = BTreeSet<([u8; 32], u64)>;
 
 /// The causal rule computed from every entry the replica holds.
 fn oracle(db: &Db, key: &str) -> Answer {
@@ -84,7 +84,7 @@ fn oracle(db: &Db, key: &str) -> Answer {
         .collect()
 }
 
-fn answer(db: &Db, key: &str) -> Answer {
+pub(crate) fn answer(db: &Db, key: &str) -> Answer {
     let writers = db.writers();
     db.get(key)
         .unwrap()
@@ -93,42 +93,77 @@ fn answer(db: &Db, key: &str) -> Answer {
         .collect()
 }
 
+/// Applies `step` to the replicas (`keys`: their writers' keys).
+pub(crate) fn apply(dbs: &mut [Db], keys: &[[u8; 32]], step: &Step) {
+    match *step {
+        Step::Put {
+            replica,
+            key,
+            value,
+        } => {
+            dbs[replica].put(KEYS[key], &[value]).unwrap();
+        }
+        Step::Del { replica, key } => {
+            dbs[replica].del(KEYS[key]).unwrap();
+        }
+        Step::Sync { a, b } if a != b => {
+            let (x, y) = pair(dbs, a, b);
+            local_sync::sync(x, y).unwrap();
+        }
+        Step::Partial {
+            from,
+            to,
+            writer,
+            fraction,
+        } if from != to => {
+            let (x, y) = pair(dbs, from, to);
+            let len = x
+                .writers()
+                .iter()
+                .find(|w| w.key == keys[writer])
+                .map_or(0, |w| w.length);
+            let up_to = len * u64::from(fraction) / 4;
+            local_sync::copy_feed(x, y, &keys[writer], Some(up_to)).unwrap();
+        }
+        _ => {}
+    }
+}
+
+/// A new replica that learns `source`'s feeds (of writers `keys`) block
+/// by block, half of each first, in an order shuffled by `seed`.
+pub(crate) fn observer(source: &Db, keys: &[[u8; 32]], seed: u64) -> Db {
+    let observer = memory_db(Some(*source.key()));
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    let mut seed = seed;
+    for i in (1..order.len()).rev() {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        order.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+    for _ in 0..keys.len() {
+        for &w in &order {
+            let len = source
+                .writers()
+                .iter()
+                .find(|x| x.key == keys[w])
+                .map_or(0, |x| x.length);
+            local_sync::copy_feed(source, &observer, &keys[w], Some(len / 2)).unwrap();
+            observer.heads().unwrap();
+        }
+        for &w in order.iter().rev() {
+            local_sync::copy_feed(source, &observer, &keys[w], None).unwrap();
+            observer.heads().unwrap();
+        }
+    }
+    observer
+}
+
 fn run(steps: &[Step], order_seed: u64) -> Result<(), TestCaseError> {
     let mut dbs = setup();
     let writer_keys: Vec<[u8; 32]> = dbs.iter().map(|d| *d.local_key()).collect();
     for step in steps {
-        match *step {
-            Step::Put {
-                replica,
-                key,
-                value,
-            } => {
-                dbs[replica].put(KEYS[key], &[value]).unwrap();
-            }
-            Step::Del { replica, key } => {
-                dbs[replica].del(KEYS[key]).unwrap();
-            }
-            Step::Sync { a, b } if a != b => {
-                let (x, y) = pair(&mut dbs, a, b);
-                local_sync::sync(x, y).unwrap();
-            }
-            Step::Partial {
-                from,
-                to,
-                writer,
-                fraction,
-            } if from != to => {
-                let (x, y) = pair(&mut dbs, from, to);
-                let len = x
-                    .writers()
-                    .iter()
-                    .find(|w| w.key == writer_keys[writer])
-                    .map_or(0, |w| w.length);
-                let up_to = len * u64::from(fraction) / 4;
-                local_sync::copy_feed(x, y, &writer_keys[writer], Some(up_to)).unwrap();
-            }
-            _ => {}
-        }
+        apply(&mut dbs, &writer_keys, step);
     }
     for (r, db) in dbs.iter_mut().enumerate() {
         let mut listed = std::collections::BTreeMap::new();
@@ -162,30 +197,7 @@ fn run(steps: &[Step], order_seed: u64) -> Result<(), TestCaseError> {
     }
     // An observer that learns replica 0's feeds block by block, in a
     // shuffled order of feeds, answers as replica 0 does.
-    let observer = memory_db(Some(*dbs[0].key()));
-    let mut order: Vec<usize> = (0..REPLICAS).collect();
-    let mut seed = order_seed;
-    for i in (1..order.len()).rev() {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        order.swap(i, (seed >> 33) as usize % (i + 1));
-    }
-    for _ in 0..REPLICAS {
-        for &w in &order {
-            let len = dbs[0]
-                .writers()
-                .iter()
-                .find(|x| x.key == writer_keys[w])
-                .map_or(0, |x| x.length);
-            local_sync::copy_feed(&dbs[0], &observer, &writer_keys[w], Some(len / 2)).unwrap();
-            observer.heads().unwrap();
-        }
-        for &w in order.iter().rev() {
-            local_sync::copy_feed(&dbs[0], &observer, &writer_keys[w], None).unwrap();
-            observer.heads().unwrap();
-        }
-    }
+    let observer = observer(&dbs[0], &writer_keys, order_seed);
     for key in KEYS {
         let theirs = answer(&dbs[0], key);
         prop_assert_eq!(answer(&observer, key), theirs, "observer, key {}", key);
@@ -229,17 +241,6 @@ fn a_writers_own_replaced_value_does_not_come_back() {
         Step::Sync { a: 0, b: 1 },
     ];
     run(&steps, 7).unwrap();
-}
-
-fn values(db: &Db, key: &str) -> Vec<String> {
-    let mut v: Vec<String> = db
-        .get(key)
-        .unwrap()
-        .iter()
-        .map(|n| n.value_str().unwrap())
-        .collect();
-    v.sort();
-    v
 }
 
 /// A replica holding a writer's latest entry but not the owner's entry

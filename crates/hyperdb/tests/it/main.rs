@@ -14,6 +14,7 @@ mod history_interop;
 mod interop;
 mod iter_interop;
 mod multi_writer_interop;
+mod permissions;
 mod ported_auth;
 mod ported_basic;
 mod ported_collisions;

@@ -5,18 +5,7 @@ use std::time::Duration;
 use hyperdb::{replicate, Db, ReplicateOptions};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::memory_db;
-
-fn values(db: &Db, key: &str) -> Vec<String> {
-    let mut v: Vec<String> = db
-        .get(key)
-        .unwrap()
-        .iter()
-        .map(|n| n.value_str().unwrap())
-        .collect();
-    v.sort();
-    v
-}
+use crate::support::{memory_db, sorted_values as values};
 
 /// Replicates two databases over a real TCP connection, one-shot.
 async fn sync(a: &Db, b: &Db) -> (hyperdb::Summary, hyperdb::Summary) {

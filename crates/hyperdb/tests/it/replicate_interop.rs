@@ -61,7 +61,7 @@ fn rust_chain(root: &Path) -> Db {
     owner
 }
 
-async fn serve(db: Db, options: ReplicateOptions) -> (u16, tokio::task::JoinHandle<()>) {
+pub(crate) async fn serve(db: Db, options: ReplicateOptions) -> (u16, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {

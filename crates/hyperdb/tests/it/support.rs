@@ -20,10 +20,47 @@ pub fn memory_db(key: Option<[u8; 32]>) -> Db {
     .unwrap()
 }
 
+/// The current values of `key` as text, sorted.
+pub fn sorted_values(db: &Db, key: &str) -> Vec<String> {
+    sorted_texts(&db.get(key).unwrap())
+}
+
+/// The values of `nodes` as text, sorted.
+pub fn sorted_texts(nodes: &[Arc<Node>]) -> Vec<String> {
+    let mut v: Vec<String> = nodes.iter().map(|n| n.value_str().unwrap()).collect();
+    v.sort();
+    v
+}
+
 /// The causal rule, computed from every entry the replica holds that is
 /// complete here (see [`complete`]): the writes to `key` that no other
 /// write to it has seen, deletes left out.
 pub fn causal_writes(db: &Db, key: &str) -> Vec<Arc<Node>> {
+    counting_writes(db, key, &|_| true)
+}
+
+/// [`causal_writes`] among the writes `counts` lets count: the others are
+/// left out before the rule, so they neither give values nor hide any.
+pub fn counting_writes(db: &Db, key: &str, counts: &dyn Fn(&Node) -> bool) -> Vec<Arc<Node>> {
+    let writes: Vec<Arc<Node>> = complete_entries(db)
+        .into_iter()
+        .filter(|n| n.key == key && counts(n))
+        .collect();
+    writes
+        .iter()
+        .filter(|n| {
+            !writes
+                .iter()
+                .any(|m| (m.feed, m.seq) != (n.feed, n.seq) && m.has_seen(n))
+        })
+        .filter(|n| !n.deleted)
+        .cloned()
+        .collect()
+}
+
+/// Every entry of an authorized (or the local) writer that is complete
+/// here (see [`complete`]).
+pub fn complete_entries(db: &Db) -> Vec<Arc<Node>> {
     let writers = db.writers();
     let mut held = Vec::new();
     let mut all = Vec::new();
@@ -44,19 +81,8 @@ pub fn causal_writes(db: &Db, key: &str) -> Vec<Arc<Node>> {
     }
     let local = writers.iter().position(|w| w.local);
     let mut memo = HashMap::new();
-    let writes: Vec<Arc<Node>> = all
-        .into_iter()
-        .filter(|n| n.key == key && complete(db, local, n.feed, n.seq, &held, &mut memo))
-        .collect();
-    writes
-        .iter()
-        .filter(|n| {
-            !writes
-                .iter()
-                .any(|m| (m.feed, m.seq) != (n.feed, n.seq) && m.has_seen(n))
-        })
-        .filter(|n| !n.deleted)
-        .cloned()
+    all.into_iter()
+        .filter(|n| complete(db, local, n.feed, n.seq, &held, &mut memo))
         .collect()
 }
 
