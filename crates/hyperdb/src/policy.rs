@@ -608,20 +608,29 @@ impl DbReader {
         // Lock-free, as a lookup is: writers' shared parts only.
         let writers = self.registry.len();
         let shared = |u: usize| self.registry.get(u).expect("a known writer");
-        let included: Vec<bool> = (0..writers)
-            .map(|u| {
-                shared(u)
-                    .included
-                    .load(std::sync::atomic::Ordering::Acquire)
-            })
-            .collect();
-        let at: Vec<(usize, u64)> = heads.iter().map(|h| (h.feed, h.seq)).collect();
+        let is_included = |u: usize| {
+            shared(u)
+                .included
+                .load(std::sync::atomic::Ordering::Acquire)
+        };
         let mut memo = self.policy.lock();
+        // A lookup asks for the same view as the one before it, mostly:
+        // answered without allocating.
         if let Some(last) = &memo.last {
-            if last.heads == at && last.included == included {
+            let same_heads = last.heads.len() == heads.len()
+                && last
+                    .heads
+                    .iter()
+                    .zip(heads)
+                    .all(|(&(feed, seq), h)| (feed, seq) == (h.feed, h.seq));
+            let same_writers = last.included.len() == writers
+                && (0..writers).all(|u| last.included[u] == is_included(u));
+            if same_heads && same_writers {
                 return Ok(last.policy.clone());
             }
         }
+        let included: Vec<bool> = (0..writers).map(is_included).collect();
+        let at: Vec<(usize, u64)> = heads.iter().map(|h| (h.feed, h.seq)).collect();
         let lengths: Vec<u64> = (0..writers)
             .map(|u| {
                 if !included[u] {
