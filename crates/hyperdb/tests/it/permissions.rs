@@ -507,6 +507,123 @@ fn restricting_a_prefix_cuts_other_writers_there_until_it_is_lifted() {
     }
 }
 
+/// Appends to `db`'s own feed an entry carrying `record`, bypassing every
+/// check, as a modified peer could: a copy of its latest entry (which must
+/// be a key-"" entry, so its trie suits), inflated, with the record.
+fn forge(db: &Db, record: Record) {
+    let local = db.writer_index(db.local_key()).unwrap();
+    let len = db.feed(local).unwrap().len();
+    let mut entry = db.raw_entry(local, len - 1).unwrap().unwrap();
+    assert_eq!(entry.key, "", "forge after an authorization or a record");
+    if entry.feeds.is_empty() {
+        let inflated = entry.inflate.unwrap();
+        entry.feeds = db.raw_entry(local, inflated).unwrap().unwrap().feeds;
+    }
+    entry.inflate = Some(len);
+    entry.policy = Some(record.encode());
+    db.with_feed_mut(local, |f| f.append(&entry.to_bytes()))
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn forged_records_and_back_dated_clocks_do_not_count() {
+    let (owner, writer) = owner_and_writer();
+    let admin = memory_db(Some(*owner.key()));
+    let other_admin = memory_db(Some(*owner.key()));
+    let plain = memory_db(Some(*owner.key()));
+    make_admin(&owner, &admin);
+    make_admin(&owner, &other_admin);
+    owner.authorize(plain.local_key()).unwrap();
+    let all = [&owner, &writer, &admin, &other_admin, &plain];
+    sync_all(&all);
+    writer.put("w", b"1").unwrap();
+    sync_all(&all);
+    // Legitimate: the admin revokes the writer. Forged after it: the admin
+    // revokes the owner and the other admin; the plain writer (after a
+    // plain authorization) revokes the other admin, makes itself an admin
+    // and restricts a prefix; the revoked writer grants itself again.
+    admin.revoke(writer.local_key()).unwrap();
+    forge(
+        &admin,
+        Record::Revoke {
+            writer: *owner.key(),
+        },
+    );
+    forge(
+        &admin,
+        Record::Revoke {
+            writer: *other_admin.local_key(),
+        },
+    );
+    plain.authorize(&[5; 32]).unwrap();
+    let no_prefixes = Vec::new();
+    forge(
+        &plain,
+        Record::Revoke {
+            writer: *other_admin.local_key(),
+        },
+    );
+    forge(
+        &plain,
+        Record::Grant {
+            writer: *plain.local_key(),
+            admin: true,
+            prefixes: no_prefixes.clone(),
+        },
+    );
+    forge(
+        &plain,
+        Record::Restrict {
+            prefix: "o".into(),
+            writers: vec![],
+        },
+    );
+    sync_all(&all);
+    writer.authorize(&[6; 32]).unwrap();
+    forge(
+        &writer,
+        Record::Grant {
+            writer: *writer.local_key(),
+            admin: false,
+            prefixes: no_prefixes,
+        },
+    );
+    sync_all(&all);
+    owner.put("own", b"2").unwrap();
+    other_admin.put("o", b"2").unwrap();
+    sync_all(&all);
+    // The revoked writer back-dates an entry: a clock from before the
+    // revocation, on an entry past its cut.
+    let local = writer.writer_index(writer.local_key()).unwrap();
+    let mut early = writer.raw_entry(local, 1).unwrap().unwrap();
+    early.key = "w".into();
+    early.value = Some(b"back-dated".to_vec());
+    writer
+        .with_feed_mut(local, |f| f.append(&early.to_bytes()))
+        .unwrap()
+        .unwrap();
+    sync_all(&all);
+    for db in all {
+        assert_eq!(values(db, "own"), ["2"], "the owner is not revoked");
+        assert_eq!(
+            values(db, "o"),
+            ["2"],
+            "nor the other admin, nor restricted"
+        );
+        assert_eq!(values(db, "w"), ["1"], "the cut holds");
+        let roles: Vec<&str> = db.permissions().unwrap().iter().map(|p| p.role).collect();
+        let role = |d: &Db| roles[db.writer_index(d.local_key()).unwrap()];
+        assert_eq!(
+            (role(&owner), role(&admin), role(&other_admin), role(&plain)),
+            ("owner", "admin", "admin", "writer")
+        );
+        let me = &db.permissions().unwrap()[db.writer_index(writer.local_key()).unwrap()];
+        assert!(!me.restored, "a writer cannot restore itself");
+        assert!(db.restrictions().unwrap().is_empty());
+    }
+}
+
 // The property test: random histories of three replicas (the causal
 // test's steps) with the owner revoking, granting again, restricting and
 // lifting restrictions.
