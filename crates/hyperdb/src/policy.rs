@@ -15,10 +15,12 @@
 //!   listing counts when it is an *origin* listing (its writer had not
 //!   seen another writer list the same key; later listings only echo it,
 //!   as every writer lists every feed it numbers) in an entry that counts,
-//!   by a writer that may write anywhere. Authorization is retroactive, as
-//!   in hyperdb 3.5.0. A grant record of the owner or an admin authorizes
-//!   too, and may limit the writer to **prefixes**: it writes only under
-//!   them (the union of its grants), and authorizes no one.
+//!   by a writer that may write anywhere, and seen by every grant record
+//!   of the same writer (a record wins over a listing made without
+//!   knowing it). Authorization is retroactive, as in hyperdb 3.5.0. A
+//!   grant record of the owner or an admin authorizes too, and may limit
+//!   the writer to **prefixes**: it writes only under them (the union of
+//!   its grants), and authorizes no one.
 //! - A **revocation** of writer W by the owner, or by an admin when W was
 //!   never made an admin, cuts W at `clock[W]` of the revoking entry: W's
 //!   entries the revoker had seen keep counting, the later ones do not,
@@ -465,6 +467,7 @@ fn evaluate(
     }
     // Grant records: they authorize, widen the scope, and restore the
     // cuts they have seen.
+    let mut grants: Vec<Vec<(usize, &Marker)>> = vec![Vec::new(); n];
     for &(feed, m, record, w) in &records {
         let (
             Record::Grant {
@@ -480,6 +483,7 @@ fn evaluate(
             continue;
         }
         let scope = Scope::of_grant(*admin, prefixes);
+        grants[w].push((feed, m));
         let standing = &mut policy.writers[w];
         standing.authorized = true;
         standing.scope.add(&scope);
@@ -550,6 +554,17 @@ fn evaluate(
                     .any(|&(f, o, v)| v == w && f != feed && saw(feed, m.seq, &m.clock, f, o.seq))
         })
         .copied()
+        .collect();
+    // A plain listing grants only what every grant record of the writer
+    // has seen: a record (limited to prefixes, say) wins over a listing
+    // made without knowing it.
+    let origins: Vec<(usize, &Marker, usize)> = origins
+        .into_iter()
+        .filter(|&(feed, m, w)| {
+            grants[w]
+                .iter()
+                .all(|&(f, g)| saw(f, g.seq, &g.clock, feed, m.seq))
+        })
         .collect();
     loop {
         let mut changed = false;

@@ -449,6 +449,26 @@ fn a_writer_limited_to_prefixes_writes_only_under_them() {
 }
 
 #[test]
+fn a_limited_grant_wins_over_a_listing_made_without_knowing_it() {
+    let (owner, other) = owner_and_writer();
+    let limited_writer = memory_db(Some(*owner.key()));
+    owner
+        .authorize_with(limited_writer.local_key(), limited(&["config"]))
+        .unwrap();
+    // Another writer, not having seen that, authorizes it plainly (as
+    // hyperdb 3.5.0 lets any writer do).
+    other.authorize(limited_writer.local_key()).unwrap();
+    sync_all(&[&owner, &other, &limited_writer]);
+    limited_writer.put("config/a", b"1").unwrap();
+    limited_writer.put("elsewhere", b"1").unwrap();
+    sync_all(&[&owner, &other, &limited_writer]);
+    for db in [&owner, &other, &limited_writer] {
+        assert_eq!(values(db, "config/a"), ["1"]);
+        assert!(values(db, "elsewhere").is_empty());
+    }
+}
+
+#[test]
 fn restricting_a_prefix_cuts_other_writers_there_until_it_is_lifted() {
     let (owner, w1) = owner_and_writer();
     let w2 = memory_db(Some(*owner.key()));
