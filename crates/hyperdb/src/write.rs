@@ -585,6 +585,26 @@ impl Db {
     /// this entry arrives there (see [`crate::policy`]). The owner revokes
     /// anyone but itself; an admin, writers that were never made admins.
     /// Refusals write nothing.
+    ///
+    /// ```
+    /// use hyperdb::{local_sync, Db, DbStorage, OpenOptions};
+    /// let owner = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    /// let options = OpenOptions { key: Some(*owner.key()), ..Default::default() };
+    /// let writer = Db::open_storage(DbStorage::memory(), options).unwrap();
+    /// owner.authorize(writer.local_key()).unwrap();
+    /// local_sync::sync(&owner, &writer).unwrap();
+    /// writer.put("a", b"kept").unwrap();
+    /// local_sync::sync(&owner, &writer).unwrap();
+    /// owner.revoke(writer.local_key()).unwrap();
+    /// writer.put("a", b"cut off").unwrap(); // not knowing it was revoked
+    /// local_sync::sync(&owner, &writer).unwrap();
+    /// for db in [&owner, &writer] {
+    ///     assert_eq!(db.get("a").unwrap()[0].value_str().unwrap(), "kept");
+    ///     // hyperdb 3.5.0 peers, which ignore revocations, see this:
+    ///     let raw = db.snapshot().unwrap().raw();
+    ///     assert_eq!(raw.get("a").unwrap()[0].value_str().unwrap(), "cut off");
+    /// }
+    /// ```
     pub fn revoke(&self, key: &[u8]) -> Result<Arc<Node>> {
         let key: [u8; 32] = key.try_into().map_err(|_| Error::BadKeyLength(key.len()))?;
         let hex_key = hex::encode(key);
