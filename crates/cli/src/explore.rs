@@ -34,10 +34,13 @@ pub enum Step {
 }
 
 impl Explorer {
-    /// An explorer over every live key of `db`.
-    pub fn new(db: &DbReader) -> Result<Self, hyperdb::Error> {
+    /// An explorer over every live key of `db`: the writes that count, or
+    /// with `raw` every write, as hyperdb 3.5.0 shows them.
+    pub fn new(db: &DbReader, raw: bool) -> Result<Self, hyperdb::Error> {
+        let view = db.snapshot()?;
+        let view = if raw { view.raw() } else { view };
         Ok(Explorer {
-            rows: db.list("")?,
+            rows: view.list("")?,
             writers: db.writers(),
             filter: String::new(),
             selected: 0,
@@ -180,8 +183,8 @@ impl Explorer {
 }
 
 /// Runs the explorer on the terminal until the user quits.
-pub fn run(db: ReadOnlyDb) -> io::Result<()> {
-    let mut explorer = Explorer::new(&db).map_err(io::Error::other)?;
+pub fn run(db: ReadOnlyDb, raw: bool) -> io::Result<()> {
+    let mut explorer = Explorer::new(&db, raw).map_err(io::Error::other)?;
     let mut terminal = setup()?;
     let result = (|| loop {
         terminal.draw(|frame| explorer.draw(frame))?;

@@ -94,6 +94,9 @@ enum Command {
     Explore {
         /// Database folder
         dir: PathBuf,
+        /// Show every write as hyperdb 3.5.0 does, revocations ignored
+        #[arg(long)]
+        raw: bool,
     },
     /// Create a database in DIR (or a replica of an existing one with --key)
     ///
@@ -334,6 +337,9 @@ enum Command {
         /// Replicate live with the peer at this address meanwhile
         #[arg(long, value_name = "ADDR")]
         live: Option<String>,
+        /// Show every write as hyperdb 3.5.0 does, revocations ignored
+        #[arg(long)]
+        raw: bool,
     },
     /// Replicate with every peer that connects, and with the peers found
     ///
@@ -970,7 +976,12 @@ fn run(command: Command) -> CliResult {
                 print_change(&mut out, &change, json)?;
             }
         }
-        Command::Watch { dir, prefix, live } => return watch(&dir, &prefix, live),
+        Command::Watch {
+            dir,
+            prefix,
+            live,
+            raw,
+        } => return watch(&dir, &prefix, live, raw),
         Command::Serve {
             dir,
             listen,
@@ -992,10 +1003,10 @@ fn run(command: Command) -> CliResult {
             show::print_feeds(&mut out, &db, &dir.display().to_string(), style)?;
             show::print_table(&mut out, &db, style)?;
         }
-        Command::Explore { dir } => {
+        Command::Explore { dir, raw } => {
             let db = open_read(&dir)?;
             drop(out);
-            return explore::run(db).map_err(Failure::from);
+            return explore::run(db, raw).map_err(Failure::from);
         }
         Command::Sync {
             dir,
@@ -1171,7 +1182,7 @@ fn print_change(out: &mut impl Write, change: &hyperdb::Change, json: bool) -> i
     }
 }
 
-fn watch(dir: &Path, prefix: &str, live: Option<String>) -> CliResult {
+fn watch(dir: &Path, prefix: &str, live: Option<String>, raw: bool) -> CliResult {
     match live {
         // Watching a peer stores what arrives.
         Some(addr) => {
@@ -1194,23 +1205,24 @@ fn watch(dir: &Path, prefix: &str, live: Option<String>) -> CliResult {
                         eprintln!("replication ended: {e}");
                     }
                 });
-                watch_changes(dir, prefix, db, None::<fn() -> Result<Db, Failure>>).await
+                watch_changes(dir, prefix, raw, db, None::<fn() -> Result<Db, Failure>>).await
             })
         }
         // Watching the folder reads it again as other processes write it.
         None => {
             let db = open_read(dir)?;
-            runtime()?.block_on(watch_changes(dir, prefix, db, Some(|| open_read(dir))))
+            runtime()?.block_on(watch_changes(dir, prefix, raw, db, Some(|| open_read(dir))))
         }
     }
 }
 
-/// Prints every change under `prefix` as it happens, reopening the database
-/// with `reopen` every half second when given (to see other processes'
-/// writes).
+/// Prints every change under `prefix` as it happens (`raw`: as hyperdb
+/// 3.5.0 shows them), reopening the database with `reopen` every half
+/// second when given (to see other processes' writes).
 async fn watch_changes<D: std::ops::Deref<Target = DbReader>>(
     dir: &Path,
     prefix: &str,
+    raw: bool,
     mut db: D,
     reopen: Option<impl Fn() -> Result<D, Failure>>,
 ) -> CliResult {
@@ -1235,7 +1247,8 @@ async fn watch_changes<D: std::ops::Deref<Target = DbReader>>(
             }
         }
         if watch.changed(&db)? {
-            for change in db.diff(&version, prefix)? {
+            let older = view(&db, Some(&hex::encode(&version)), raw)?;
+            for change in view(&db, None, raw)?.diff(&older, prefix)? {
                 print_change(&mut out, &change, false)?;
             }
             out.flush()?;

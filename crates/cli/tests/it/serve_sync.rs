@@ -397,3 +397,50 @@ fn prefixes_through_the_binary() {
     sync_with(&w, &owner);
     assert_eq!(ok(&hyperdb(&["get", p(&owner), "config/a"])), "3\n");
 }
+
+#[test]
+fn watch_reports_a_value_that_stops_counting_when_a_revocation_arrives() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let (owner, w, watcher) = (
+        tmp.path().join("owner"),
+        tmp.path().join("w"),
+        tmp.path().join("watcher"),
+    );
+    ok(&hyperdb(&["init", p(&owner)]));
+    let (key, _) = key_of(&owner);
+    ok(&hyperdb(&["init", p(&w), "--key", &key]));
+    ok(&hyperdb(&["init", p(&watcher), "--key", &key]));
+    let (_, w_key) = key_of(&w);
+    ok(&hyperdb(&["authorize", p(&owner), &w_key]));
+    ok(&hyperdb(&["put", p(&owner), "k", "before"]));
+    sync_with(&w, &owner);
+    ok(&hyperdb(&["revoke", p(&owner), &w_key]));
+    // The writer, not knowing, overwrites; the watcher sees that first.
+    ok(&hyperdb(&["put", p(&w), "k", "after"]));
+    sync_with(&watcher, &w);
+    assert_eq!(ok(&hyperdb(&["get", p(&watcher), "k"])), "after\n");
+
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
+        .args(["watch", p(&watcher), "k"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = watch.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(40));
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    });
+    let mut out = BufReader::new(watch.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+    // The revocation arrives (the watch reads the folder again as it
+    // changes): the writer's value stops counting.
+    sync_with(&watcher, &owner);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "~ k\tafter -> before");
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+}
