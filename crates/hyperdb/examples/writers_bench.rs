@@ -3,8 +3,10 @@
 //! (writer 0) authorizes every other writer and copies their feeds in.
 //! Random gets then run on the owner's folder freshly reopened, first with
 //! every writer's head concurrent, then after the owner writes one entry
-//! that has seen every writer. Prints one JSON object per state: gets per
-//! second, and bytes per entry on disk (every feed's files).
+//! that has seen every writer, then after the owner revokes a writer (so
+//! the permission rule decides every answer). Prints one JSON object per
+//! state: gets per second, and bytes per entry on disk (every feed's
+//! files).
 //!
 //! `cargo run --release -p hyperdb --example writers_bench -- 100 100000`
 
@@ -71,6 +73,22 @@ fn main() {
         "seen_by_one",
         gets(&tmp.join("owner"), n, &key),
     );
+
+    // The same after the owner revokes a writer whose entries it has all
+    // seen: every lookup now goes through the permission rule.
+    if w > 1 {
+        let owner = Db::open(tmp.join("owner")).unwrap();
+        let revoked = owner.writers()[1].key;
+        owner.revoke(&revoked).unwrap();
+        drop(owner);
+        report(
+            w,
+            n,
+            bytes,
+            "one_revoked",
+            gets(&tmp.join("owner"), n, &key),
+        );
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -398,11 +398,7 @@ impl Policy {
 /// ascending), `local` being this replica's writer (shown to itself while
 /// no one lists it, as hyperdb 3.5.0 does) and `id` the writer number of a
 /// key.
-fn evaluate(
-    chains: &[Vec<Marker>],
-    local: usize,
-    id: &dyn Fn(&[u8; 32]) -> Option<usize>,
-) -> Policy {
+fn evaluate(chains: &[&[Marker]], local: usize, id: &dyn Fn(&[u8; 32]) -> Option<usize>) -> Policy {
     let n = chains.len();
     let mut policy = Policy {
         writers: vec![Standing::default(); n],
@@ -529,32 +525,33 @@ fn evaluate(
     // Listings: each writer's first listing of each key; an origin listing
     // had seen no other writer's first listing of it. A listing entry that
     // carries a grant record for the key is that grant, not a plain one.
-    let mut first: Vec<(usize, &Marker, usize)> = Vec::new();
-    let mut listed_anywhere = vec![false; n];
+    // Grouped by the writer listed: a database's writers all list each
+    // other, and only listings of one writer are compared.
+    let mut first: Vec<Vec<(usize, &Marker)>> = vec![Vec::new(); n];
     for (feed, chain) in chains.iter().enumerate() {
-        for m in chain {
+        for m in chain.iter() {
             for key in &m.listed {
                 if let Some(w) = id(key).filter(|&w| w != feed) {
-                    first.push((feed, m, w));
-                    listed_anywhere[w] = true;
+                    first[w].push((feed, m));
                 }
             }
         }
     }
-    let origins: Vec<(usize, &Marker, usize)> = first
-        .iter()
-        .filter(|&&(feed, m, w)| {
+    let mut origins: Vec<(usize, &Marker, usize)> = Vec::new();
+    for (w, listings) in first.iter().enumerate() {
+        for &(feed, m) in listings {
             let granted_here = matches!(
                 &m.record,
                 Some(Record::Grant { writer, .. }) if id(writer) == Some(w)
             );
-            !granted_here
-                && !first
-                    .iter()
-                    .any(|&(f, o, v)| v == w && f != feed && saw(feed, m.seq, &m.clock, f, o.seq))
-        })
-        .copied()
-        .collect();
+            let echo = listings
+                .iter()
+                .any(|&(f, o)| f != feed && saw(feed, m.seq, &m.clock, f, o.seq));
+            if !granted_here && !echo {
+                origins.push((feed, m, w));
+            }
+        }
+    }
     // A plain listing grants only what every grant record of the writer
     // has seen: a record (limited to prefixes, say) wins over a listing
     // made without knowing it.
@@ -584,7 +581,7 @@ fn evaluate(
             break;
         }
     }
-    if local < n && !listed_anywhere[local] {
+    if local < n && first[local].is_empty() {
         policy.writers[local].local_only = true;
     }
     policy
@@ -598,11 +595,14 @@ struct Chain {
     markers: Vec<Marker>,
 }
 
-/// Every writer's chain, and the policy of the last view asked for.
+/// Every writer's chain, the policy of the last view asked for, and the
+/// last policy decided, with how many of each writer's inflated entries
+/// it was decided from.
 #[derive(Default)]
 pub(crate) struct Memo {
     chains: Vec<Chain>,
     last: Option<Last>,
+    decided: Option<(Vec<usize>, Option<Arc<Policy>>)>,
 }
 
 /// The last view a policy was decided for.
@@ -674,17 +674,46 @@ impl DbReader {
         if memo.chains.len() < writers {
             memo.chains.resize_with(writers, Chain::default);
         }
-        let mut chains = Vec::with_capacity(writers);
+        // Each writer's inflated entries in the view: a count of the ones
+        // kept, or (when some are not stored here) the ones found.
+        let mut partial: Vec<Option<Vec<Marker>>> = Vec::with_capacity(writers);
+        let mut counts = Vec::with_capacity(writers);
         for (u, &length) in lengths.iter().enumerate() {
-            chains.push(self.chain(&mut memo.chains[u], u, length)?);
+            let (count, found) = self.chain(&mut memo.chains[u], u, length)?;
+            counts.push(count);
+            partial.push(found);
         }
-        let policy = if chains.iter().flatten().any(|m| m.record.is_some()) {
-            let ids: std::collections::HashMap<[u8; 32], usize> =
-                (0..writers).map(|u| (shared(u).key, u)).collect();
-            let id = |key: &[u8; 32]| ids.get(key).copied();
-            Some(Arc::new(evaluate(&chains, self.local, &id)))
-        } else {
-            None
+        let whole = partial.iter().all(Option::is_none);
+        let reuse = match &memo.decided {
+            Some((from, policy)) if whole && *from == counts => Some(policy.clone()),
+            _ => None,
+        };
+        let policy = match reuse {
+            // Plain writes since: the same records, the same policy.
+            Some(policy) => policy,
+            None => {
+                let chains: Vec<&[Marker]> = partial
+                    .iter()
+                    .zip(&memo.chains)
+                    .zip(&counts)
+                    .map(|((found, chain), &count)| match found {
+                        Some(found) => &found[..],
+                        None => &chain.markers[..count],
+                    })
+                    .collect();
+                let policy = if chains.iter().any(|c| c.iter().any(|m| m.record.is_some())) {
+                    let ids: std::collections::HashMap<[u8; 32], usize> =
+                        (0..writers).map(|u| (shared(u).key, u)).collect();
+                    let id = |key: &[u8; 32]| ids.get(key).copied();
+                    Some(Arc::new(evaluate(&chains, self.local, &id)))
+                } else {
+                    None
+                };
+                if whole {
+                    memo.decided = Some((counts, policy.clone()));
+                }
+                policy
+            }
         };
         memo.last = Some(Last {
             heads: at,
@@ -695,23 +724,24 @@ impl DbReader {
         Ok(policy)
     }
 
-    /// Writer `id`'s inflated entries below `length`, ascending, reading
-    /// back along the `inflate` pointers from where `chain` left off.
-    fn chain(&self, chain: &mut Chain, id: usize, length: u64) -> Result<Vec<Marker>> {
+    /// Writer `id`'s inflated entries below `length`, reading back along
+    /// the `inflate` pointers from where `chain` left off and keeping what
+    /// it finds there: how many of `chain`'s markers are below `length`,
+    /// or, when an entry on the way is not stored here (yet), the markers
+    /// found, which are not kept (the walk starts over when asked again).
+    fn chain(
+        &self,
+        chain: &mut Chain,
+        id: usize,
+        length: u64,
+    ) -> Result<(usize, Option<Vec<Marker>>)> {
         if length <= chain.scanned {
-            return Ok(chain
-                .markers
-                .iter()
-                .filter(|m| m.seq < length)
-                .cloned()
-                .collect());
+            return Ok((chain.markers.partition_point(|m| m.seq < length), None));
         }
         let mut found = Vec::new();
         let mut seq = length - 1;
         // An entry that does not decode ends the walk: its signed bytes are
         // the same on every replica, so they all stop there.
-        // One not stored here (yet) ends it too, and what was found is
-        // then not kept: the walk starts over when it is asked again.
         let mut whole = true;
         let mut read = |seq: u64| match self.scan_node(id, seq) {
             Err(e) if e.is_undecodable() => Ok(None),
@@ -741,42 +771,41 @@ impl DbReader {
             }
             seq = inflated.seq - 1;
         }
-        let mut partial;
-        let chain = if whole {
-            chain
+        let mut markers = if whole {
+            std::mem::take(&mut chain.markers)
         } else {
-            partial = Chain {
-                scanned: chain.scanned,
-                markers: chain.markers.clone(),
-            };
-            &mut partial
+            chain.markers.clone()
         };
-        // Oldest first; each lists what the one before did not.
-        let mut before: Vec<[u8; 32]> = chain
-            .markers
-            .iter()
-            .flat_map(|m| m.listed.iter().copied())
-            .collect();
-        for node in found.into_iter().rev() {
-            let feeds = node.feeds.as_deref().unwrap_or(&[]);
-            let listed: Vec<[u8; 32]> = feeds
+        if !found.is_empty() {
+            // Oldest first; each lists what the ones before did not.
+            let mut before: std::collections::HashSet<[u8; 32]> = markers
                 .iter()
-                .filter(|k| !before.contains(k))
-                .copied()
+                .flat_map(|m| m.listed.iter().copied())
                 .collect();
-            before.extend(listed.iter().copied());
-            let record = node.policy.as_deref().cloned();
-            if !listed.is_empty() || record.is_some() {
-                chain.markers.push(Marker {
-                    seq: node.seq,
-                    clock: node.clock.clone(),
-                    listed,
-                    record,
-                });
+            for node in found.into_iter().rev() {
+                let feeds = node.feeds.as_deref().unwrap_or(&[]);
+                let listed: Vec<[u8; 32]> = feeds
+                    .iter()
+                    .filter(|k| before.insert(**k))
+                    .copied()
+                    .collect();
+                let record = node.policy.as_deref().cloned();
+                if !listed.is_empty() || record.is_some() {
+                    markers.push(Marker {
+                        seq: node.seq,
+                        clock: node.clock.clone(),
+                        listed,
+                        record,
+                    });
+                }
             }
         }
+        if !whole {
+            return Ok((markers.len(), Some(markers)));
+        }
+        chain.markers = markers;
         chain.scanned = length;
-        Ok(chain.markers.clone())
+        Ok((chain.markers.len(), None))
     }
 
     /// Whether the writer with feed `key` may write now: authorized, and
