@@ -600,6 +600,26 @@ fn note_recovery(dir: &Path, db: &DbReader) {
     }
 }
 
+/// Says on stderr which of the writes just made do not count under the
+/// permission rule (the writer was revoked, or may not write there): they
+/// are stored and signed all the same, and hyperdb 3.5.0 peers show them.
+fn warn_if_not_counted(db: &DbReader, nodes: &[std::sync::Arc<Node>]) -> CliResult {
+    let view = db.snapshot()?;
+    let keys: Vec<&str> = nodes
+        .iter()
+        .filter(|n| !view.counts(n))
+        .map(|n| n.key.as_str())
+        .collect();
+    if !keys.is_empty() {
+        eprintln!(
+            "warning: written, but not counted: {} (this replica's writer was revoked or may not \
+             write there; `hyperdb writers DIR` says which; --raw and hyperdb 3.5.0 peers show it)",
+            keys.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// What the reading commands read: the database now or at `at`, under the
 /// permission rule, or with `raw` as hyperdb 3.5.0 shows it.
 fn view<'a>(
@@ -737,10 +757,14 @@ fn run(command: Command) -> CliResult {
             }
         }
         Command::Put { dir, key, value } => {
-            open(&dir)?.put(&key, value.as_bytes())?;
+            let db = open(&dir)?;
+            let node = db.put(&key, value.as_bytes())?;
+            warn_if_not_counted(&db, &[node])?;
         }
         Command::Del { dir, key } => {
-            open(&dir)?.del(&key)?;
+            let db = open(&dir)?;
+            let node = db.del(&key)?;
+            warn_if_not_counted(&db, &[node])?;
         }
         Command::Batch { dir } => {
             let mut ops = Vec::new();
@@ -754,7 +778,9 @@ fn run(command: Command) -> CliResult {
                         .map_err(|e| Failure::usage(format!("stdin line {}: {e}", n + 1)))?,
                 );
             }
-            open(&dir)?.batch(&ops)?;
+            let db = open(&dir)?;
+            let nodes = db.batch(&ops)?;
+            warn_if_not_counted(&db, &nodes)?;
         }
         Command::Get {
             dir,

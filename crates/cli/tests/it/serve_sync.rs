@@ -313,10 +313,23 @@ fn revoking_a_writer_through_the_binary() {
     sync_with(&w, &owner);
     sync_with(&admin, &owner);
     sync_with(&w, &owner);
+    // Now that it knows, a write says it does not count.
+    let late = hyperdb(&["put", p(&w), "late", "x"]);
+    assert!(late.status.success());
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(stderr.contains("not counted: late"), "{stderr}");
+    sync_with(&w, &owner);
+    sync_with(&admin, &owner);
     for dir in [&owner, &w, &admin] {
         assert_eq!(ok(&hyperdb(&["get", p(dir), "k"])), "before\n");
         assert_eq!(ok(&hyperdb(&["get", p(dir), "k", "--raw"])), "after\n");
-        assert_eq!(ok(&hyperdb(&["ls", p(dir), "--raw"])), "k\tafter\n");
+        let mut raw: Vec<String> = ok(&hyperdb(&["ls", p(dir), "--raw"]))
+            .lines()
+            .map(String::from)
+            .collect();
+        raw.sort();
+        assert_eq!(raw, ["k\tafter", "late\tx"]);
+        assert_eq!(ok(&hyperdb(&["ls", p(dir)])), "k\tbefore\n");
         let no = hyperdb(&["authorized", p(dir), &w_key]);
         assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "false");
         assert_eq!(no.status.code(), Some(1));
