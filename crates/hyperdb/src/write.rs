@@ -532,6 +532,15 @@ impl Db {
         self.may_manage("restrict a prefix")?;
         let permissions = self.permissions()?;
         for w in writers {
+            if w == self.key() {
+                return Err(refuse(
+                    format!(
+                        "{} is the database key: the owner may always write, so it is no member to name",
+                        hex::encode(w)
+                    ),
+                    "name writers by their *local* keys (`hyperdb writers DIR` lists them)",
+                ));
+            }
             if !permissions.iter().any(|p| p.key == *w && p.role != "none") {
                 return Err(refuse(
                     format!("{} is not a writer of this database here", hex::encode(w)),

@@ -480,6 +480,8 @@ fn restricting_a_prefix_cuts_other_writers_there_until_it_is_lifted() {
     w1.put("config/x", b"1").unwrap();
     local_sync::sync(&w1, &owner).unwrap();
     assert!(refused(w1.restrict("config", &[])).contains("only the owner or an admin"));
+    assert!(refused(owner.restrict("config", &[*owner.key()])).contains("database key"));
+    assert!(refused(owner.restrict("config", &[[8; 32]])).contains("not a writer"));
     owner.restrict("config", &[*w2.local_key()]).unwrap();
     // Concurrent writes, unaware of the restriction.
     w1.put("config/x", b"2").unwrap();
