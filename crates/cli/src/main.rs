@@ -696,7 +696,9 @@ fn run(command: Command) -> CliResult {
         Command::Info { dir, json } => {
             let db = open_read(&dir)?;
             let local = *db.local_key();
-            let authorized = db.is_authorized(&local)?;
+            // Under the permission rule; hyperdb 3.5.0 never revokes.
+            let authorized = db.may_write(&local)?;
+            let listed = db.is_authorized(&local)?;
             let writers = db.writers();
             let counted = db.counted()?;
             if json {
@@ -731,6 +733,8 @@ fn run(command: Command) -> CliResult {
                     "authorized:    {}",
                     if authorized {
                         "yes"
+                    } else if listed {
+                        "no: revoked (`hyperdb writers DIR` says from which entry on; hyperdb 3.5.0 peers still count its writes)"
                     } else {
                         "no (another writer must `hyperdb authorize` the local key)"
                     }

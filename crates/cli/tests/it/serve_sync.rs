@@ -352,6 +352,8 @@ fn revoking_a_writer_through_the_binary() {
     }
     let table = ok(&hyperdb(&["writers", p(&owner)]));
     assert!(table.contains("revoked from entry 2"), "{table}");
+    let info = ok(&hyperdb(&["info", p(&w)]));
+    assert!(info.contains("authorized:    no: revoked"), "{info}");
     let history = ok(&hyperdb(&["history", p(&owner), "--key", "k"]));
     assert!(
         history.contains("before") && !history.contains("after"),
