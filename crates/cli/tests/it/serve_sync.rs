@@ -151,9 +151,29 @@ fn syncing_with_another_database_explains_itself() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot connect"));
 }
 
+/// A `hyperdb watch` with `args`, killed after 40 seconds if the test has
+/// not stopped it, its stdout past the "watching" line.
+fn spawn_watch(args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
+        .arg("watch")
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = watch.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(40));
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    });
+    let mut out = BufReader::new(watch.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+    (watch, out)
+}
+
 #[test]
 fn watch_live_shows_writes_that_arrive_by_replication() {
-    use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     let (owner, watcher_dir, writer) = (
         tmp.path().join("owner"),
@@ -168,20 +188,8 @@ fn watch_live_shows_writes_that_arrive_by_replication() {
     ok(&hyperdb(&["authorize", p(&owner), &writer_local]));
     let server = Server::start(&owner, &["--live"]);
 
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
-        .args(["watch", p(&watcher_dir), "news", "--live", &server.1])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = watch.id();
-    std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(40));
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-    });
-    let mut out = BufReader::new(watch.stdout.take().unwrap());
+    let (mut watch, mut out) = spawn_watch(&[p(&watcher_dir), "news", "--live", &server.1]);
     let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(line.starts_with("watching"), "{line}");
 
     // A third replica writes and syncs with the server; the live session
     // carries the write on to the watcher.
@@ -415,7 +423,6 @@ fn prefixes_through_the_binary() {
 
 #[test]
 fn watch_reports_a_value_that_stops_counting_when_a_revocation_arrives() {
-    use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     let (owner, w, watcher) = (
         tmp.path().join("owner"),
@@ -436,20 +443,8 @@ fn watch_reports_a_value_that_stops_counting_when_a_revocation_arrives() {
     sync_with(&watcher, &w);
     assert_eq!(ok(&hyperdb(&["get", p(&watcher), "k"])), "after\n");
 
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_hyperdb"))
-        .args(["watch", p(&watcher), "k"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = watch.id();
-    std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(40));
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-    });
-    let mut out = BufReader::new(watch.stdout.take().unwrap());
+    let (mut watch, mut out) = spawn_watch(&[p(&watcher), "k"]);
     let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(line.starts_with("watching"), "{line}");
     // The revocation arrives (the watch reads the folder again as it
     // changes): the writer's value stops counting.
     sync_with(&watcher, &owner);
