@@ -17,14 +17,17 @@ pub const TERMINATOR: u8 = 4;
 /// The components of a key, as hyperdb splits them: a leading and a trailing
 /// empty component are dropped.
 pub fn components(key: &str) -> Vec<&str> {
-    let mut parts: Vec<&str> = key.split('/').collect();
-    if parts.first() == Some(&"") {
-        parts.remove(0);
-    }
-    if parts.last() == Some(&"") {
-        parts.pop();
-    }
-    parts
+    parts(key).collect()
+}
+
+/// [`components`] without collecting them.
+pub fn parts(key: &str) -> impl Iterator<Item = &str> {
+    let total = key.matches('/').count() + 1;
+    // The first piece is empty for "" and "/...", the last for ".../".
+    let skip = usize::from(key.is_empty() || key.starts_with('/'));
+    let rest = total - skip;
+    let take = rest - usize::from(rest > 0 && key.ends_with('/'));
+    key.split('/').skip(skip).take(take)
 }
 
 /// The path of `key`, with the terminator when `terminate`.
@@ -59,6 +62,23 @@ pub fn normalize(key: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Counted or collected, the components hyperdb splits a key into:
+        /// a leading and a trailing empty piece dropped, inner ones kept.
+        #[test]
+        fn parts_are_the_pieces_less_an_empty_first_and_last(key in "[a/]{0,8}") {
+            let mut pieces: Vec<&str> = key.split('/').collect();
+            if pieces.first() == Some(&"") {
+                pieces.remove(0);
+            }
+            if pieces.last() == Some(&"") {
+                pieces.pop();
+            }
+            prop_assert_eq!(parts(&key).collect::<Vec<_>>(), pieces);
+        }
+    }
 
     #[test]
     fn known_collision_collides() {
@@ -74,6 +94,8 @@ mod tests {
         assert_eq!(path("a/b", false).len(), 64);
         assert_eq!(&path("a/b", true)[..32], &path("a", false)[..]);
         assert_eq!(components("a//b"), vec!["a", "", "b"]);
+        assert_eq!(components("//"), vec![""]);
+        assert!(components("/").is_empty() && components("").is_empty());
         assert_eq!(normalize("/x/y"), "x/y");
     }
 }

@@ -52,7 +52,7 @@ use std::sync::Arc;
 
 use crate::db::DbReader;
 use crate::error::Result;
-use crate::hash::components;
+use crate::hash::parts;
 use crate::messages::PolicyRecord;
 use crate::node::Node;
 
@@ -167,13 +167,13 @@ impl Record {
 /// Whether `key` is `prefix` or under it, component by component, as
 /// hyperdb splits keys.
 pub fn is_under(key: &str, prefix: &str) -> bool {
-    let (key, prefix) = (components(key), components(prefix));
-    key.len() >= prefix.len() && key[..prefix.len()] == prefix[..]
+    let mut key = parts(key);
+    parts(prefix).all(|p| key.next() == Some(p))
 }
 
 /// Whether two prefixes name the same place.
-fn same_prefix(a: &str, b: &str) -> bool {
-    components(a) == components(b)
+pub(crate) fn same_prefix(a: &str, b: &str) -> bool {
+    parts(a).eq(parts(b))
 }
 
 /// What the policy needs of one inflated entry.
@@ -245,8 +245,7 @@ struct Restriction {
     members: Vec<usize>,
     /// Member keys, as the record gave them.
     keys: Vec<[u8; 32]>,
-    /// The restricting entry and its clock.
-    by: (usize, u64),
+    /// The restricting entry's clock.
     clock: Vec<u64>,
     /// Restrictions and unrestrictions of the same prefix that have seen
     /// it: an entry that has seen one of them passes this one.
@@ -517,7 +516,6 @@ fn evaluate(chains: &[&[Marker]], local: usize, id: &dyn Fn(&[u8; 32]) -> Option
             prefix: prefix.clone(),
             members: writers.iter().filter_map(id).collect(),
             keys: writers.clone(),
-            by: (feed, m.seq),
             clock: m.clock.clone(),
             lifted_by,
         });

@@ -561,10 +561,10 @@ impl Db {
         let prefix = hash::normalize(prefix).to_string();
         let _writing = self.writing();
         self.may_manage("lift a restriction")?;
-        let restricted = self.restrictions()?.iter().any(|x| {
-            crate::policy::is_under(&x.prefix, &prefix)
-                && crate::policy::is_under(&prefix, &x.prefix)
-        });
+        let restricted = self
+            .restrictions()?
+            .iter()
+            .any(|x| crate::policy::same_prefix(&x.prefix, &prefix));
         if !restricted {
             return Err(refuse(
                 format!("{prefix:?} is not restricted here"),
