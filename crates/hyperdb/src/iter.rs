@@ -154,6 +154,11 @@ impl<'a> Iter<'a> {
     /// Candidates with the same path, grouped by key (colliding keys in
     /// ascending order), pushed so they pop in order.
     fn push_leaves(&mut self, nodes: Vec<Arc<Node>>, lookup: bool) {
+        // Almost always one key: no grouping to do.
+        if nodes.iter().all(|n| n.key == nodes[0].key) {
+            self.stack.push(Item::Leaf { nodes, lookup });
+            return;
+        }
         let mut groups: BTreeMap<String, Vec<Arc<Node>>> = BTreeMap::new();
         for node in nodes {
             groups.entry(node.key.clone()).or_default().push(node);
