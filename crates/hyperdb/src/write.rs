@@ -295,8 +295,10 @@ impl Db {
                 state.writers[local].clock -= 1;
             }
             appended?;
+            // Cached before the lock is let go, so that bringing the
+            // readers' view up to date finds it instead of reading it back.
+            self.cache(local, node.clone());
         }
-        self.cache(local, node.clone());
         self.changed(&[*self.local_key()], None);
         Ok(node)
     }
@@ -344,9 +346,10 @@ impl Db {
                 state.writers[local].clock -= batch.nodes.len() as u64;
                 return Err(e);
             }
-        }
-        for node in &batch.nodes {
-            self.cache(local, node.clone());
+            // As for one write: cached before the readers' view moves.
+            for node in &batch.nodes {
+                self.cache(local, node.clone());
+            }
         }
         self.changed(&[*self.local_key()], None);
         Ok(batch.nodes)
