@@ -21,6 +21,36 @@ use crate::{crypto, flat};
 /// aligned run of this many blocks (see `BlockReader::offset_in_run`).
 const RUN: u64 = 32;
 
+/// Blocks read in order are read ahead, up to this many at once...
+const AHEAD_BLOCKS: u64 = 64;
+/// ...and this many bytes of data (a larger block is read alone).
+const AHEAD_BYTES: u64 = 32 * 1024;
+
+/// Blocks read ahead of a reader going in order: their leaves, and their
+/// bytes side by side from the data file, each checked against its leaf
+/// when it is asked for.
+#[derive(Default)]
+struct Ahead {
+    /// The first block held.
+    first: u64,
+    /// Where the first block starts in the data file.
+    offset: u64,
+    leaves: Vec<Node>,
+    data: Vec<u8>,
+}
+
+impl Ahead {
+    /// Block `index` if it is held and starts at `offset`, with its leaf.
+    fn block(&self, index: u64, offset: u64) -> Option<(&Node, &[u8])> {
+        let i = usize::try_from(index.checked_sub(self.first)?).ok()?;
+        let leaf = self.leaves.get(i)?;
+        let start = offset.checked_sub(self.offset)?;
+        let start = usize::try_from(start).ok()?;
+        let end = start.checked_add(usize::try_from(leaf.size).ok()?)?;
+        Some((leaf, self.data.get(start..end)?))
+    }
+}
+
 /// Reads blocks a [`Feed`](crate::Feed) has flushed, from any thread and
 /// without the feed (made by [`Feed::block_reader`](crate::Feed::block_reader)).
 ///
@@ -44,6 +74,8 @@ pub struct BlockReader {
     /// The block after the last one read and the offset it starts at, so
     /// blocks read in order need no root lookups.
     next: Mutex<(u64, u64)>,
+    /// What was read ahead of the blocks read in order.
+    ahead: Mutex<Ahead>,
 }
 
 impl std::fmt::Debug for BlockReader {
@@ -63,6 +95,7 @@ impl BlockReader {
             nodes,
             data_len: AtomicU64::new(0),
             next: Mutex::new((0, 0)),
+            ahead: Mutex::new(Ahead::default()),
         }
     }
 
@@ -72,6 +105,11 @@ impl BlockReader {
         let data = self.file(&self.data, "data")?;
         let known = *self.next.lock().expect("no panic while held");
         let (offset, leaf) = if known.0 == index {
+            // Anything odd ahead (a leaf not stored yet, bytes that do not
+            // match) is left to the read of this block alone.
+            if let Some(block) = self.read_in_order(tree, data, index, known.1) {
+                return Ok(block);
+            }
             (known.1, self.node(tree, index.saturating_mul(2))?)
         } else {
             // Anything odd on the short way (a leaf not stored, as in a
@@ -93,6 +131,83 @@ impl BlockReader {
             (offset, self.node(tree, index.saturating_mul(2))?)
         };
         self.read_checked(data, index, offset, &leaf)
+    }
+
+    /// Block `index`, which starts at `offset`, from what was read ahead,
+    /// reading ahead from it first if it is not there: the leaves of up to
+    /// [`AHEAD_BLOCKS`] blocks in one read of the tree file and their bytes
+    /// in one read of the data file, so that a history walk makes two
+    /// system calls per run of blocks rather than two per block. `None`
+    /// when there is nothing to gain (the block alone fills the budget, or
+    /// the tree ends with it) or anything is amiss.
+    fn read_in_order(
+        &self,
+        tree: &dyn RandomAccess,
+        data: &dyn RandomAccess,
+        index: u64,
+        offset: u64,
+    ) -> Option<Vec<u8>> {
+        let mut ahead = self.ahead.lock().expect("no panic while held");
+        if ahead.block(index, offset).is_none() {
+            *ahead = self.read_ahead(tree, data, index, offset)?;
+        }
+        let (leaf, block) = ahead.block(index, offset)?;
+        if crypto::leaf_hash(block) != leaf.hash {
+            // Read before it was all written, or damaged: read it alone.
+            *ahead = Ahead::default();
+            return None;
+        }
+        let (size, block) = (leaf.size, block.to_vec());
+        *self.next.lock().expect("no panic while held") = (index + 1, offset + size);
+        Some(block)
+    }
+
+    fn read_ahead(
+        &self,
+        tree: &dyn RandomAccess,
+        data: &dyn RandomAccess,
+        index: u64,
+        offset: u64,
+    ) -> Option<Ahead> {
+        let nodes = tree.len().ok()?.checked_sub(HEADER_SIZE)? / NODE_SIZE;
+        // Leaf `i` is node `2i`: the leaves the tree file reaches.
+        let count = nodes.div_ceil(2).checked_sub(index)?.min(AHEAD_BLOCKS);
+        if count < 2 {
+            return None;
+        }
+        let mut buf = vec![0u8; ((2 * count - 1) * NODE_SIZE) as usize];
+        let at = index
+            .checked_mul(2 * NODE_SIZE)
+            .and_then(|o| o.checked_add(HEADER_SIZE))?;
+        tree.read_exact_at(at, &mut buf).ok()?;
+        let mut data_len = self.data_len.load(Ordering::Relaxed);
+        if data_len < offset.saturating_add(AHEAD_BYTES) {
+            data_len = data.len().ok()?;
+            self.data_len.store(data_len, Ordering::Relaxed);
+        }
+        let budget = data_len.checked_sub(offset)?.min(AHEAD_BYTES);
+        let mut leaves = Vec::with_capacity(count as usize);
+        let mut bytes = 0u64;
+        for (node, block) in buf.chunks(2 * NODE_SIZE as usize).zip(index..) {
+            let leaf = decode_node(2 * block, &node[..NODE_SIZE as usize]);
+            let stored = !(leaf.size == 0 && leaf.hash == [0; 32]);
+            match bytes.checked_add(leaf.size) {
+                Some(end) if stored && end <= budget => bytes = end,
+                _ => break,
+            }
+            leaves.push(leaf);
+        }
+        if leaves.len() < 2 {
+            return None;
+        }
+        let mut data_bytes = vec![0u8; bytes as usize];
+        data.read_exact_at(offset, &mut data_bytes).ok()?;
+        Some(Ahead {
+            first: index,
+            offset,
+            leaves,
+            data: data_bytes,
+        })
     }
 
     /// Where block `index` starts, and its leaf, found from the start of

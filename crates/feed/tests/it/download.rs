@@ -163,6 +163,33 @@ fn a_block_reader_reads_what_the_feed_flushed_and_only_that() {
     });
 }
 
+/// Blocks read in order are read ahead in runs; a damaged block inside a
+/// run fails its own hash check, and spoils neither the blocks read ahead
+/// of it nor the ones after it.
+#[test]
+fn a_block_reader_reading_in_order_checks_every_block_it_read_ahead() {
+    let (storage, source) = writer(300);
+    let mut data = storage.contents("data");
+    let start: usize = (0..150).map(|i| source.get(i).unwrap().len()).sum();
+    data[start] ^= 1;
+    storage.set_contents("data", data);
+    let blocks = source.block_reader(Box::new(storage.clone()));
+    for index in 0..300u64 {
+        match blocks.get(index) {
+            Ok(block) => assert_eq!(block, source.get(index).unwrap(), "block {index}"),
+            Err(e) => {
+                assert_eq!(index, 150, "only the damaged block fails: {e}");
+                assert!(e.to_string().contains("does not match its hash"), "{e}");
+            }
+        }
+    }
+    assert!(blocks.get(150).is_err());
+    // And again in order from the start, with what was read ahead kept.
+    for index in (0..150).chain(151..300) {
+        assert_eq!(blocks.get(index).unwrap(), source.get(index).unwrap());
+    }
+}
+
 #[test]
 fn a_proof_naming_an_index_past_any_feed_is_refused() {
     let (_, source) = writer(40);
