@@ -26,28 +26,35 @@ const AHEAD_BLOCKS: u64 = 64;
 /// ...and this many bytes of data (a larger block is read alone).
 const AHEAD_BYTES: u64 = 32 * 1024;
 
-/// Blocks read ahead of a reader going in order: their leaves, and their
-/// bytes side by side from the data file, each checked against its leaf
-/// when it is asked for.
+/// Blocks read ahead of a reader going in order: the leaves of a run of
+/// blocks, and the bytes of as many of them as fit in [`AHEAD_BYTES`] side
+/// by side from the data file, each checked against its leaf when it is
+/// asked for.
 #[derive(Default)]
 struct Ahead {
-    /// The first block held.
+    /// The block of the first leaf held.
     first: u64,
-    /// Where the first block starts in the data file.
-    offset: u64,
     leaves: Vec<Node>,
+    /// The block whose bytes start `data`, and where it starts in the data
+    /// file.
+    data_first: u64,
+    offset: u64,
     data: Vec<u8>,
 }
 
 impl Ahead {
-    /// Block `index` if it is held and starts at `offset`, with its leaf.
-    fn block(&self, index: u64, offset: u64) -> Option<(&Node, &[u8])> {
+    /// The leaf of block `index`, if held.
+    fn leaf(&self, index: u64) -> Option<&Node> {
         let i = usize::try_from(index.checked_sub(self.first)?).ok()?;
-        let leaf = self.leaves.get(i)?;
-        let start = offset.checked_sub(self.offset)?;
-        let start = usize::try_from(start).ok()?;
-        let end = start.checked_add(usize::try_from(leaf.size).ok()?)?;
-        Some((leaf, self.data.get(start..end)?))
+        self.leaves.get(i)
+    }
+
+    /// The bytes of block `index`, which starts at `offset`, if held.
+    fn bytes(&self, index: u64, offset: u64) -> Option<&[u8]> {
+        index.checked_sub(self.data_first)?;
+        let size = usize::try_from(self.leaf(index)?.size).ok()?;
+        let start = usize::try_from(offset.checked_sub(self.offset)?).ok()?;
+        self.data.get(start..start.checked_add(size)?)
     }
 }
 
@@ -135,11 +142,12 @@ impl BlockReader {
 
     /// Block `index`, which starts at `offset`, from what was read ahead,
     /// reading ahead from it first if it is not there: the leaves of up to
-    /// [`AHEAD_BLOCKS`] blocks in one read of the tree file and their bytes
-    /// in one read of the data file, so that a history walk makes two
-    /// system calls per run of blocks rather than two per block. `None`
-    /// when there is nothing to gain (the block alone fills the budget, or
-    /// the tree ends with it) or anything is amiss.
+    /// [`AHEAD_BLOCKS`] blocks in one read of the tree file and the bytes
+    /// of as many as fit in [`AHEAD_BYTES`] in one read of the data file,
+    /// so that a history walk makes two system calls per run of blocks
+    /// rather than two per block (a block larger than that is read alone,
+    /// its leaf still from the run). `None` when there is nothing to gain
+    /// (the tree ends with the block) or anything is amiss.
     fn read_in_order(
         &self,
         tree: &dyn RandomAccess,
@@ -148,27 +156,30 @@ impl BlockReader {
         offset: u64,
     ) -> Option<Vec<u8>> {
         let mut ahead = self.ahead.lock().expect("no panic while held");
-        if ahead.block(index, offset).is_none() {
-            *ahead = self.read_ahead(tree, data, index, offset)?;
+        if ahead.leaf(index).is_none() {
+            *ahead = Self::read_leaves(tree, index)?;
         }
-        let (leaf, block) = ahead.block(index, offset)?;
+        if ahead.bytes(index, offset).is_none() {
+            self.read_data(&mut ahead, data, index, offset)?;
+        }
+        let leaf = *ahead.leaf(index)?;
+        let Some(block) = ahead.bytes(index, offset) else {
+            drop(ahead);
+            return self.read_checked(data, index, offset, &leaf).ok();
+        };
         if crypto::leaf_hash(block) != leaf.hash {
             // Read before it was all written, or damaged: read it alone.
             *ahead = Ahead::default();
             return None;
         }
-        let (size, block) = (leaf.size, block.to_vec());
-        *self.next.lock().expect("no panic while held") = (index + 1, offset + size);
+        let block = block.to_vec();
+        *self.next.lock().expect("no panic while held") = (index + 1, offset + leaf.size);
         Some(block)
     }
 
-    fn read_ahead(
-        &self,
-        tree: &dyn RandomAccess,
-        data: &dyn RandomAccess,
-        index: u64,
-        offset: u64,
-    ) -> Option<Ahead> {
+    /// The leaves of up to [`AHEAD_BLOCKS`] blocks from `index`, as far as
+    /// they are stored; `None` if fewer than two are.
+    fn read_leaves(tree: &dyn RandomAccess, index: u64) -> Option<Ahead> {
         let nodes = tree.len().ok()?.checked_sub(HEADER_SIZE)? / NODE_SIZE;
         // Leaf `i` is node `2i`: the leaves the tree file reaches.
         let count = nodes.div_ceil(2).checked_sub(index)?.min(AHEAD_BLOCKS);
@@ -180,34 +191,52 @@ impl BlockReader {
             .checked_mul(2 * NODE_SIZE)
             .and_then(|o| o.checked_add(HEADER_SIZE))?;
         tree.read_exact_at(at, &mut buf).ok()?;
+        let leaves: Vec<Node> = buf
+            .chunks(2 * NODE_SIZE as usize)
+            .zip(index..)
+            .map(|(node, block)| decode_node(2 * block, &node[..NODE_SIZE as usize]))
+            .take_while(stored)
+            .collect();
+        (leaves.len() >= 2).then_some(Ahead {
+            first: index,
+            leaves,
+            ..Ahead::default()
+        })
+    }
+
+    /// Reads into `ahead` the bytes of the blocks from `index` (which
+    /// starts at `offset`) whose leaves it holds, as many as fit in
+    /// [`AHEAD_BYTES`]: none if block `index` alone does not.
+    fn read_data(
+        &self,
+        ahead: &mut Ahead,
+        data: &dyn RandomAccess,
+        index: u64,
+        offset: u64,
+    ) -> Option<()> {
         let mut data_len = self.data_len.load(Ordering::Relaxed);
         if data_len < offset.saturating_add(AHEAD_BYTES) {
             data_len = data.len().ok()?;
             self.data_len.store(data_len, Ordering::Relaxed);
         }
         let budget = data_len.checked_sub(offset)?.min(AHEAD_BYTES);
-        let mut leaves = Vec::with_capacity(count as usize);
+        let from = usize::try_from(index.checked_sub(ahead.first)?).ok()?;
         let mut bytes = 0u64;
-        for (node, block) in buf.chunks(2 * NODE_SIZE as usize).zip(index..) {
-            let leaf = decode_node(2 * block, &node[..NODE_SIZE as usize]);
-            let stored = !(leaf.size == 0 && leaf.hash == [0; 32]);
+        for leaf in ahead.leaves.get(from..)? {
             match bytes.checked_add(leaf.size) {
-                Some(end) if stored && end <= budget => bytes = end,
+                Some(end) if end <= budget => bytes = end,
                 _ => break,
             }
-            leaves.push(leaf);
         }
-        if leaves.len() < 2 {
-            return None;
+        let mut buf = std::mem::take(&mut ahead.data);
+        buf.resize(bytes as usize, 0);
+        if bytes > 0 {
+            data.read_exact_at(offset, &mut buf).ok()?;
         }
-        let mut data_bytes = vec![0u8; bytes as usize];
-        data.read_exact_at(offset, &mut data_bytes).ok()?;
-        Some(Ahead {
-            first: index,
-            offset,
-            leaves,
-            data: data_bytes,
-        })
+        ahead.data = buf;
+        ahead.data_first = index;
+        ahead.offset = offset;
+        Some(())
     }
 
     /// Where block `index` starts, and its leaf, found from the start of
@@ -228,7 +257,6 @@ impl BlockReader {
             .checked_mul(2 * NODE_SIZE)
             .and_then(|o| o.checked_add(HEADER_SIZE))?;
         tree.read_exact_at(at, &mut buf).ok()?;
-        let stored = |node: &Node| !(node.size == 0 && node.hash == [0; 32]);
         // A leaf and the parent after it, for each block before `index`.
         for (bytes, block) in buf.chunks_exact(2 * NODE_SIZE as usize).zip(start..) {
             let leaf = decode_node(2 * block, bytes);
@@ -248,14 +276,14 @@ impl BlockReader {
         leaf: &Node,
     ) -> Result<Vec<u8>> {
         let end = offset.checked_add(leaf.size);
-        let mut stored = self.data_len.load(Ordering::Relaxed);
-        if end.is_none_or(|end| end > stored) {
-            stored = data.len().map_err(|e| self.io("data", e))?;
-            self.data_len.store(stored, Ordering::Relaxed);
+        let mut held = self.data_len.load(Ordering::Relaxed);
+        if end.is_none_or(|end| end > held) {
+            held = data.len().map_err(|e| self.io("data", e))?;
+            self.data_len.store(held, Ordering::Relaxed);
         }
-        if end.is_none_or(|end| end > stored) {
+        if end.is_none_or(|end| end > held) {
             return Err(self.corrupt(format!(
-                "block {index} should take {} bytes at offset {offset}, but the file holds {stored}",
+                "block {index} should take {} bytes at offset {offset}, but the file holds {held}",
                 leaf.size
             )));
         }
@@ -317,7 +345,7 @@ impl BlockReader {
             }
         })?;
         let node = decode_node(index, &buf);
-        if node.size == 0 && node.hash == [0; 32] {
+        if !stored(&node) {
             return Err(self.missing(index));
         }
         // Nodes never change once written: the feed may use it too.
@@ -338,4 +366,10 @@ impl BlockReader {
             source,
         }
     }
+}
+
+/// Whether a node read from the tree file was ever written: a stored node
+/// has a size or a hash, and the zeros of a gap in the file have neither.
+fn stored(node: &Node) -> bool {
+    !(node.size == 0 && node.hash == [0; 32])
 }

@@ -3,7 +3,11 @@
 //! `flush`, and leave the same tree and data files as the writer's, whatever
 //! the order the blocks arrive in.
 
-use hypercore_feed::{Feed, FeedOptions, MemoryStorage, Proof, SparseBits};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hypercore_feed::{Feed, FeedOptions, MemoryStorage, Proof, RandomAccess, SparseBits, Storage};
 use proptest::prelude::*;
 
 fn writer(n: usize) -> (MemoryStorage, Feed) {
@@ -188,6 +192,95 @@ fn a_block_reader_reading_in_order_checks_every_block_it_read_ahead() {
     for index in (0..150).chain(151..300) {
         assert_eq!(blocks.get(index).unwrap(), source.get(index).unwrap());
     }
+}
+
+/// Files in memory that count the reads made of them (lengths included,
+/// each a system call on disk).
+struct Counting {
+    inner: MemoryStorage,
+    reads: Arc<AtomicU64>,
+}
+
+struct CountingFile {
+    inner: Box<dyn RandomAccess>,
+    reads: Arc<AtomicU64>,
+}
+
+impl Storage for Counting {
+    fn open(&self, name: &str) -> io::Result<Box<dyn RandomAccess>> {
+        let inner = self.inner.open(name)?;
+        let reads = self.reads.clone();
+        Ok(Box::new(CountingFile { inner, reads }))
+    }
+    fn open_read_only(&self, name: &str) -> io::Result<Box<dyn RandomAccess>> {
+        let inner = self.inner.open_read_only(name)?;
+        let reads = self.reads.clone();
+        Ok(Box::new(CountingFile { inner, reads }))
+    }
+    fn describe(&self, name: &str) -> String {
+        self.inner.describe(name)
+    }
+}
+
+impl RandomAccess for CountingFile {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_exact_at(offset, buf)
+    }
+    fn write_all_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.inner.write_all_at(offset, data)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.len()
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len)
+    }
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.inner.sync_all()
+    }
+    fn exists(&self) -> bool {
+        self.inner.exists()
+    }
+}
+
+/// Blocks read in order take a few reads for each run of up to 64: small
+/// ones come from one read of their leaves and one of their bytes, and a
+/// block too large to read ahead (over 32 KiB) takes one read of its own,
+/// its leaf still read with the run's.
+#[test]
+fn a_block_reader_reading_in_order_reads_runs_of_blocks_at_once() {
+    let storage = MemoryStorage::new();
+    let mut feed = Feed::open(storage.clone(), FeedOptions::default()).unwrap();
+    let blocks: Vec<Vec<u8>> = (0..320u64)
+        .map(|i| match i {
+            128..192 => vec![i as u8; 40 * 1024],
+            _ => format!("block {i}").into_bytes(),
+        })
+        .collect();
+    feed.append_batch(&blocks).unwrap();
+    let reads = Arc::new(AtomicU64::new(0));
+    let counting = Counting {
+        inner: storage.clone(),
+        reads: reads.clone(),
+    };
+    let reader = feed.block_reader(Box::new(counting));
+    let mut counts = Vec::new();
+    for run in [0..128u64, 128..192, 192..320] {
+        let before = reads.load(Ordering::Relaxed);
+        for index in run {
+            assert_eq!(reader.get(index).unwrap(), blocks[index as usize]);
+        }
+        counts.push(reads.load(Ordering::Relaxed) - before);
+    }
+    assert!(counts[0] <= 8, "128 small blocks took {} reads", counts[0]);
+    assert!(
+        counts[1] <= 64 + 4,
+        "64 large blocks took {} reads",
+        counts[1]
+    );
+    assert!(counts[2] <= 8, "128 small blocks took {} reads", counts[2]);
 }
 
 #[test]
