@@ -252,11 +252,14 @@ impl BlockReader {
         for root in flat::full_roots_iter(start.checked_mul(2)?) {
             offset = offset.checked_add(self.node(tree, root).ok()?.size)?;
         }
-        let mut buf = vec![0u8; ((2 * (index - start) + 1) * NODE_SIZE) as usize];
+        // On the stack: a heap buffer of this size is a large allocation,
+        // which costs the allocator a sweep of its small free chunks.
+        let mut run = [0u8; (2 * RUN as usize - 1) * NODE_SIZE as usize];
+        let buf = &mut run[..((2 * (index - start) + 1) * NODE_SIZE) as usize];
         let at = start
             .checked_mul(2 * NODE_SIZE)
             .and_then(|o| o.checked_add(HEADER_SIZE))?;
-        tree.read_exact_at(at, &mut buf).ok()?;
+        tree.read_exact_at(at, buf).ok()?;
         // A leaf and the parent after it, for each block before `index`.
         for (bytes, block) in buf.chunks_exact(2 * NODE_SIZE as usize).zip(start..) {
             let leaf = decode_node(2 * block, bytes);
