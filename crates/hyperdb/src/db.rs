@@ -616,8 +616,7 @@ impl DbReader {
 
     pub(crate) fn cache(&self, feed: usize, node: Arc<Node>) {
         if let Some(w) = self.registry.get(feed) {
-            w.cache
-                .insert_weighted((feed, node.seq), node.clone(), node.memory());
+            w.cache.insert(feed, node);
         }
     }
 

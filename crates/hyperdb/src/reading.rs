@@ -141,12 +141,7 @@ impl State {
     /// find it without the lock. What cannot be decoded here is left to
     /// the reader that needs it (which says why).
     pub(crate) fn decode_ahead(&self, feed: usize, seq: u64) {
-        if self.writers[feed]
-            .shared
-            .cache
-            .get_cloned(&(feed, seq))
-            .is_some()
-        {
+        if self.writers[feed].shared.cache.get(feed, seq).is_some() {
             return;
         }
         if let Ok(Some((msg, inflate))) = self.read_entry(feed, seq) {
@@ -249,9 +244,7 @@ fn decode_entry(
             feeds,
         });
         if keep {
-            shared
-                .cache
-                .insert_weighted((feed, seq), node.clone(), node.memory());
+            shared.cache.insert(feed, node.clone());
         }
         Ok(node)
     }
@@ -349,7 +342,7 @@ impl Reading<'_> {
         let Some(shared) = self.db.registry.get(feed) else {
             return Ok(None);
         };
-        if let Some(n) = shared.cache.get_cloned(&(feed, seq)) {
+        if let Some(n) = shared.cache.get(feed, seq) {
             return Ok(Some(n));
         }
         if let Some(n) = read_flushed(shared, feed, seq, keep) {

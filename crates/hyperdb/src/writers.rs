@@ -3,12 +3,13 @@
 //! (`encode_map`/`decode_map`), authorization, and what readers find of
 //! them without a lock ([`WriterShared`]).
 
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLockWriteGuard;
 
-use hypercore_feed::cache::{KeyMap, SharedCache};
+use hypercore_feed::cache::{IndexHasher, KeyMap};
 use hypercore_feed::{BlockReader, Feed, Recovery};
 
 use crate::node::Node;
@@ -37,7 +38,120 @@ pub(crate) struct Writer {
 
 /// Decoded entries of every writer of a database, by (writer, seq),
 /// weighed by [`Node::memory`]: one budget in bytes for them all.
-pub(crate) type EntryCache = SharedCache<(usize, u64), Arc<Node>>;
+///
+/// Lookups come back to the few entries near the top of the trie and
+/// seldom to the many near its leaves, which every lookup in a large
+/// database decodes afresh. The cache is scan resistant (`quick_cache`,
+/// CLOCK-Pro-like): an entry read once waits in a small probation part,
+/// and only one read again takes room from those lookups share.
+pub(crate) struct EntryCache(
+    quick_cache::sync::Cache<(usize, u64), Arc<Node>, NodeWeight, BuildHasherDefault<IndexHasher>>,
+);
+
+/// What an entry weighs in an [`EntryCache`]: its bytes in memory.
+#[derive(Clone, Copy)]
+pub(crate) struct NodeWeight;
+
+impl quick_cache::Weighter<(usize, u64), Arc<Node>> for NodeWeight {
+    fn weight(&self, _: &(usize, u64), node: &Arc<Node>) -> u64 {
+        node.memory() as u64
+    }
+}
+
+impl EntryCache {
+    /// A cache of about `bytes` of decoded entries.
+    pub(crate) fn new(bytes: usize) -> Self {
+        // Entries weigh about a kilobyte (less near the top of the trie).
+        let items = (bytes / 1024).max(16);
+        // Shards for the cores that may read at once, but each large
+        // enough that its own eviction still sees a few hundred entries.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = (items / 256).clamp(1, 4 * cores).next_power_of_two();
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(items)
+            .weight_capacity(bytes as u64)
+            .shards(shards)
+            .build()
+            .expect("capacities are set");
+        EntryCache(quick_cache::sync::Cache::with_options(
+            options,
+            NodeWeight,
+            Default::default(),
+            Default::default(),
+        ))
+    }
+
+    /// The entry `seq` of writer `feed`, if cached.
+    pub(crate) fn get(&self, feed: usize, seq: u64) -> Option<Arc<Node>> {
+        self.0.get(&(feed, seq))
+    }
+
+    /// Caches `node`, entry `node.seq` of writer `feed`.
+    pub(crate) fn insert(&self, feed: usize, node: Arc<Node>) {
+        self.0.insert((feed, node.seq), node);
+    }
+
+    /// How many entries are cached.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trie::Trie;
+
+    fn node(seq: u64) -> Arc<Node> {
+        Arc::new(Node {
+            key: format!("key/{seq}"),
+            value: Some(vec![7; 100]),
+            deleted: false,
+            feed: 0,
+            seq,
+            clock: vec![seq],
+            trie: Trie::new(),
+            path: vec![1; 97],
+            inflate: 0,
+            feeds: None,
+            policy: None,
+        })
+    }
+
+    /// The entries lookups come back to (the top of the trie) stay cached
+    /// while many more pass through that are read once and never again
+    /// (the entries near its leaves, in a database larger than the cache),
+    /// and the cache holds no more than its budget.
+    #[test]
+    fn entries_read_again_outlast_a_stream_read_once() {
+        let weight = node(0).memory();
+        let cache = EntryCache::new(1_000 * weight);
+        let mut once = 1_000_000u64..;
+        let mut hits = 0;
+        for round in 0..10 {
+            // Two hundred entries read twice...
+            for seq in (0..200).flat_map(|seq| [seq, seq]) {
+                match cache.get(0, seq) {
+                    Some(found) => {
+                        assert_eq!(found.seq, seq);
+                        hits += usize::from(round > 0);
+                    }
+                    None => cache.insert(0, node(seq)),
+                }
+            }
+            // ...then twice as many entries as the cache holds, read once.
+            for seq in once.by_ref().take(2_000) {
+                assert!(cache.get(0, seq).is_none());
+                cache.insert(0, node(seq));
+                assert!(cache.0.weight() <= cache.0.capacity());
+            }
+        }
+        // Every read in the later rounds finds its entry, most at the first.
+        let reads = 9 * 400;
+        assert!(hits >= reads * 95 / 100, "{hits} hits of {reads} reads");
+    }
+}
 
 /// What readers need of a writer without taking the state lock: its
 /// decoded entries (immutable once decoded), how many entries it has
