@@ -62,13 +62,15 @@ pub(crate) fn put<'a>(
     value: Option<Vec<u8>>,
     deleted: bool,
 ) -> Result<Node> {
-    let path = crate::hash::path(key, true);
+    // The new trie copies most of a head's: room for as many pointers
+    // and a few more spares it growing one pointer at a time.
+    let room = heads.iter().map(|h| h.trie.len()).max().unwrap_or(0);
     let mut req = PutRequest {
         db: db.reading(),
         batch,
         key,
-        path: path.clone(),
-        trie: Trie::new(),
+        path: crate::hash::path(key, true),
+        trie: Trie::with_capacity(if room == 0 { 0 } else { room + 8 }),
         workers: Vec::new(),
         queue: VecDeque::new(),
         active: 0,
@@ -87,7 +89,7 @@ pub(crate) fn put<'a>(
         seq: 0,
         clock,
         trie: req.trie,
-        path,
+        path: req.path,
         inflate: 0,
         feeds: None,
         policy: None,
@@ -116,10 +118,16 @@ impl PutRequest<'_> {
 
     fn move_closer(&mut self, w: usize) {
         let head = self.workers[w].head.clone();
+        // The positions where the head's trie holds pointers, from here on:
+        // elsewhere there is nothing to copy, and no need to look.
+        let from = self.workers[w].i;
+        let mut buckets = head.trie.positions().skip_while(|&p| p < from).peekable();
         while self.workers[w].i < self.path.len() {
             let i = self.workers[w].i;
             let val = self.path[i];
-            self.copy_trie(w, &head, i, val);
+            if buckets.next_if_eq(&i).is_some() {
+                self.copy_trie(w, &head, i, val);
+            }
             self.split_trie(w, &head, i, val);
             if self.workers[w].pending > 0 {
                 return;

@@ -119,6 +119,19 @@ impl Trie {
             + list(self.ptrs.capacity() * std::mem::size_of::<Ptr>())
     }
 
+    /// An empty trie with room for `pointers` pointers.
+    pub fn with_capacity(pointers: usize) -> Self {
+        Trie {
+            slots: Vec::with_capacity(pointers),
+            ptrs: Vec::with_capacity(pointers),
+        }
+    }
+
+    /// How many pointers the trie holds.
+    pub fn len(&self) -> usize {
+        self.ptrs.len()
+    }
+
     /// Whether the trie holds no pointer.
     pub fn is_empty(&self) -> bool {
         self.ptrs.is_empty()
@@ -126,7 +139,12 @@ impl Trie {
 
     /// Adds a pointer for `digit` at `position` unless it is there already.
     pub fn push(&mut self, position: usize, digit: u8, ptr: Ptr) {
-        let range = self.range(position, Some(digit));
+        // A put copies pointers position by position, so most go at the
+        // end, past any slot they could repeat.
+        let range = match self.slots.last() {
+            Some(&last) if last >= (position as u32, digit) => self.range(position, Some(digit)),
+            _ => self.slots.len()..self.slots.len(),
+        };
         if self.ptrs[range.clone()].contains(&ptr) {
             return;
         }
@@ -138,21 +156,25 @@ impl Trie {
     /// numbering).
     pub fn encode(&self, map: &[Option<usize>]) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.ptrs.len() * 4);
-        for position in self.positions() {
-            varint::encode(position as u64, &mut out);
-            let mut bits = 0u64;
-            for (digit, _) in self.bucket(position) {
-                bits |= 1 << digit;
-            }
+        // One pass over the sorted slots: each position's run of them, its
+        // digits ascending, each digit's pointers side by side.
+        let mut start = 0;
+        while let Some(&(position, _)) = self.slots.get(start) {
+            let run = &self.slots[start..];
+            let end = start + run.iter().take_while(|&&(p, _)| p == position).count();
+            varint::encode(u64::from(position), &mut out);
+            let bits = self.slots[start..end]
+                .iter()
+                .fold(0u64, |bits, &(_, digit)| bits | 1 << digit);
             varint::encode(bits, &mut out);
-            for (_, values) in self.bucket(position) {
-                for (j, ptr) in values.iter().enumerate() {
-                    let feed = map.get(ptr.feed).copied().flatten().unwrap_or(ptr.feed);
-                    let more = u64::from(j + 1 < values.len());
-                    varint::encode(feed as u64 * 2 + more, &mut out);
-                    varint::encode(ptr.seq, &mut out);
-                }
+            for j in start..end {
+                let ptr = self.ptrs[j];
+                let feed = map.get(ptr.feed).copied().flatten().unwrap_or(ptr.feed);
+                let more = u64::from(j + 1 < end && self.slots[j + 1].1 == self.slots[j].1);
+                varint::encode(feed as u64 * 2 + more, &mut out);
+                varint::encode(ptr.seq, &mut out);
             }
+            start = end;
         }
         out
     }
