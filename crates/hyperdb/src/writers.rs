@@ -36,6 +36,9 @@ pub(crate) struct Writer {
     pub(crate) content: Option<Feed>,
 }
 
+/// An entry's writer (its local id) and seq.
+type EntryKey = (usize, u64);
+
 /// Decoded entries of every writer of a database, by (writer, seq),
 /// weighed by [`Node::memory`]: one budget in bytes for them all.
 ///
@@ -44,16 +47,24 @@ pub(crate) struct Writer {
 /// database decodes afresh. The cache is scan resistant (`quick_cache`,
 /// CLOCK-Pro-like): an entry read once waits in a small probation part,
 /// and only one read again takes room from those lookups share.
-pub(crate) struct EntryCache(
-    quick_cache::sync::Cache<(usize, u64), Arc<Node>, NodeWeight, BuildHasherDefault<IndexHasher>>,
-);
+pub(crate) struct EntryCache {
+    entries:
+        quick_cache::sync::Cache<EntryKey, Arc<Node>, NodeWeight, BuildHasherDefault<IndexHasher>>,
+    /// The last entry too heavy for `entries` (which refuses what would
+    /// fill most of a shard): kept alone, so that lookups going through an
+    /// entry with a large value do not read and decode it every time. At
+    /// most one such entry is kept beside the budget.
+    heavy: parking_lot::Mutex<Option<(EntryKey, Arc<Node>)>>,
+    /// The weight from which an entry is heavy.
+    heavy_from: u64,
+}
 
 /// What an entry weighs in an [`EntryCache`]: its bytes in memory.
 #[derive(Clone, Copy)]
 pub(crate) struct NodeWeight;
 
-impl quick_cache::Weighter<(usize, u64), Arc<Node>> for NodeWeight {
-    fn weight(&self, _: &(usize, u64), node: &Arc<Node>) -> u64 {
+impl quick_cache::Weighter<EntryKey, Arc<Node>> for NodeWeight {
+    fn weight(&self, _: &EntryKey, node: &Arc<Node>) -> u64 {
         node.memory() as u64
     }
 }
@@ -73,28 +84,45 @@ impl EntryCache {
             .shards(shards)
             .build()
             .expect("capacities are set");
-        EntryCache(quick_cache::sync::Cache::with_options(
-            options,
-            NodeWeight,
-            Default::default(),
-            Default::default(),
-        ))
+        EntryCache {
+            entries: quick_cache::sync::Cache::with_options(
+                options,
+                NodeWeight,
+                Default::default(),
+                Default::default(),
+            ),
+            heavy: Default::default(),
+            // A shard admits entries up to 97% of its share.
+            heavy_from: (bytes / shards) as u64 * 9 / 10,
+        }
     }
 
     /// The entry `seq` of writer `feed`, if cached.
     pub(crate) fn get(&self, feed: usize, seq: u64) -> Option<Arc<Node>> {
-        self.0.get(&(feed, seq))
+        let key = (feed, seq);
+        self.entries.get(&key).or_else(|| {
+            let heavy = self.heavy.lock();
+            heavy
+                .as_ref()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, n)| n.clone())
+        })
     }
 
     /// Caches `node`, entry `node.seq` of writer `feed`.
     pub(crate) fn insert(&self, feed: usize, node: Arc<Node>) {
-        self.0.insert((feed, node.seq), node);
+        let key = (feed, node.seq);
+        if node.memory() as u64 >= self.heavy_from {
+            *self.heavy.lock() = Some((key, node));
+        } else {
+            self.entries.insert(key, node);
+        }
     }
 
     /// How many entries are cached.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len() + usize::from(self.heavy.lock().is_some())
     }
 }
 
@@ -144,12 +172,32 @@ mod tests {
             for seq in once.by_ref().take(2_000) {
                 assert!(cache.get(0, seq).is_none());
                 cache.insert(0, node(seq));
-                assert!(cache.0.weight() <= cache.0.capacity());
+                assert!(cache.entries.weight() <= cache.entries.capacity());
             }
         }
         // Every read in the later rounds finds its entry, most at the first.
         let reads = 9 * 400;
         assert!(hits >= reads * 95 / 100, "{hits} hits of {reads} reads");
+    }
+
+    /// An entry heavier than the whole budget is still kept, alone: the
+    /// last one cached.
+    #[test]
+    fn one_entry_heavier_than_the_budget_is_kept() {
+        let cache = EntryCache::new(64 << 10);
+        let heavy = |seq: u64| {
+            let mut node = Node::clone(&node(seq));
+            node.value = Some(vec![1; 100 << 10]);
+            Arc::new(node)
+        };
+        cache.insert(0, node(1));
+        cache.insert(0, heavy(2));
+        assert_eq!(cache.get(0, 2).map(|n| n.seq), Some(2));
+        assert_eq!(cache.get(0, 1).map(|n| n.seq), Some(1));
+        cache.insert(0, heavy(3));
+        assert_eq!(cache.get(0, 3).map(|n| n.seq), Some(3));
+        assert!(cache.get(0, 2).is_none(), "one heavy entry at most");
+        assert!(cache.get(1, 3).is_none(), "another writer's entry 3");
     }
 }
 
