@@ -21,6 +21,10 @@ use crate::{crypto, flat};
 /// aligned run of this many blocks (see `BlockReader::offset_in_run`).
 const RUN: u64 = 32;
 
+/// Runs whose start offsets a reader keeps: 2,097,152 blocks' worth, in
+/// about 3 MB at most.
+const RUN_STARTS: usize = 1 << 16;
+
 /// Blocks read in order are read ahead, up to this many at once...
 const AHEAD_BLOCKS: u64 = 64;
 /// ...and this many bytes of data (a larger block is read alone).
@@ -75,6 +79,10 @@ pub struct BlockReader {
     data: OnceLock<Box<dyn RandomAccess>>,
     /// The feed's own cache of tree nodes.
     nodes: Arc<SharedCache<u64, Node>>,
+    /// Where runs of [`RUN`] blocks start in the data file, by first
+    /// block: each sums up to a few dozen tree nodes, most of which no
+    /// other run needs.
+    run_starts: SharedCache<u64, u64>,
     /// The data file's length when last asked: a block that ends within it
     /// needs no system call to be checked.
     data_len: AtomicU64,
@@ -100,6 +108,7 @@ impl BlockReader {
             tree: OnceLock::new(),
             data: OnceLock::new(),
             nodes,
+            run_starts: SharedCache::new(RUN_STARTS),
             data_len: AtomicU64::new(0),
             next: Mutex::new((0, 0)),
             ahead: Mutex::new(Ahead::default()),
@@ -126,6 +135,8 @@ impl BlockReader {
                 if let Ok(block) = self.read_checked(data, index, offset, &leaf) {
                     return Ok(block);
                 }
+                // Perhaps the feed was repaired since the run was seen.
+                self.run_starts.remove(&(index & !(RUN - 1)));
             }
             let mut offset = 0u64;
             for root in flat::full_roots_iter(index.saturating_mul(2)) {
@@ -240,18 +251,25 @@ impl BlockReader {
     }
 
     /// Where block `index` starts, and its leaf, found from the start of
-    /// its aligned run of [`RUN`] blocks: that start's offset sums a few
-    /// high tree nodes (shared by every block of the run, so they stay
-    /// cached), and the leaves from there to `index` sit side by side in
-    /// the tree file, one read. Summing the full roots left of `index`
+    /// its aligned run of [`RUN`] blocks: that start's offset sums the
+    /// full roots left of it (once: it is kept for the run), and the
+    /// leaves from there to `index` sit side by side in the tree file, one
+    /// read. Summing the full roots left of `index`
     /// instead takes about one uncached read per low root. `None` where a
     /// node is missing or a sum overflows.
     fn offset_in_run(&self, tree: &dyn RandomAccess, index: u64) -> Option<(u64, Node)> {
         let start = index & !(RUN - 1);
-        let mut offset = 0u64;
-        for root in flat::full_roots_iter(start.checked_mul(2)?) {
-            offset = offset.checked_add(self.node(tree, root).ok()?.size)?;
-        }
+        let mut offset = match self.run_starts.get_cloned(&start) {
+            Some(offset) => offset,
+            None => {
+                let mut offset = 0u64;
+                for root in flat::full_roots_iter(start.checked_mul(2)?) {
+                    offset = offset.checked_add(self.node(tree, root).ok()?.size)?;
+                }
+                self.run_starts.insert(start, offset);
+                offset
+            }
+        };
         // On the stack: a heap buffer of this size is a large allocation,
         // which costs the allocator a sweep of its small free chunks.
         let mut run = [0u8; (2 * RUN as usize - 1) * NODE_SIZE as usize];
