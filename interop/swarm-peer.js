@@ -46,7 +46,11 @@ main(async function () {
   let redundant = 0
   swarm.on('connection', function (connection, info) {
     live.set(connection, { initiator: info.initiator, id: hex(info.id) })
-    connection.on('close', function () { live.delete(connection) })
+    // A replication stream the other end closed first finalizes: it ends
+    // without 'close', and a later destroy() emits none either.
+    const gone = function () { live.delete(connection) }
+    connection.on('close', gone)
+    connection.on('end', gone)
   })
   swarm.on('redundant-connection', function () { redundant++ })
   swarm.on('error', function () {})
@@ -83,7 +87,10 @@ main(async function () {
       swarm.addPeer(db.discoveryKey, { host: '127.0.0.1', port: cmd.connect })
       reply({ ok: true })
     } else if (cmd.connections) {
-      reply({ connections: Array.from(live.values()), redundant, found })
+      // Only streams still open: one ended (`destroyed` is set by both
+      // finalize() and destroy()) is no connection any more.
+      const open = Array.from(live).filter(([c]) => !c.destroyed).map(([, v]) => v)
+      reply({ connections: open, redundant, found })
     } else if (cmd.put) {
       await step('put', function (cb) { db.put(cmd.put.key, cmd.put.value, cb) })
       reply({ ok: true })
