@@ -49,16 +49,15 @@ impl Hasher for IndexHasher {
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<IndexHasher>>;
 
-/// A generation of a [`Cache`]: each entry with its weight.
-type Generation<K, V> = Map<K, (V, usize)>;
+/// A generation of a [`Cache`].
+type Generation<K, V> = Map<K, V>;
 
 /// A map keyed by 32-byte feed or discovery keys, hashed with
 /// [`IndexHasher`] rather than SipHash: replication looks a feed up by key
 /// for every message.
 pub type KeyMap<V> = HashMap<[u8; 32], V, BuildHasherDefault<IndexHasher>>;
 
-/// A cache holding at most about `capacity` entries, or entries weighing
-/// about `capacity` in all when they are inserted with weights (bytes, say).
+/// A cache holding at most about `capacity` entries.
 ///
 /// ```
 /// let mut cache = hypercore_feed::cache::Cache::new(2);
@@ -70,22 +69,18 @@ pub type KeyMap<V> = HashMap<[u8; 32], V, BuildHasherDefault<IndexHasher>>;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Cache<K, V> {
-    /// Each entry with its weight.
     young: Generation<K, V>,
     old: Generation<K, V>,
-    /// The weight of the young generation's entries.
-    young_weight: usize,
-    /// The weight a generation holds before it turns over.
+    /// How many entries a generation holds before it turns over.
     generation: usize,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
-    /// A cache of about `capacity` entries, or of that weight (at least 2).
+    /// A cache of about `capacity` entries (at least 2).
     pub fn new(capacity: usize) -> Self {
         Cache {
             young: Map::default(),
             old: Map::default(),
-            young_weight: 0,
             generation: (capacity / 2).max(1),
         }
     }
@@ -93,11 +88,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// The entry for `key`, marking it as recently used.
     pub fn get(&mut self, key: &K) -> Option<&V> {
         if self.young.contains_key(key) {
-            return self.young.get(key).map(|(v, _)| v);
+            return self.young.get(key);
         }
-        let (value, weight) = self.old.remove(key)?;
-        self.insert_weighted(key.clone(), value, weight);
-        self.young.get(key).map(|(v, _)| v)
+        let value = self.old.remove(key)?;
+        self.insert(key.clone(), value);
+        self.young.get(key)
     }
 
     /// A copy of the entry for `key`, marking it as recently used: one
@@ -110,31 +105,25 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// the promotion of an old entry turned the generations over) for the
     /// caller to drop when it likes.
     fn get_cloned_evicting(&mut self, key: &K) -> (Option<V>, Option<Generation<K, V>>) {
-        if let Some((value, _)) = self.young.get(key) {
+        if let Some(value) = self.young.get(key) {
             return (Some(value.clone()), None);
         }
-        let Some((value, weight)) = self.old.remove(key) else {
+        let Some(value) = self.old.remove(key) else {
             return (None, None);
         };
-        let evicted = self.insert_evicting(key.clone(), value.clone(), weight);
+        let evicted = self.insert_evicting(key.clone(), value.clone());
         (Some(value), evicted)
     }
 
-    /// Adds or replaces an entry (of weight 1).
+    /// Adds or replaces an entry.
     pub fn insert(&mut self, key: K, value: V) {
-        self.insert_evicting(key, value, 1);
+        self.insert_evicting(key, value);
     }
 
-    /// Adds or replaces an entry of weight `weight`.
-    pub fn insert_weighted(&mut self, key: K, value: V, weight: usize) {
-        self.insert_evicting(key, value, weight);
-    }
-
-    /// [`Cache::insert_weighted`], handing back the generation it evicted,
-    /// if any.
-    fn insert_evicting(&mut self, key: K, value: V, weight: usize) -> Option<Generation<K, V>> {
+    /// [`Cache::insert`], handing back the generation it evicted, if any.
+    fn insert_evicting(&mut self, key: K, value: V) -> Option<Generation<K, V>> {
         let mut evicted = None;
-        if self.young_weight + weight > self.generation
+        if self.young.len() >= self.generation
             && !self.young.is_empty()
             && !self.young.contains_key(&key)
         {
@@ -143,20 +132,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
             let young = Map::with_capacity_and_hasher(self.young.len(), Default::default());
             let old = std::mem::replace(&mut self.young, young);
             evicted = Some(std::mem::replace(&mut self.old, old));
-            self.young_weight = 0;
         }
-        if let Some((_, replaced)) = self.young.insert(key, (value, weight)) {
-            self.young_weight -= replaced;
-        }
-        self.young_weight += weight;
+        self.young.insert(key, value);
         evicted
     }
 
     /// Removes an entry.
     pub fn remove(&mut self, key: &K) {
-        if let Some((_, weight)) = self.young.remove(key) {
-            self.young_weight -= weight;
-        }
+        self.young.remove(key);
         self.old.remove(key);
     }
 
@@ -164,7 +147,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     pub fn clear(&mut self) {
         self.young.clear();
         self.old.clear();
-        self.young_weight = 0;
     }
 
     /// Number of entries.
@@ -200,7 +182,7 @@ pub struct SharedCache<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> SharedCache<K, V> {
-    /// A cache of about `capacity` entries (or weight) in all.
+    /// A cache of about `capacity` entries in all.
     pub fn new(capacity: usize) -> Self {
         SharedCache {
             shards: std::array::from_fn(|_| std::sync::Mutex::new(Cache::new(capacity / SHARDS))),
@@ -237,16 +219,10 @@ impl<K: Hash + Eq + Clone, V: Clone> SharedCache<K, V> {
         value
     }
 
-    /// Adds or replaces an entry (of weight 1).
+    /// Adds or replaces an entry.
     pub fn insert(&self, key: K, value: V) {
-        self.insert_weighted(key, value, 1);
-    }
-
-    /// Adds or replaces an entry of weight `weight`: a cache made with a
-    /// capacity in bytes, given each entry's size, holds about that many
-    /// bytes in all.
-    pub fn insert_weighted(&self, key: K, value: V, weight: usize) {
-        let evicted = self.shard(&key).insert_evicting(key, value, weight);
+        // As in `get_cloned`, an evicted generation is freed unlocked.
+        let evicted = self.shard(&key).insert_evicting(key, value);
         drop(evicted);
     }
 
@@ -280,25 +256,5 @@ mod tests {
         assert_eq!(cache.get(&5_000), None);
         cache.remove(&0);
         assert_eq!(cache.get(&0), None);
-    }
-
-    #[test]
-    fn weighted_entries_bound_the_weight() {
-        let mut cache = Cache::new(1_000);
-        for i in 0..10_000u32 {
-            cache.insert_weighted(i, i, 10 + (i as usize % 7) * 10);
-            assert_eq!(cache.get(&0), Some(&0), "a hot entry survives turnovers");
-            let weight: usize = cache
-                .young
-                .values()
-                .chain(cache.old.values())
-                .map(|(_, w)| w)
-                .sum();
-            assert!(weight <= 1_000 + 70, "{weight}");
-        }
-        // One entry heavier than a generation is still kept.
-        cache.insert_weighted(u32::MAX, 1, 5_000);
-        assert_eq!(cache.get(&u32::MAX), Some(&1));
-        assert_eq!(cache.get(&9_999), Some(&9_999));
     }
 }

@@ -55,8 +55,8 @@ pub(crate) struct EntryCache {
     /// entry with a large value do not read and decode it every time. At
     /// most one such entry is kept beside the budget.
     heavy: parking_lot::Mutex<Option<(EntryKey, Arc<Node>)>>,
-    /// The weight from which an entry is heavy.
-    heavy_from: u64,
+    /// Whether `heavy` was ever filled: until then a miss takes no lock.
+    heavy_held: AtomicBool,
 }
 
 /// What an entry weighs in an [`EntryCache`]: its bytes in memory.
@@ -92,8 +92,7 @@ impl EntryCache {
                 Default::default(),
             ),
             heavy: Default::default(),
-            // A shard admits entries up to 97% of its share.
-            heavy_from: (bytes / shards) as u64 * 9 / 10,
+            heavy_held: AtomicBool::new(false),
         }
     }
 
@@ -101,6 +100,9 @@ impl EntryCache {
     pub(crate) fn get(&self, feed: usize, seq: u64) -> Option<Arc<Node>> {
         let key = (feed, seq);
         self.entries.get(&key).or_else(|| {
+            if !self.heavy_held.load(Ordering::Acquire) {
+                return None;
+            }
             let heavy = self.heavy.lock();
             heavy
                 .as_ref()
@@ -112,10 +114,12 @@ impl EntryCache {
     /// Caches `node`, entry `node.seq` of writer `feed`.
     pub(crate) fn insert(&self, feed: usize, node: Arc<Node>) {
         let key = (feed, node.seq);
-        if node.memory() as u64 >= self.heavy_from {
-            *self.heavy.lock() = Some((key, node));
-        } else {
-            self.entries.insert(key, node);
+        // The cache hands back what it evicted, and an entry it refused to
+        // admit (too heavy for its shard) comes back first.
+        let evicted = self.entries.insert_with_lifecycle(key, node);
+        if let Some((k, node)) = evicted.into_iter().flatten().find(|(k, _)| *k == key) {
+            *self.heavy.lock() = Some((k, node));
+            self.heavy_held.store(true, Ordering::Release);
         }
     }
 
