@@ -150,7 +150,7 @@ pub(crate) fn candidates_with(
         // Where the node's path turns away from the key's, it points on.
         let i = start + common_prefix(node.path.get(start..).unwrap_or(&[]), &path[start..]);
         if i < path.len() {
-            for &ptr in node.trie.get(i, path[i]) {
+            for ptr in node.trie.get(i, path[i]) {
                 on_lookup(ptr);
                 if let Some(next) = db.pointer(ptr, None)? {
                     stack.push((next, i + 1));
@@ -160,7 +160,7 @@ pub(crate) fn candidates_with(
         }
         add(&node, &mut found);
         let top = path.len() - 1;
-        for &ptr in node.trie.get(top, path[top]) {
+        for ptr in node.trie.get(top, path[top]) {
             on_lookup(ptr);
             if let Some(other) = db.pointer(ptr, None)? {
                 add(&other, &mut found);

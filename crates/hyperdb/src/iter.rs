@@ -251,7 +251,7 @@ fn descend(db: &DbReader, nodes: &[Arc<Node>], pos: usize, digit: u8) -> Result<
             next.push(node.clone());
         }
         if own != Some(digit) || digit == TERMINATOR {
-            for &ptr in node.trie.get(pos, digit) {
+            for ptr in node.trie.get(pos, digit) {
                 if let Some(other) = db.scan_pointer(ptr)? {
                     if other.path.get(pos) == Some(&digit) {
                         next.push(other);

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::hash::TERMINATOR;
 use crate::node::Node;
 use crate::reading::Reading;
-use crate::trie::{Ptr, Trie};
+use crate::trie::{Ptr, Trie, MAX_POSITION};
 
 /// The entries of a batch being written, which its later operations see.
 pub(crate) struct Batching {
@@ -62,6 +62,14 @@ pub(crate) fn put<'a>(
     value: Option<Vec<u8>>,
     deleted: bool,
 ) -> Result<Node> {
+    let path = crate::hash::path(key, true);
+    if path.len() as u64 > MAX_POSITION + 1 {
+        return Err(Error::Invalid(format!(
+            "a key may have at most {} components (separated by /); this one has {}",
+            MAX_POSITION / crate::hash::DIGITS_PER_COMPONENT as u64,
+            path.len() / crate::hash::DIGITS_PER_COMPONENT
+        )));
+    }
     // The new trie copies most of a head's: room for as many pointers
     // and a few more spares it growing one pointer at a time.
     let room = heads.iter().map(|h| h.trie.len()).max().unwrap_or(0);
@@ -69,7 +77,7 @@ pub(crate) fn put<'a>(
         db: db.reading(),
         batch,
         key,
-        path: crate::hash::path(key, true),
+        path,
         trie: Trie::with_capacity(if room == 0 { 0 } else { room + 8 }),
         workers: Vec::new(),
         queue: VecDeque::new(),
@@ -145,7 +153,7 @@ impl PutRequest<'_> {
             if digit == val && val != TERMINATOR {
                 continue;
             }
-            for &ptr in ptrs {
+            for ptr in ptrs {
                 if val == TERMINATOR {
                     self.workers[w].pending += 1;
                     self.queue.push_back(Task::Collision {
@@ -176,14 +184,14 @@ impl PutRequest<'_> {
             );
         }
         let ptrs = head.trie.get(i, val);
-        if ptrs.is_empty() {
+        let Some(first) = ptrs.first() else {
             self.workers[w].ended = true;
             return;
-        }
+        };
         self.workers[w].pending += 1;
         self.queue.push_back(Task::UpdateHead {
             worker: w,
-            ptr: ptrs[0],
+            ptr: first,
         });
         if ptrs.len() > 1 {
             self.workers[w].pending += 1;
@@ -192,7 +200,7 @@ impl PutRequest<'_> {
             }
             self.queue.push_back(Task::Fork {
                 worker: w,
-                ptrs: ptrs[1..].to_vec(),
+                ptrs: ptrs.skip(1).iter().collect(),
             });
         }
     }

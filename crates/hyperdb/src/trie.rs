@@ -19,25 +19,149 @@ pub struct Ptr {
 }
 
 /// A node's trie: for each (position, digit) with pointers, the pointers in
-/// the order they were added. Kept as one sorted list, so decoding a node
-/// allocates once.
+/// the order they were added. Kept as one sorted list of 16-byte slots, so
+/// a decoded node's trie is one allocation and a cached one weighs little.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trie {
-    /// (position, digit) of each pointer, sorted; equal pairs are adjacent
-    /// and keep their insertion order.
-    slots: Vec<(u32, u8)>,
-    ptrs: Vec<Ptr>,
+    /// Sorted by (position, digit); equal pairs are adjacent and keep
+    /// their insertion order.
+    slots: Vec<Slot>,
+}
+
+/// One pointer of a [`Trie`] with where it is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    /// `position << DIGIT_BITS | digit`: ordered as (position, digit).
+    at: u32,
+    /// The local feed id (a database has far fewer than 2^32 writers).
+    feed: u32,
+    seq: u64,
+}
+
+/// Bits of [`Slot::at`] that hold the digit: a bucket's digit mask is a
+/// 64-bit varint, so digits go up to 63.
+const DIGIT_BITS: u32 = 6;
+
+impl Slot {
+    fn new(position: u32, digit: u8, ptr: Ptr) -> Self {
+        Slot {
+            at: at(position, digit),
+            feed: u32::try_from(ptr.feed).expect("fewer than 2^32 writers"),
+            seq: ptr.seq,
+        }
+    }
+
+    fn position(self) -> u32 {
+        self.at >> DIGIT_BITS
+    }
+
+    fn digit(self) -> u8 {
+        (self.at & ((1 << DIGIT_BITS) - 1)) as u8
+    }
+
+    fn ptr(self) -> Ptr {
+        Ptr {
+            feed: self.feed as usize,
+            seq: self.seq,
+        }
+    }
+}
+
+fn at(position: u32, digit: u8) -> u32 {
+    position << DIGIT_BITS | u32::from(digit)
+}
+
+/// The pointers of one (position, digit) of a [`Trie`], in the order they
+/// were added.
+#[derive(Clone, Copy)]
+pub struct Ptrs<'a>(&'a [Slot]);
+
+impl<'a> Ptrs<'a> {
+    /// How many pointers there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first pointer, if any.
+    pub fn first(&self) -> Option<Ptr> {
+        self.0.first().map(|s| s.ptr())
+    }
+
+    /// Whether `ptr` is one of them.
+    pub fn contains(&self, ptr: &Ptr) -> bool {
+        self.iter().any(|p| p == *ptr)
+    }
+
+    /// The pointers in order.
+    pub fn iter(&self) -> PtrIter<'a> {
+        PtrIter(self.0.iter())
+    }
+
+    /// The pointers after the first `n`.
+    pub fn skip(&self, n: usize) -> Ptrs<'a> {
+        Ptrs(self.0.get(n..).unwrap_or(&[]))
+    }
+}
+
+impl<'a> IntoIterator for Ptrs<'a> {
+    type Item = Ptr;
+    type IntoIter = PtrIter<'a>;
+
+    fn into_iter(self) -> PtrIter<'a> {
+        self.iter()
+    }
+}
+
+/// The pointers of a [`Ptrs`], in order.
+#[derive(Clone)]
+pub struct PtrIter<'a>(std::slice::Iter<'a, Slot>);
+
+impl Iterator for PtrIter<'_> {
+    type Item = Ptr;
+
+    fn next(&mut self) -> Option<Ptr> {
+        self.0.next().map(|s| s.ptr())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for PtrIter<'_> {}
+
+impl std::fmt::Debug for Ptrs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq<[Ptr]> for Ptrs<'_> {
+    fn eq(&self, other: &[Ptr]) -> bool {
+        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| a == *b)
+    }
+}
+
+impl<const N: usize> PartialEq<&[Ptr; N]> for Ptrs<'_> {
+    fn eq(&self, other: &&[Ptr; N]) -> bool {
+        *self == other[..]
+    }
 }
 
 /// Largest path position a trie may hold (a key of 4,096 components).
 pub const MAX_POSITION: u64 = 4096 * 32;
 
 thread_local! {
-    /// Lists [`Trie::decode`] fills before copying them out.
-    static SCRATCH: std::cell::RefCell<Trie> = Default::default();
+    /// The list [`Trie::decode`] fills before copying it out.
+    static SCRATCH: std::cell::RefCell<Vec<Slot>> = Default::default();
 }
 
-/// Pointers the scratch lists keep room for between decodings: a huge trie
+/// Pointers the scratch list keeps room for between decodings: a huge trie
 /// from a peer does not pin its size in every thread that read it.
 const SCRATCH_KEEP: usize = 4096;
 
@@ -63,46 +187,41 @@ impl Trie {
 
     fn range(&self, position: usize, digit: Option<u8>) -> std::ops::Range<usize> {
         let p = position as u32;
-        let lo = self
-            .slots
-            .partition_point(|&(sp, sd)| (sp, sd) < (p, digit.unwrap_or(0)));
+        let lo = at(p, digit.unwrap_or(0));
+        let start = self.slots.partition_point(|s| s.at < lo);
         // The slots found are adjacent and the caller walks them all, so
         // counting them costs no more than a second search would.
-        let rest = &self.slots[lo..];
+        let rest = &self.slots[start..];
         let found = match digit {
-            Some(d) => rest.iter().take_while(|&&slot| slot == (p, d)).count(),
-            None => rest.iter().take_while(|&&(sp, _)| sp == p).count(),
+            Some(_) => rest.iter().take_while(|s| s.at == lo).count(),
+            None => rest.iter().take_while(|s| s.position() == p).count(),
         };
-        lo..lo + found
+        start..start + found
     }
 
     /// The pointers for `digit` at `position`.
-    pub fn get(&self, position: usize, digit: u8) -> &[Ptr] {
-        &self.ptrs[self.range(position, Some(digit))]
+    pub fn get(&self, position: usize, digit: u8) -> Ptrs<'_> {
+        Ptrs(&self.slots[self.range(position, Some(digit))])
     }
 
     /// The digits with pointers at `position`, in ascending order, each
     /// with its pointers.
-    pub fn bucket(&self, position: usize) -> impl Iterator<Item = (u8, &[Ptr])> + '_ {
-        let range = self.range(position, None);
-        let mut i = range.start;
+    pub fn bucket(&self, position: usize) -> impl Iterator<Item = (u8, Ptrs<'_>)> + '_ {
+        let mut rest = &self.slots[self.range(position, None)];
         std::iter::from_fn(move || {
-            if i >= range.end {
-                return None;
-            }
-            let digit = self.slots[i].1;
-            let start = i;
-            while i < range.end && self.slots[i].1 == digit {
-                i += 1;
-            }
-            Some((digit, &self.ptrs[start..i]))
+            let digit = rest.first()?.digit();
+            let n = rest.iter().take_while(|s| s.digit() == digit).count();
+            let (these, others) = rest.split_at(n);
+            rest = others;
+            Some((digit, Ptrs(these)))
         })
     }
 
     /// Positions that hold pointers, ascending, without repeats.
     pub fn positions(&self) -> impl Iterator<Item = usize> + '_ {
         let mut last = None;
-        self.slots.iter().filter_map(move |&(p, _)| {
+        self.slots.iter().filter_map(move |s| {
+            let p = s.position();
             if last == Some(p) {
                 return None;
             }
@@ -111,70 +230,69 @@ impl Trie {
         })
     }
 
-    /// Bytes the trie's lists take on the heap (with the allocator's
-    /// headers), for [`crate::Node::memory`].
+    /// Bytes the trie's list takes on the heap (with the allocator's
+    /// header), for [`crate::Node::memory`].
     pub fn memory(&self) -> usize {
-        let list = |bytes: usize| if bytes == 0 { 0 } else { bytes + 16 };
-        list(self.slots.capacity() * std::mem::size_of::<(u32, u8)>())
-            + list(self.ptrs.capacity() * std::mem::size_of::<Ptr>())
+        match self.slots.capacity() {
+            0 => 0,
+            n => n * std::mem::size_of::<Slot>() + 16,
+        }
     }
 
     /// An empty trie with room for `pointers` pointers.
     pub fn with_capacity(pointers: usize) -> Self {
         Trie {
             slots: Vec::with_capacity(pointers),
-            ptrs: Vec::with_capacity(pointers),
         }
     }
 
     /// How many pointers the trie holds.
     pub fn len(&self) -> usize {
-        self.ptrs.len()
+        self.slots.len()
     }
 
     /// Whether the trie holds no pointer.
     pub fn is_empty(&self) -> bool {
-        self.ptrs.is_empty()
+        self.slots.is_empty()
     }
 
     /// Adds a pointer for `digit` at `position` unless it is there already.
     pub fn push(&mut self, position: usize, digit: u8, ptr: Ptr) {
+        let slot = Slot::new(position as u32, digit, ptr);
         // A put copies pointers position by position, so most go at the
         // end, past any slot they could repeat.
         let range = match self.slots.last() {
-            Some(&last) if last >= (position as u32, digit) => self.range(position, Some(digit)),
+            Some(last) if last.at >= slot.at => self.range(position, Some(digit)),
             _ => self.slots.len()..self.slots.len(),
         };
-        if self.ptrs[range.clone()].contains(&ptr) {
+        if self.slots[range.clone()].contains(&slot) {
             return;
         }
-        self.slots.insert(range.end, (position as u32, digit));
-        self.ptrs.insert(range.end, ptr);
+        self.slots.insert(range.end, slot);
     }
 
     /// Encodes the trie, numbering feeds with `map` (local id → writer's
     /// numbering).
     pub fn encode(&self, map: &[Option<usize>]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.ptrs.len() * 4);
+        let mut out = Vec::with_capacity(self.slots.len() * 4);
         // One pass over the sorted slots: each position's run of them, its
         // digits ascending, each digit's pointers side by side.
-        let mut start = 0;
-        while let Some(&(position, _)) = self.slots.get(start) {
-            let run = &self.slots[start..];
-            let end = start + run.iter().take_while(|&&(p, _)| p == position).count();
+        let mut rest = &self.slots[..];
+        while let Some(first) = rest.first() {
+            let position = first.position();
+            let n = rest.iter().take_while(|s| s.position() == position).count();
+            let (run, others) = rest.split_at(n);
+            rest = others;
             varint::encode(u64::from(position), &mut out);
-            let bits = self.slots[start..end]
-                .iter()
-                .fold(0u64, |bits, &(_, digit)| bits | 1 << digit);
+            let bits = run.iter().fold(0u64, |bits, s| bits | 1 << s.digit());
             varint::encode(bits, &mut out);
-            for j in start..end {
-                let ptr = self.ptrs[j];
-                let feed = map.get(ptr.feed).copied().flatten().unwrap_or(ptr.feed);
-                let more = u64::from(j + 1 < end && self.slots[j + 1].1 == self.slots[j].1);
+            for (j, slot) in run.iter().enumerate() {
+                let local = slot.feed as usize;
+                let feed = map.get(local).copied().flatten().unwrap_or(local);
+                let more = u64::from(run.get(j + 1).is_some_and(|next| next.at == slot.at));
                 varint::encode(feed as u64 * 2 + more, &mut out);
-                varint::encode(ptr.seq, &mut out);
+                varint::encode(slot.seq, &mut out);
             }
-            start = end;
         }
         out
     }
@@ -182,28 +300,25 @@ impl Trie {
     /// Decodes a trie, mapping the writer's feed numbers to local ids with
     /// `map`.
     pub fn decode(buf: &[u8], map: &[usize]) -> Result<Trie, TrieError> {
-        // One pass fills this thread's scratch lists, and the trie takes
-        // copies at their final size: a decoded entry may stay cached, and
-        // the cache weighs what it allocates.
+        // One pass fills this thread's scratch list, and the trie takes a
+        // copy at its final size: a decoded entry may stay cached, and the
+        // cache weighs what it allocates.
         SCRATCH.with_borrow_mut(|scratch| {
-            scratch.slots.clear();
-            scratch.ptrs.clear();
+            scratch.clear();
             let sorted = walk(buf, map, |position, ptr| {
                 if let Some((digit, ptr)) = ptr {
-                    scratch.slots.push((position, digit));
-                    scratch.ptrs.push(ptr);
+                    scratch.push(Slot::new(position, digit, ptr));
                 }
             });
             let trie = match sorted {
                 Ok(true) => Ok(Trie {
-                    slots: scratch.slots.as_slice().into(),
-                    ptrs: scratch.ptrs.as_slice().into(),
+                    slots: scratch.as_slice().into(),
                 }),
                 Ok(false) => Ok(Self::decode_unordered(buf, map)),
                 Err(e) => Err(e),
             };
-            if scratch.ptrs.capacity() > SCRATCH_KEEP {
-                *scratch = Trie::default();
+            if scratch.capacity() > SCRATCH_KEEP {
+                *scratch = Vec::new();
             }
             trie
         })
@@ -223,8 +338,7 @@ impl Trie {
         let mut trie = Trie::new();
         for (position, bucket) in buckets {
             for (digit, ptr) in bucket {
-                trie.slots.push((position, digit));
-                trie.ptrs.push(ptr);
+                trie.slots.push(Slot::new(position, digit, ptr));
             }
         }
         trie
@@ -312,11 +426,40 @@ mod tests {
         }
         let back = Trie::decode(&trie.encode(&[Some(0)]), &[0]).unwrap();
         assert_eq!(back, trie);
-        assert_eq!(back.ptrs.capacity(), 10_000, "copied out at its size");
-        SCRATCH.with_borrow(|s| assert!(s.ptrs.capacity() <= SCRATCH_KEEP));
+        assert_eq!(back.slots.capacity(), 10_000, "copied out at its size");
+        SCRATCH.with_borrow(|s| assert!(s.capacity() <= SCRATCH_KEEP));
         // The thread's scratch serves the next decoding as before.
         let small = Trie::decode(&[5, 0b1, 0, 1], &[0]).unwrap();
         assert_eq!(small.get(5, 0), &[Ptr { feed: 0, seq: 1 }]);
+    }
+
+    #[test]
+    fn the_largest_positions_and_digits_keep_their_order() {
+        let max = MAX_POSITION as usize;
+        let mut trie = Trie::new();
+        trie.push(
+            max,
+            63,
+            Ptr {
+                feed: 2,
+                seq: u64::MAX,
+            },
+        );
+        trie.push(max, 0, Ptr { feed: 1, seq: 1 });
+        trie.push(0, 63, Ptr { feed: 0, seq: 2 });
+        trie.push(max - 1, 4, Ptr { feed: 0, seq: 3 });
+        assert_eq!(trie.positions().collect::<Vec<_>>(), vec![0, max - 1, max]);
+        let digits: Vec<u8> = trie.bucket(max).map(|(d, _)| d).collect();
+        assert_eq!(digits, vec![0, 63]);
+        assert_eq!(
+            trie.get(max, 63),
+            &[Ptr {
+                feed: 2,
+                seq: u64::MAX
+            }]
+        );
+        let back = Trie::decode(&trie.encode(&[Some(0), Some(1), Some(2)]), &[0, 1, 2]).unwrap();
+        assert_eq!(back, trie);
     }
 
     #[test]

@@ -360,3 +360,30 @@ fn a_writer_with_a_foreign_header_counts_nothing_and_stops_nothing() {
     owner.put("b", b"2").unwrap();
     assert_eq!(owner.list("").unwrap().len(), 2);
 }
+
+#[test]
+fn a_key_too_deep_to_read_back_is_refused_and_the_database_still_reads() {
+    // Two keys sharing 4,500 components would point at each other beyond
+    // the deepest trie position a reader accepts (4,096 components).
+    let (_, db) = memory();
+    let deep: String = "a/".repeat(4_500);
+    for last in ["x", "y"] {
+        let err = db.put(&format!("{deep}{last}"), b"1").unwrap_err();
+        assert!(
+            err.to_string().contains("at most 4096 components"),
+            "says what the limit is: {err}"
+        );
+    }
+    let deepest = format!("{}a", "a/".repeat(4_095));
+    db.put(&deepest, b"2").unwrap();
+    db.put("shallow", b"3").unwrap();
+    assert_eq!(
+        db.get("shallow").unwrap()[0].value.as_deref(),
+        Some(&b"3"[..])
+    );
+    assert_eq!(
+        db.get(&deepest).unwrap()[0].value.as_deref(),
+        Some(&b"2"[..])
+    );
+    assert_eq!(db.list("").unwrap().len(), 2);
+}
