@@ -322,6 +322,25 @@ impl MemoryStorage {
     pub fn is_empty(&self) -> bool {
         self.files.lock().expect("memory storage lock").is_empty()
     }
+
+    /// The names of the files that exist, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .files
+            .lock()
+            .expect("memory storage lock")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Removes file `name`, as unlinking a file does: handles that hold
+    /// its bytes keep reading them.
+    pub fn remove(&self, name: &str) {
+        self.files.lock().expect("memory storage lock").remove(name);
+    }
 }
 
 impl Storage for MemoryStorage {

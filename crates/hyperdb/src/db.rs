@@ -16,6 +16,7 @@ use parking_lot::{RwLock, RwLockReadGuard};
 use crate::changes::{Changes, Subscription};
 use crate::error::{Error, Result};
 use crate::iter::{Iter, IterOptions};
+use crate::key_index::KeyIndex;
 use crate::node::Node;
 use crate::reading::Reading;
 use crate::storage::DbStorage;
@@ -160,6 +161,9 @@ pub struct DbReader {
     pub(crate) delivered: parking_lot::Mutex<Option<crate::delivery::Delivered>>,
     /// Every writer's inflated entries read so far, and the last policy.
     pub(crate) policy: parking_lot::Mutex<crate::policy::Memo>,
+    /// The latest entry of each key, for a database with one writer that
+    /// this replica owns (see [`crate::key_index`]).
+    pub(crate) key_index: Option<KeyIndex>,
 }
 
 impl std::fmt::Debug for DbReader {
@@ -338,6 +342,7 @@ impl DbReader {
             durability: options.durability,
             delivered: Default::default(),
             policy: Default::default(),
+            key_index: None,
         };
         if db.content_enabled {
             db.open_local_content()?;
@@ -345,6 +350,51 @@ impl DbReader {
         let feed_set = db.state().feed_set;
         db.changes = Changes::new(feed_set);
         Ok(db)
+    }
+
+    /// Opens the key index when the database has one writer and this
+    /// replica is it (its owner): see [`crate::key_index`]. Call it once
+    /// the writers are discovered, before anything is written.
+    pub(crate) fn open_key_index(&mut self) -> Result<()> {
+        if self.local != 0 || self.state().writers.len() != 1 {
+            return Ok(());
+        }
+        let length = self.state().writers[0].feed.len();
+        if length > 1 {
+            // Another writer's entries seen: lookups would walk anyway.
+            let head = self.node(0, length - 1).ok().flatten();
+            if head.is_none_or(|h| h.clock.iter().skip(1).any(|&c| c > 0)) {
+                return Ok(());
+            }
+        }
+        let blocks = self.registry.get(0).map(|w| &w.blocks);
+        let key_of = |seq: u64| {
+            let block = match blocks.and_then(|b| b.get(seq).ok()) {
+                Some(block) => block,
+                None => self.state().writers[0].feed.get(seq).ok()?,
+            };
+            <crate::messages::EntryKey as prost::Message>::decode(bytes::Bytes::from(block))
+                .ok()
+                .map(|e| e.key)
+        };
+        self.key_index = KeyIndex::open(&self.storage, self.key, self.read_only, length, key_of);
+        Ok(())
+    }
+
+    /// What the key index holds: `None` when the database has none (more
+    /// than one writer, or this replica is not the owner). The index is
+    /// derived from the source feed and kept in `index/` beside the feeds;
+    /// deleting that folder loses nothing (the next opening rebuilds it).
+    ///
+    /// ```
+    /// use hyperdb::{Db, DbStorage, OpenOptions};
+    /// let db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    /// db.put("a", b"1").unwrap();
+    /// // The header and the put.
+    /// assert_eq!(db.key_index().unwrap().covered, 2);
+    /// ```
+    pub fn key_index(&self) -> Option<crate::KeyIndexInfo> {
+        self.key_index.as_ref().map(KeyIndex::info)
     }
 
     /// The state, shared with other readers. Never held across a call

@@ -38,9 +38,50 @@ pub(crate) fn get(
     key: &str,
     policy: Option<&Policy>,
 ) -> Result<Vec<Arc<Node>>> {
+    if policy.is_none() {
+        if let Some(found) = indexed(db, heads, key)? {
+            return Ok(found);
+        }
+    }
+    walk(db, heads, key, policy)
+}
+
+/// [`get`] by walking the trie, without the key index.
+pub(crate) fn walk(
+    db: &DbReader,
+    heads: &[Arc<Node>],
+    key: &str,
+    policy: Option<&Policy>,
+) -> Result<Vec<Arc<Node>>> {
     let candidates = candidates(db, heads, key)?;
     let candidates = counting(db, candidates, key, policy)?;
     Ok(latest(candidates, false))
+}
+
+/// The answer of the key index (see [`crate::key_index`]) where it is
+/// sure to be the walk's: one head, the source's, that has seen no other
+/// writer's entry; the index covers it; the entry it names is at or
+/// before the head and holds `key`. `None`: walk.
+pub(crate) fn indexed(
+    db: &DbReader,
+    heads: &[Arc<Node>],
+    key: &str,
+) -> Result<Option<Vec<Arc<Node>>>> {
+    let (Some(index), [head]) = (&db.key_index, heads) else {
+        return Ok(None);
+    };
+    if head.feed != 0 || head.clock.iter().skip(1).any(|&c| c > 0) {
+        return Ok(None);
+    }
+    let Some(seq) = index.lookup(key, head.seq + 1).filter(|&s| s <= head.seq) else {
+        return Ok(None);
+    };
+    match db.node(0, seq)? {
+        Some(node) if node.key == key => {
+            Ok(Some(if node.deleted { Vec::new() } else { vec![node] }))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// `candidates` with every one that `policy` does not count replaced by

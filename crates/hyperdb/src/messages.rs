@@ -22,6 +22,14 @@ pub struct FeedKey {
     pub key: Vec<u8>,
 }
 
+/// Only the key of an entry (what the key index reads of every entry).
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct EntryKey {
+    /// The key written.
+    #[prost(string, required, tag = "1")]
+    pub key: String,
+}
+
 /// A write (put, delete or authorization), and with `feeds` set the list of
 /// the writer's feeds: `Entry` and `InflatedEntry` share fields 1 to 6, so
 /// one type decodes both.

@@ -61,8 +61,9 @@ impl ReadOnlyDb {
         if !storage.has_feed("source") {
             return Err(Error::NotFound(storage.describe()));
         }
-        let reader = DbReader::load(storage, &options, true)?;
+        let mut reader = DbReader::load(storage, &options, true)?;
         reader.discover()?;
+        reader.open_key_index()?;
         Ok(ReadOnlyDb { reader })
     }
 }

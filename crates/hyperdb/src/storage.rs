@@ -2,7 +2,8 @@
 //!
 //! A database is a folder of feed folders (`source/`, `local/`,
 //! `peers/<discovery key>/`, `content/<discovery key>/`), on disk or in
-//! memory. The feeds whose keys cannot be found again if lost, `source/`
+//! memory, and of the key index's files (`index/`: derived from the
+//! feeds, see [`crate::key_index`]). The feeds whose keys cannot be found again if lost, `source/`
 //! and `local/` with their secret keys, are created whole or not at all:
 //! built in a staging folder (`.new-source/`), synced, then renamed into
 //! place, so a crash leaves either no feed or a whole one.
@@ -21,6 +22,10 @@ use crate::lock::FolderLock;
 
 /// Staging folders start with this (then the feed's folder name).
 const STAGING: &str = ".new-";
+
+/// The folder of the derived key index ([`crate::key_index`]): never a
+/// feed's, and nothing in it is needed to read the database.
+pub(crate) const INDEX_DIR: &str = "index";
 
 #[derive(Clone, Debug)]
 enum Place {
@@ -155,6 +160,57 @@ impl DbStorage {
         options: FeedOptions,
     ) -> hypercore_feed::Result<Feed> {
         Feed::open(self.feed_storage(dir), options)
+    }
+
+    /// File `name` of the index folder, opened for writing (created by its
+    /// first write) or, when `read_only`, only to read.
+    pub(crate) fn index_file(
+        &self,
+        name: &str,
+        read_only: bool,
+    ) -> io::Result<Box<dyn hypercore_feed::storage::RandomAccess>> {
+        let storage = self.feed_storage(INDEX_DIR);
+        if read_only {
+            storage.open_read_only(name)
+        } else {
+            storage.open(name)
+        }
+    }
+
+    /// The names of the files in the index folder.
+    pub(crate) fn index_files(&self) -> Vec<String> {
+        match &self.place {
+            Place::Dir(root) => match std::fs::read_dir(root.join(INDEX_DIR)) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect(),
+                Err(_) => Vec::new(),
+            },
+            Place::Memory(feeds) => feeds
+                .lock()
+                .expect("memory storage lock")
+                .get(INDEX_DIR)
+                .map(|s| s.names())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Removes file `name` of the index folder; readers that opened it
+    /// keep reading it.
+    pub(crate) fn remove_index_file(&self, name: &str) -> io::Result<()> {
+        match &self.place {
+            Place::Dir(root) => match std::fs::remove_file(root.join(INDEX_DIR).join(name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            Place::Memory(feeds) => {
+                if let Some(s) = feeds.lock().expect("memory storage lock").get(INDEX_DIR) {
+                    s.remove(name);
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Whether a database is here (whole or damaged): its `source` feed

@@ -57,6 +57,15 @@ struct Shared {
     _lock: Option<FolderLock>,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // While the folder is still locked.
+        if let Some(index) = &self.reader.key_index {
+            index.close();
+        }
+    }
+}
+
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db")
@@ -132,7 +141,7 @@ impl Db {
         if replica && !storage.has_feed("local") {
             storage.create_feed("local", local.clone(), header)?;
         }
-        let reader = DbReader::load(storage, &options, false)?;
+        let mut reader = DbReader::load(storage, &options, false)?;
         let local = reader.local;
         reader.writer_head(local)?;
         {
@@ -144,6 +153,7 @@ impl Db {
             }
         }
         reader.discover()?;
+        reader.open_key_index()?;
         Ok(Db {
             inner: Arc::new(Shared {
                 reader,
@@ -295,10 +305,12 @@ impl Db {
                 state.writers[local].clock -= 1;
             }
             appended?;
-            // Cached before the lock is let go, so that bringing the
-            // readers' view up to date finds it instead of reading it back.
+            // Cached and indexed before the lock is let go, so that bringing
+            // the readers' view up to date finds it instead of reading it back.
             self.cache(local, node.clone());
+            self.index_written(std::slice::from_ref(&node));
         }
+        self.flush_key_index();
         self.changed(&[*self.local_key()], None);
         Ok(node)
     }
@@ -350,9 +362,29 @@ impl Db {
             for node in &batch.nodes {
                 self.cache(local, node.clone());
             }
+            self.index_written(&batch.nodes);
         }
+        self.flush_key_index();
         self.changed(&[*self.local_key()], None);
         Ok(batch.nodes)
+    }
+
+    /// Adds local entries just appended to the key index, before readers
+    /// can see them.
+    fn index_written(&self, nodes: &[Arc<Node>]) {
+        if let (Some(index), 0) = (&self.key_index, self.local) {
+            for node in nodes {
+                index.insert(&node.key, node.seq);
+            }
+        }
+    }
+
+    /// Lets the key index write a file if it holds many entries in memory
+    /// (readers are not held up meanwhile).
+    fn flush_key_index(&self) {
+        if let Some(index) = &self.key_index {
+            index.flush_if_full();
+        }
     }
 
     /// Encodes a new local entry, inflating it when the writer's published

@@ -411,3 +411,48 @@ fn a_rebuilt_bitfield_opens_in_the_reference() {
     let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
     assert_eq!(js_values(&dump(&dir)).len(), keys.len());
 }
+
+/// A folder with the key index beside its feeds (`index/`) opens in the
+/// reference, which writes to it; the index, now behind the feed, catches
+/// up on opening, and every answer is the reference's.
+#[test]
+fn a_folder_with_a_key_index_opens_in_js_and_what_js_writes_is_caught_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path()).unwrap();
+    let ops = (0..5_000).map(|i| Op::Put {
+        key: format!("many/{i}"),
+        value: format!("v{i}").into_bytes(),
+    });
+    db.write_all(ops, 1_000).unwrap();
+    drop(db);
+    assert!(
+        std::fs::read_dir(tmp.path().join("index")).unwrap().count() > 0,
+        "closing wrote the index"
+    );
+    js_ops(
+        tmp.path(),
+        &[],
+        &json!([
+            {"type": "put", "key": "many/7", "value": "from js"},
+            {"type": "del", "key": "many/8"},
+            {"type": "batch", "ops": [
+                {"type": "put", "key": "js/new", "value": "new"},
+                {"type": "put", "key": "many/9", "value": "batched"},
+            ]},
+        ]),
+    );
+    let db = open_existing(tmp.path());
+    let index = db.key_index().expect("one writer: indexed");
+    assert_eq!(index.covered, db.feed(0).unwrap().len(), "caught up");
+    assert!(index.usable && index.in_file >= 5_000);
+    assert_eq!(db.get("many/7").unwrap()[0].value_str().unwrap(), "from js");
+    assert!(db.get("many/8").unwrap().is_empty());
+    assert_eq!(db.get("many/9").unwrap()[0].value_str().unwrap(), "batched");
+    assert_eq!(db.get("js/new").unwrap()[0].value_str().unwrap(), "new");
+    let js = dump(tmp.path());
+    let keys: Vec<String> = (0..5_000)
+        .map(|i| format!("many/{i}"))
+        .chain(["js/new".to_string()])
+        .collect();
+    assert_eq!(rust_values(&db, &keys), js_values(&js));
+}

@@ -1,0 +1,875 @@
+//! A derived index for a database with one writer: for each key, the seq
+//! of the latest entry written for it, so that a lookup reads that one
+//! entry instead of walking the trie through several.
+//!
+//! It is a cache of what the source feed says, never a source of truth:
+//! - It lives in `index/keys-<generation>` files beside the feeds. Each is
+//!   written once, whole, under a new name, with a BLAKE2b checksum over
+//!   all of it; a file that does not check (a crash while it was written,
+//!   damage) is ignored, and deleting the folder loses nothing. Nothing of
+//!   the feeds or of the wire changes.
+//! - A file says how much of the source feed it covers. Opening catches up
+//!   from there by reading the keys of the entries after it; a file that
+//!   claims more than the feed holds (the feed was repaired shorter) is
+//!   ignored. A writable open with no usable file rebuilds it from the
+//!   feed (about a second per million entries).
+//! - Entries written since the last file are kept in memory, at most
+//!   [`FLUSH_AT`] of them, then merged with the file into the next one
+//!   (one sequential read and write of it); on close when there are more
+//!   than [`FLUSH_ON_CLOSE`]. Memory is bounded by that, plus 8 bytes per
+//!   256 keys for the file's block index.
+//!
+//! A lookup asks the index only where its answer is sure to be the
+//! walk's (see [`crate::get`]): the view has one head, the source's, whose
+//! clock has seen no other writer's entry, no permission policy applies,
+//! the index covers the head, and the entry it names is at or before the
+//! head and holds the key. Otherwise, and for keys it does not hold, the
+//! lookup walks the trie.
+//!
+//! Why the latest entry holding a key is the walk's answer: with one
+//! writer each entry has seen every one before it, so of a key's entries
+//! only the latest counts (and a delete counts as no value). Keys are found
+//! by a 64-bit hash (a tag), and for each tag the index keeps the highest
+//! seq: when two keys share a tag, a lookup of the one written earlier
+//! finds an entry holding the other key and walks. The highest seq of a
+//! tag is never older than the latest entry of any key with that tag, so
+//! an entry found there that holds the key is that key's latest.
+//!
+//! File layout (integers little-endian):
+//! ```text
+//! header    magic (16) | source feed key (32) | generation | covered | count
+//! records   count x (tag, seq), tags strictly ascending
+//! fences    the tag of every 256th record
+//! checksum  BLAKE2b-256 of records, fences, then header
+//! ```
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::io;
+use std::sync::Arc;
+
+use hypercore_feed::cache::IndexHasher;
+use hypercore_feed::storage::RandomAccess;
+use parking_lot::{Mutex, RwLock};
+use siphasher::sip::SipHasher24;
+
+use crate::storage::DbStorage;
+#[cfg(doc)]
+use crate::DbReader;
+
+/// Index files are named this, then their generation in 16 hex digits (so
+/// that names sort by generation).
+const PREFIX: &str = "keys-";
+const MAGIC: [u8; 16] = *b"hyperdb keys v1\n";
+const HEADER: usize = 16 + 32 + 8 + 8 + 8;
+const RECORD: usize = 16;
+/// Records per block: a lookup in a file reads one block (4 KiB).
+const BLOCK: usize = 256;
+const CHECKSUM: usize = 32;
+/// Records read or written at once while merging or checking a file.
+const CHUNK: usize = 1 << 16;
+/// Entries kept in memory before they are merged into a new file.
+pub(crate) const FLUSH_AT: usize = 1 << 17;
+/// Entries kept in memory that closing the database merges into a file,
+/// so that the next opening has few to read again.
+pub(crate) const FLUSH_ON_CLOSE: usize = 4096;
+/// SipHash keys of the tags: fixed, since tags are stored.
+const TAG_KEYS: (u64, u64) = (0x6879_7065_7264_6220, 0x6b65_7920_7461_6773);
+
+type Pending = HashMap<u64, u64, BuildHasherDefault<IndexHasher>>;
+
+/// What a database's key index holds (see [`DbReader::key_index`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyIndexInfo {
+    /// Entries of the source feed it covers (header included): lookups
+    /// from a head before this can use it.
+    pub covered: u64,
+    /// Keys (tags) in its newest file.
+    pub in_file: u64,
+    /// Keys (tags) of the entries after that file, held in memory.
+    pub in_memory: u64,
+    /// Whether lookups use it (false after a failed write of a file, until
+    /// the database is opened again).
+    pub usable: bool,
+}
+
+/// The key index of a database's source feed (see the module's docs).
+pub(crate) struct KeyIndex {
+    storage: DbStorage,
+    feed_key: [u8; 32],
+    read_only: bool,
+    flush_at: usize,
+    /// Kept bits of each tag: all of them, but for tests that want tags
+    /// shared by many keys.
+    mask: u64,
+    state: RwLock<Indexed>,
+    /// Held by whoever adds entries or writes a file.
+    writing: Mutex<()>,
+}
+
+struct Indexed {
+    /// The newest file.
+    run: Option<Arc<Run>>,
+    /// Tag → highest seq, of the entries after the file's.
+    pending: Pending,
+    /// Every entry before this is indexed.
+    covered: u64,
+    /// False once something went wrong: lookups walk from then on, and
+    /// the next opening rebuilds.
+    usable: bool,
+}
+
+impl Indexed {
+    /// How many entries came after the newest file.
+    fn unwritten(&self) -> u64 {
+        self.covered
+            .saturating_sub(self.run.as_ref().map_or(1, |r| r.covered))
+    }
+}
+
+/// One index file, checked.
+struct Run {
+    file: Box<dyn RandomAccess>,
+    name: String,
+    generation: u64,
+    covered: u64,
+    count: usize,
+    /// The tag of every [`BLOCK`]th record.
+    fences: Vec<u64>,
+}
+
+impl KeyIndex {
+    /// The index of the source feed `feed_key` of the database in
+    /// `storage`, which holds `length` entries (header included), caught
+    /// up by reading keys with `key_of` (`None`: the entry cannot be read).
+    /// A writable index removes files it cannot use and writes a new one
+    /// when it has many entries to add; a read-only one only reads, and is
+    /// `None` when it would have too many to hold in memory.
+    pub(crate) fn open(
+        storage: &DbStorage,
+        feed_key: [u8; 32],
+        read_only: bool,
+        length: u64,
+        key_of: impl FnMut(u64) -> Option<String>,
+    ) -> Option<KeyIndex> {
+        #[cfg(test)]
+        let (flush_at, mask) = tests::TUNING.get();
+        #[cfg(not(test))]
+        let (flush_at, mask) = (FLUSH_AT, u64::MAX);
+        Self::open_with(storage, feed_key, read_only, length, key_of, flush_at, mask)
+    }
+
+    fn open_with(
+        storage: &DbStorage,
+        feed_key: [u8; 32],
+        read_only: bool,
+        length: u64,
+        mut key_of: impl FnMut(u64) -> Option<String>,
+        flush_at: usize,
+        mask: u64,
+    ) -> Option<KeyIndex> {
+        let mut names: Vec<String> = storage
+            .index_files()
+            .into_iter()
+            .filter(|n| n.starts_with(PREFIX))
+            .collect();
+        names.sort_unstable_by(|a, b| b.cmp(a));
+        let run = names
+            .iter()
+            .filter_map(|name| Run::open(storage, name, &feed_key))
+            .find(|run| run.covered <= length);
+        if !read_only {
+            for name in names
+                .iter()
+                .filter(|&n| Some(n) != run.as_ref().map(|r| &r.name))
+            {
+                let _ = storage.remove_index_file(name);
+            }
+        }
+        let covered = run.as_ref().map_or(1, |r| r.covered).max(1);
+        if read_only && length.saturating_sub(covered) > flush_at as u64 {
+            return None;
+        }
+        let index = KeyIndex {
+            storage: storage.clone(),
+            feed_key,
+            read_only,
+            flush_at,
+            mask,
+            state: RwLock::new(Indexed {
+                run: run.map(Arc::new),
+                pending: Pending::default(),
+                covered,
+                usable: true,
+            }),
+            writing: Mutex::new(()),
+        };
+        for seq in covered..length {
+            index.insert(&key_of(seq)?, seq);
+            index.flush_if_full();
+        }
+        let usable = index.state.read().usable;
+        usable.then_some(index)
+    }
+
+    /// What it holds.
+    pub(crate) fn info(&self) -> KeyIndexInfo {
+        let state = self.state.read();
+        KeyIndexInfo {
+            covered: state.covered,
+            in_file: state.run.as_ref().map_or(0, |r| r.count as u64),
+            in_memory: state.pending.len() as u64,
+            usable: state.usable,
+        }
+    }
+
+    fn tag(&self, key: &str) -> u64 {
+        SipHasher24::new_with_keys(TAG_KEYS.0, TAG_KEYS.1).hash(key.as_bytes()) & self.mask
+    }
+
+    /// The seq of the latest entry whose key may be `key`, when the index
+    /// covers the first `length` entries and holds the key's tag. The
+    /// caller checks that the entry holds the key.
+    pub(crate) fn lookup(&self, key: &str, length: u64) -> Option<u64> {
+        let tag = self.tag(key);
+        let run = {
+            let state = self.state.read();
+            if !state.usable || state.covered < length {
+                return None;
+            }
+            // What is in memory is newer than anything in the file.
+            if let Some(&seq) = state.pending.get(&tag) {
+                return Some(seq);
+            }
+            state.run.clone()?
+        };
+        run.lookup(tag).ok().flatten()
+    }
+
+    /// Adds entry `seq`, holding `key`: the entry after the last one
+    /// added (anything else leaves the index unusable). Call it before the
+    /// entry can be seen by readers.
+    pub(crate) fn insert(&self, key: &str, seq: u64) {
+        let tag = self.tag(key);
+        let _writing = self.writing.lock();
+        let mut state = self.state.write();
+        if !state.usable {
+            return;
+        }
+        if seq != state.covered {
+            state.usable = false;
+            return;
+        }
+        let highest = state.pending.entry(tag).or_insert(seq);
+        *highest = (*highest).max(seq);
+        state.covered = seq + 1;
+    }
+
+    /// Writes a new file when enough entries came after the last one (so
+    /// that memory, and what an opening reads again, stay bounded).
+    /// Lookups go on meanwhile; call it without holding the database's
+    /// state.
+    pub(crate) fn flush_if_full(&self) {
+        if self.state.read().unwritten() >= self.flush_at as u64 {
+            self.flush();
+        }
+    }
+
+    /// On closing: writes a new file when many entries came after the last.
+    pub(crate) fn close(&self) {
+        if self.state.read().unwritten() >= FLUSH_ON_CLOSE.min(self.flush_at) as u64 {
+            self.flush();
+        }
+    }
+
+    /// Merges the entries held in memory with the newest file into a new
+    /// one, which replaces it. A failure to write leaves the index unusable
+    /// (lookups walk; the next opening rebuilds): the database itself has
+    /// lost nothing.
+    fn flush(&self) {
+        if self.read_only {
+            return;
+        }
+        let _writing = self.writing.lock();
+        let (old, pending, covered) = {
+            let state = self.state.read();
+            if !state.usable || state.pending.is_empty() {
+                return;
+            }
+            let pending: Vec<(u64, u64)> = state.pending.iter().map(|(&t, &s)| (t, s)).collect();
+            (state.run.clone(), pending, state.covered)
+        };
+        match self.write_run(old.as_deref(), pending, covered) {
+            Ok(run) => {
+                let mut state = self.state.write();
+                // Entries are added only with `writing` held, as now.
+                state.pending.clear();
+                state.run = Some(Arc::new(run));
+                drop(state);
+                if let Some(old) = old {
+                    // Readers that hold it keep reading it.
+                    let _ = self.storage.remove_index_file(&old.name);
+                }
+            }
+            Err(_) => self.state.write().usable = false,
+        }
+    }
+
+    /// Writes the file of generation after `old`'s: `old`'s records and
+    /// `pending`'s, the higher seq where both hold a tag.
+    fn write_run(
+        &self,
+        old: Option<&Run>,
+        mut pending: Vec<(u64, u64)>,
+        covered: u64,
+    ) -> io::Result<Run> {
+        pending.sort_unstable();
+        let generation = old.map_or(0, |r| r.generation) + 1;
+        let name = format!("{PREFIX}{generation:016x}");
+        let mut out = RunWriter::new(self.storage.index_file(&name, false)?)?;
+        let mut older = old.map(Records::new);
+        let mut older_next = match &mut older {
+            Some(records) => records.next()?,
+            None => None,
+        };
+        let mut newer = pending.into_iter().peekable();
+        loop {
+            let record = match (older_next, newer.peek().copied()) {
+                (None, None) => break,
+                (Some(o), Some(n)) if o.0 == n.0 => {
+                    newer.next();
+                    older_next = older.as_mut().expect("read from").next()?;
+                    (o.0, o.1.max(n.1))
+                }
+                (Some(o), n) if n.is_none_or(|n| o.0 < n.0) => {
+                    older_next = older.as_mut().expect("read from").next()?;
+                    o
+                }
+                (_, Some(n)) => {
+                    newer.next();
+                    n
+                }
+                (_, None) => unreachable!("handled above"),
+            };
+            out.push(record)?;
+        }
+        let mut header = [0u8; HEADER];
+        header[..16].copy_from_slice(&MAGIC);
+        header[16..48].copy_from_slice(&self.feed_key);
+        header[48..56].copy_from_slice(&generation.to_le_bytes());
+        header[56..64].copy_from_slice(&covered.to_le_bytes());
+        header[64..72].copy_from_slice(&(out.count as u64).to_le_bytes());
+        let (file, count, fences) = out.finish(&header)?;
+        Ok(Run {
+            file,
+            name,
+            generation,
+            covered,
+            count,
+            fences,
+        })
+    }
+}
+
+impl Run {
+    /// File `name`, when it is a whole index file of the feed `feed_key`.
+    fn open(storage: &DbStorage, name: &str, feed_key: &[u8; 32]) -> Option<Run> {
+        let file = storage.index_file(name, true).ok()?;
+        let len = usize::try_from(file.len().ok()?).ok()?;
+        let mut header = [0u8; HEADER];
+        file.read_exact_at(0, &mut header).ok()?;
+        let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+        if header[..16] != MAGIC || &header[16..48] != feed_key {
+            return None;
+        }
+        let (generation, covered) = (word(48), word(56));
+        let count = usize::try_from(word(64)).ok()?;
+        let fence_count = count.div_ceil(BLOCK);
+        let expected = count
+            .checked_mul(RECORD)?
+            .checked_add(HEADER + fence_count * 8 + CHECKSUM)?;
+        if len != expected {
+            return None;
+        }
+        // Read whole, checking the order of the tags and the checksum.
+        let mut hasher = checksum();
+        let mut fences = Vec::with_capacity(fence_count);
+        let mut last: Option<u64> = None;
+        let mut buf = vec![0u8; CHUNK * RECORD];
+        let mut done = 0;
+        while done < count {
+            let n = (count - done).min(CHUNK);
+            let bytes = &mut buf[..n * RECORD];
+            file.read_exact_at((HEADER + done * RECORD) as u64, bytes)
+                .ok()?;
+            hasher.update(bytes);
+            for (i, record) in bytes.chunks_exact(RECORD).enumerate() {
+                let tag = u64::from_le_bytes(record[..8].try_into().expect("8 bytes"));
+                if last.is_some_and(|l| tag <= l) {
+                    return None;
+                }
+                last = Some(tag);
+                if (done + i).is_multiple_of(BLOCK) {
+                    fences.push(tag);
+                }
+            }
+            done += n;
+        }
+        let mut tail = vec![0u8; fence_count * 8 + CHECKSUM];
+        file.read_exact_at((HEADER + count * RECORD) as u64, &mut tail)
+            .ok()?;
+        let (stored_fences, stored_sum) = tail.split_at(fence_count * 8);
+        let fence_bytes: Vec<u8> = fences.iter().flat_map(|f| f.to_le_bytes()).collect();
+        hasher.update(&fence_bytes);
+        hasher.update(&header);
+        if stored_fences != fence_bytes || hasher.finalize().as_bytes() != stored_sum {
+            return None;
+        }
+        Some(Run {
+            file,
+            name: name.to_string(),
+            generation,
+            covered,
+            count,
+            fences,
+        })
+    }
+
+    /// The seq stored for `tag`, reading the one block that may hold it.
+    fn lookup(&self, tag: u64) -> io::Result<Option<u64>> {
+        let block = self.fences.partition_point(|&f| f <= tag);
+        if block == 0 {
+            return Ok(None);
+        }
+        let first = (block - 1) * BLOCK;
+        let n = (self.count - first).min(BLOCK);
+        let mut buf = [0u8; BLOCK * RECORD];
+        let bytes = &mut buf[..n * RECORD];
+        self.file
+            .read_exact_at((HEADER + first * RECORD) as u64, bytes)?;
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match word(mid * RECORD).cmp(&tag) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Some(word(mid * RECORD + 8))),
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn checksum() -> blake2b_simd::State {
+    blake2b_simd::Params::new().hash_length(CHECKSUM).to_state()
+}
+
+/// The records of a file, in order, read a chunk at a time.
+struct Records<'a> {
+    run: &'a Run,
+    buf: Vec<u8>,
+    /// Records read into `buf`, and how many of them were handed out.
+    held: usize,
+    used: usize,
+    /// Records read from the file.
+    read: usize,
+}
+
+impl<'a> Records<'a> {
+    fn new(run: &'a Run) -> Self {
+        Records {
+            run,
+            buf: vec![0u8; CHUNK * RECORD],
+            held: 0,
+            used: 0,
+            read: 0,
+        }
+    }
+
+    fn next(&mut self) -> io::Result<Option<(u64, u64)>> {
+        if self.used == self.held {
+            let n = (self.run.count - self.read).min(CHUNK);
+            if n == 0 {
+                return Ok(None);
+            }
+            self.run.file.read_exact_at(
+                (HEADER + self.read * RECORD) as u64,
+                &mut self.buf[..n * RECORD],
+            )?;
+            self.read += n;
+            self.held = n;
+            self.used = 0;
+        }
+        let at = self.used * RECORD;
+        let word =
+            |at: usize| u64::from_le_bytes(self.buf[at..at + 8].try_into().expect("8 bytes"));
+        let record = (word(at), word(at + 8));
+        self.used += 1;
+        Ok(Some(record))
+    }
+}
+
+/// Writes a new file's records a chunk at a time, then its fences,
+/// checksum and header.
+struct RunWriter {
+    file: Box<dyn RandomAccess>,
+    hasher: blake2b_simd::State,
+    buf: Vec<u8>,
+    fences: Vec<u64>,
+    count: usize,
+    /// Where the bytes in `buf` go.
+    offset: u64,
+}
+
+impl RunWriter {
+    fn new(mut file: Box<dyn RandomAccess>) -> io::Result<Self> {
+        // What a crash may have left under this name goes.
+        file.truncate(0)?;
+        Ok(RunWriter {
+            file,
+            hasher: checksum(),
+            buf: Vec::with_capacity(CHUNK * RECORD),
+            fences: Vec::new(),
+            count: 0,
+            offset: HEADER as u64,
+        })
+    }
+
+    fn push(&mut self, (tag, seq): (u64, u64)) -> io::Result<()> {
+        if self.count.is_multiple_of(BLOCK) {
+            self.fences.push(tag);
+        }
+        self.count += 1;
+        self.buf.extend_from_slice(&tag.to_le_bytes());
+        self.buf.extend_from_slice(&seq.to_le_bytes());
+        if self.buf.len() >= CHUNK * RECORD {
+            self.write_buf()?;
+        }
+        Ok(())
+    }
+
+    fn write_buf(&mut self) -> io::Result<()> {
+        self.file.write_all_at(self.offset, &self.buf)?;
+        self.hasher.update(&self.buf);
+        self.offset += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes the rest; the file, its record count and fences.
+    fn finish(
+        mut self,
+        header: &[u8; HEADER],
+    ) -> io::Result<(Box<dyn RandomAccess>, usize, Vec<u64>)> {
+        for fence in &self.fences {
+            self.buf.extend_from_slice(&fence.to_le_bytes());
+        }
+        // The fences are hashed after the records, as they follow them.
+        self.write_buf()?;
+        self.hasher.update(header);
+        let sum = self.hasher.finalize();
+        self.file.write_all_at(self.offset, sum.as_bytes())?;
+        // The header last: a file cut short has none, or the wrong length.
+        self.file.write_all_at(0, header)?;
+        Ok((self.file, self.count, self.fences))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::{get, Db, DbReader, Op, OpenOptions, ReadOnlyDb};
+    use proptest::prelude::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// What an index opened on this thread writes a file at, and which
+        /// bits of tags it keeps (few: many keys share a tag).
+        pub(crate) static TUNING: Cell<(usize, u64)> = const { Cell::new((FLUSH_AT, u64::MAX)) };
+    }
+
+    const KEYS: u8 = 12;
+
+    fn key(k: u8) -> String {
+        format!("k/{}", k % KEYS)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Put(u8, u8),
+        Del(u8),
+        Batch(Vec<(u8, Option<u8>)>),
+        Reopen,
+        /// Delete the index files (the database is open).
+        Forget,
+        /// Flip a byte of the newest index file, then reopen.
+        Damage(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Step::Put(k, v)),
+            2 => any::<u8>().prop_map(Step::Del),
+            2 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u8>())), 1..6)
+                .prop_map(Step::Batch),
+            1 => Just(Step::Reopen),
+            1 => Just(Step::Forget),
+            1 => any::<usize>().prop_map(Step::Damage),
+        ]
+    }
+
+    fn ids(nodes: &[Arc<crate::Node>]) -> Vec<(usize, u64)> {
+        nodes.iter().map(|n| (n.feed, n.seq)).collect()
+    }
+
+    /// Every key's answer from `heads`, with and without the index, the
+    /// same; how many the index gave.
+    fn same_answers(db: &DbReader, heads: &[Arc<crate::Node>]) -> usize {
+        let mut hits = 0;
+        for k in 0..KEYS {
+            let key = key(k);
+            let walked = get::walk(db, heads, &key, None).unwrap();
+            if let Some(found) = get::indexed(db, heads, &key).unwrap() {
+                hits += 1;
+                assert_eq!(ids(&found), ids(&walked), "{key}");
+            }
+            assert_eq!(ids(&get::get(db, heads, &key, None).unwrap()), ids(&walked));
+        }
+        hits
+    }
+
+    fn index_files(storage: &DbStorage) -> Vec<(String, Vec<u8>)> {
+        let files = storage.index_files();
+        let index = storage.memory_feed(super::super::storage::INDEX_DIR);
+        files
+            .into_iter()
+            .filter(|n| n.starts_with(PREFIX))
+            .map(|n| {
+                let bytes = index.as_ref().map(|s| s.contents(&n)).unwrap_or_default();
+                (n, bytes)
+            })
+            .collect()
+    }
+
+    fn run(steps: Vec<Step>, flush_at: usize, mask: u64) -> usize {
+        TUNING.set((flush_at, mask));
+        let storage = DbStorage::memory();
+        let open = || Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        let mut db = open();
+        let mut versions = Vec::new();
+        let mut hits = 0;
+        for step in steps {
+            match step {
+                Step::Put(k, v) => {
+                    db.put(&key(k), &[v]).unwrap();
+                }
+                Step::Del(k) => {
+                    db.del(&key(k)).unwrap();
+                }
+                Step::Batch(ops) => {
+                    let ops: Vec<Op> = ops
+                        .into_iter()
+                        .map(|(k, v)| match v {
+                            Some(v) => Op::Put {
+                                key: key(k),
+                                value: vec![v],
+                            },
+                            None => Op::Del { key: key(k) },
+                        })
+                        .collect();
+                    db.batch(&ops).unwrap();
+                }
+                Step::Reopen => {
+                    drop(db);
+                    db = open();
+                }
+                Step::Forget => {
+                    for name in storage.index_files() {
+                        storage.remove_index_file(&name).unwrap();
+                    }
+                }
+                Step::Damage(at) => {
+                    drop(db);
+                    if let Some((name, mut bytes)) = index_files(&storage).pop() {
+                        let at = at % bytes.len();
+                        bytes[at] ^= 0x10;
+                        let index = storage
+                            .memory_feed(super::super::storage::INDEX_DIR)
+                            .unwrap();
+                        index.set_contents(&name, bytes);
+                    }
+                    db = open();
+                }
+            }
+            assert!(db.key_index.is_some(), "a database with one writer has one");
+            hits += same_answers(&db, &db.heads().unwrap());
+            versions.push(db.version().unwrap());
+        }
+        // Earlier versions: the index answers only what it is sure of.
+        for version in versions.iter().step_by(3) {
+            let checkout = db.checkout(version).unwrap();
+            same_answers(&db, checkout.heads());
+        }
+        // A reader beside the writer uses the index and writes nothing.
+        let before = index_files(&storage);
+        // It opens the writer's file and reads the entries after it, when
+        // they are few enough.
+        let expected = {
+            let state = db.key_index.as_ref().unwrap().state.read();
+            state.unwritten() <= flush_at as u64
+                && state
+                    .run
+                    .as_ref()
+                    .is_none_or(|r| before.iter().any(|(n, _)| *n == r.name))
+        };
+        let reader = ReadOnlyDb::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        let read_hits = same_answers(&reader, &reader.heads().unwrap());
+        if expected {
+            assert!(reader.key_index.is_some() && read_hits > 0);
+        }
+        assert_eq!(index_files(&storage), before, "a reader never writes");
+        TUNING.set((FLUSH_AT, u64::MAX));
+        hits
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever was written, reopened, deleted or damaged, a lookup
+        /// through the index answers what the walk answers.
+        #[test]
+        fn the_index_answers_as_the_walk(
+            steps in prop::collection::vec(step(), 1..40),
+            flush_at in 1usize..8,
+            collide in any::<bool>(),
+        ) {
+            let n = steps.len();
+            let hits = run(steps, flush_at, if collide { 0b11 } else { u64::MAX });
+            // The index is used (after the first write, most answers).
+            prop_assert!(n < 4 || hits > 0);
+        }
+    }
+
+    #[test]
+    fn a_crash_while_a_file_is_written_loses_nothing() {
+        use hypercore_feed::fault::{Crash, Faults};
+        TUNING.set((6, u64::MAX));
+        let start = DbStorage::memory();
+        let db = Db::open_storage(start.clone(), OpenOptions::default()).unwrap();
+        for i in 0..10u8 {
+            db.put(&key(i), &[i]).unwrap();
+        }
+        drop(db);
+        // Two more writes: the second makes six since the last file.
+        let op = |db: &Db| -> crate::Result<()> {
+            db.put(&key(20), b"a")?;
+            db.put(&key(21), b"b")?;
+            Ok(())
+        };
+        let points = {
+            let faults = Faults::new();
+            let disk = start.deep_copy();
+            let db = Db::open_storage(
+                disk.clone().with_faults(faults.clone()),
+                OpenOptions::default(),
+            )
+            .unwrap();
+            let (before, files) = (faults.points(), index_files(&disk));
+            op(&db).unwrap();
+            assert_ne!(index_files(&disk), files, "the operation writes a file");
+            faults.points() - before
+        };
+        for crash in [Crash::Fail, Crash::Kill, Crash::PowerCut] {
+            for point in 1..=points {
+                let faults = Faults::new();
+                let storage = start.deep_copy().with_faults(faults.clone());
+                let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+                faults.crash_at(faults.points() + point, crash);
+                let _ = op(&db);
+                drop(db);
+                faults.restart();
+                let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+                assert!(db.key_index.is_some(), "{crash:?} at {point}");
+                assert!(same_answers(&db, &db.heads().unwrap()) > 0);
+                db.put(&key(3), b"after").unwrap();
+                assert_eq!(
+                    db.get(&key(3)).unwrap()[0].value.as_deref(),
+                    Some(&b"after"[..])
+                );
+                assert!(same_answers(&db, &db.heads().unwrap()) > 0);
+            }
+        }
+        TUNING.set((FLUSH_AT, u64::MAX));
+    }
+
+    #[test]
+    fn an_index_file_ahead_of_the_feed_is_not_used() {
+        TUNING.set((4, u64::MAX));
+        let storage = DbStorage::memory();
+        let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        for i in 0..10u8 {
+            db.put(&key(i), b"old").unwrap();
+        }
+        drop(db);
+        let earlier = storage.deep_copy();
+        let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        for i in 0..10u8 {
+            db.put(&key(i), b"new").unwrap();
+        }
+        drop(db);
+        // The earlier copy gets the later index, which covers more than
+        // its feed holds (as after a repair that cut the feed shorter).
+        let (name, bytes) = index_files(&storage).pop().unwrap();
+        let dir = super::super::storage::INDEX_DIR;
+        earlier.memory_feed(dir).unwrap().set_contents(&name, bytes);
+        let db = Db::open_storage(earlier.clone(), OpenOptions::default()).unwrap();
+        assert_eq!(
+            db.get(&key(3)).unwrap()[0].value.as_deref(),
+            Some(&b"old"[..])
+        );
+        assert!(same_answers(&db, &db.heads().unwrap()) > 0);
+        assert!(!index_files(&earlier).iter().any(|(n, _)| *n == name));
+        TUNING.set((FLUSH_AT, u64::MAX));
+    }
+
+    #[test]
+    fn a_file_is_merged_in_order_and_found_again() {
+        // Enough records for several blocks and chunks of the file.
+        TUNING.set((2_000, u64::MAX));
+        let storage = DbStorage::memory();
+        let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        let keys: Vec<String> = (0..7_000).map(|i| format!("many/{i}")).collect();
+        for chunk in keys.chunks(500) {
+            let ops = chunk
+                .iter()
+                .map(|k| Op::Put {
+                    key: k.clone(),
+                    value: k.as_bytes().to_vec(),
+                })
+                .collect::<Vec<_>>();
+            db.batch(&ops).unwrap();
+        }
+        drop(db);
+        let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        let index = db.key_index.as_ref().unwrap();
+        let state = index.state.read();
+        // Files at 2,000, 4,000 and 6,000 entries; the last 1,000 (too few
+        // to write on closing) read again on opening.
+        assert_eq!(state.pending.len(), 1_000);
+        let run = state.run.clone().unwrap();
+        drop(state);
+        assert_eq!((run.generation, run.count), (3, 6_000));
+        assert_eq!(run.fences.len(), 6_000usize.div_ceil(BLOCK));
+        assert_eq!(index_files(&storage).len(), 1, "older files removed");
+        let heads = db.heads().unwrap();
+        for k in &keys {
+            let found = get::indexed(&db, &heads, k)
+                .unwrap()
+                .expect("found by the index");
+            assert_eq!(found[0].value.as_deref(), Some(k.as_bytes()));
+        }
+        assert!(get::indexed(&db, &heads, "many/absent").unwrap().is_none());
+        TUNING.set((FLUSH_AT, u64::MAX));
+    }
+}
