@@ -119,7 +119,9 @@ enum Command {
         dir: PathBuf,
         /// Print a JSON object: key, discovery_key, local_key, authorized,
         /// writers (each with key, length, counted: how much of its feed
-        /// counts in answers here, authorized, source, local)
+        /// counts in answers here, authorized, source, local), key_index
+        /// (covered: entries of the source it covers, in_file, in_memory;
+        /// null when there is none)
         #[arg(long)]
         json: bool,
     },
@@ -722,6 +724,11 @@ fn run(command: Command) -> CliResult {
                     "local_key": hex::encode(local),
                     "authorized": authorized,
                     "writers": writers,
+                    "key_index": db.key_index().map(|i| json!({
+                        "covered": i.covered,
+                        "in_file": i.in_file,
+                        "in_memory": i.in_memory,
+                    })),
                 });
                 writeln!(out, "{v}")?;
             } else {
@@ -757,6 +764,17 @@ fn run(command: Command) -> CliResult {
                         ));
                     }
                     writeln!(out, "  {} length {}{}", hex::encode(w.key), w.length, marks)?;
+                }
+                match db.key_index() {
+                    Some(index) => writeln!(
+                        out,
+                        "key index:     {} keys in its file, {} entries since (index/, rebuilt if deleted)",
+                        index.in_file, index.in_memory
+                    )?,
+                    None => writeln!(
+                        out,
+                        "key index:     none (lookups walk the trie: several writers, or not the owner's folder)"
+                    )?,
                 }
             }
         }

@@ -13,11 +13,12 @@
 //!   claims more than the feed holds (the feed was repaired shorter) is
 //!   ignored. A writable open with no usable file rebuilds it from the
 //!   feed (about a second per million entries).
-//! - Entries written since the last file are kept in memory, at most
-//!   [`FLUSH_AT`] of them, then merged with the file into the next one
-//!   (one sequential read and write of it); on close when there are more
-//!   than [`FLUSH_ON_CLOSE`]. Memory is bounded by that, plus 8 bytes per
-//!   256 keys for the file's block index.
+//! - The entries written since the newest file are kept in memory; after
+//!   [`FLUSH_AT`] of them they are merged with the file into the next one
+//!   (one sequential read and write of it), and so are they on closing
+//!   when there are [`FLUSH_ON_CLOSE`] or more. A file of up to
+//!   [`HOLD_UP_TO`] keys (1 MiB) is held in memory; of a larger one, 8
+//!   bytes per 256 keys, and a lookup reads one 4 KiB block of it.
 //!
 //! A lookup asks the index only where its answer is sure to be the
 //! walk's (see [`crate::get`]): the view has one head, the source's, whose
@@ -849,6 +850,56 @@ pub(crate) mod tests {
             }
         }
         TUNING.set((FLUSH_AT, u64::MAX));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever bytes an index file holds (damaged, cut short, grown,
+        /// its count or generation changed), opening it neither panics
+        /// nor allocates beyond its length, and a file that opens answers
+        /// lookups without panicking.
+        #[test]
+        fn any_bytes_in_an_index_file_open_safely(
+            keys in 0usize..700,
+            flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            count in prop::option::of(any::<u64>()),
+            resize in prop::option::of(0usize..20_000),
+            hold in prop_oneof![Just(0), Just(HOLD_UP_TO)],
+        ) {
+            HOLD.set(hold);
+            let storage = DbStorage::memory();
+            let feed_key = [7; 32];
+            let index = KeyIndex::open_with(&storage, feed_key, false, 1, |_| None, FLUSH_AT, u64::MAX)
+                .unwrap();
+            for seq in 1..=keys as u64 {
+                index.insert(&format!("key {seq}"), seq);
+            }
+            index.flush();
+            let (name, mut bytes) = index_files(&storage).pop().unwrap_or_default();
+            if !name.is_empty() {
+                if let Some(count) = count {
+                    bytes[64..72].copy_from_slice(&count.to_le_bytes());
+                }
+                if let Some(len) = resize {
+                    bytes.resize(len, 0xa5);
+                }
+                for (at, value) in flips {
+                    if !bytes.is_empty() {
+                        let at = at % bytes.len();
+                        bytes[at] = value;
+                    }
+                }
+                let dir = super::super::storage::INDEX_DIR;
+                storage.memory_feed(dir).unwrap().set_contents(&name, bytes);
+                if let Some(run) = Run::open(&storage, &name, &feed_key) {
+                    for seq in 0..20u64 {
+                        let _ = run.lookup(index.tag(&format!("key {seq}")));
+                    }
+                }
+            }
+            HOLD.set(HOLD_UP_TO);
+        }
     }
 
     #[test]

@@ -72,6 +72,7 @@ fn batch_reads_ndjson_and_is_all_or_nothing() {
         "header + three entries in one batch"
     );
     assert_eq!(info["writers"][0]["counted"], 4, "all of it counts");
+    assert_eq!(info["key_index"]["covered"], 4, "one writer: indexed");
 
     let bad = hyperdb_stdin(
         &["batch", p(&dir)],
