@@ -354,17 +354,18 @@ impl DbReader {
 
     /// Opens the key index when the database has one writer and this
     /// replica is it (its owner): see [`crate::key_index`]. Call it once
-    /// the writers are discovered, before anything is written.
-    pub(crate) fn open_key_index(&mut self) -> Result<()> {
+    /// the writers are discovered, before anything is written. A database
+    /// whose index cannot be built has none: its lookups walk.
+    pub(crate) fn open_key_index(&mut self) {
         if self.local != 0 || self.state().writers.len() != 1 {
-            return Ok(());
+            return;
         }
         let length = self.state().writers[0].feed.len();
         if length > 1 {
             // Another writer's entries seen: lookups would walk anyway.
             let head = self.node(0, length - 1).ok().flatten();
             if head.is_none_or(|h| h.clock.iter().skip(1).any(|&c| c > 0)) {
-                return Ok(());
+                return;
             }
         }
         let blocks = self.registry.get(0).map(|w| &w.blocks);
@@ -378,7 +379,6 @@ impl DbReader {
                 .map(|e| e.key)
         };
         self.key_index = KeyIndex::open(&self.storage, self.key, self.read_only, length, key_of);
-        Ok(())
     }
 
     /// What the key index holds: `None` when the database has none (more

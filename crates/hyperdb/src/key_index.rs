@@ -420,22 +420,14 @@ impl KeyIndex {
         header[56..64].copy_from_slice(&covered.to_le_bytes());
         header[64..72].copy_from_slice(&(out.count as u64).to_le_bytes());
         let finished = out.finish(&header)?;
-        let blocks = finished.fences.len();
-        let mut run = Run {
-            file: finished.file,
-            name: name.to_string(),
-            generation,
-            covered,
-            count: finished.count,
-            fences: finished.fences,
-            sums: finished.sums,
-            checked: (0..blocks.div_ceil(64))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            held: None,
-        };
-        run.held = run.hold()?;
-        Ok(run)
+        Run::new(
+            finished.file,
+            name,
+            (generation, covered),
+            finished.count,
+            finished.fences,
+            finished.sums,
+        )
     }
 }
 
@@ -480,21 +472,42 @@ impl Run {
         if fences.windows(2).any(|w| w[0] >= w[1]) {
             return None;
         }
+        Run::new(
+            file,
+            name,
+            (generation, covered),
+            count,
+            fences,
+            sum_bytes.into(),
+        )
+        .ok()
+    }
+
+    /// A file of `count` records in `fences.len()` blocks with checksums
+    /// `sums`, none checked yet (all of them now, when it is held).
+    fn new(
+        file: Box<dyn RandomAccess>,
+        name: &str,
+        (generation, covered): (u64, u64),
+        count: usize,
+        fences: Vec<u64>,
+        sums: Box<[u8]>,
+    ) -> io::Result<Run> {
         let mut run = Run {
+            checked: (0..fences.len().div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             file,
             name: name.to_string(),
             generation,
             covered,
             count,
             fences,
-            sums: sum_bytes.into(),
-            checked: (0..blocks.div_ceil(64))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            sums,
             held: None,
         };
-        run.held = run.hold().ok()?;
-        Some(run)
+        run.held = run.hold()?;
+        Ok(run)
     }
 
     /// Records `first..first + n` (a block), as stored, and whether block

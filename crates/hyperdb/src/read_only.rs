@@ -63,7 +63,7 @@ impl ReadOnlyDb {
         }
         let mut reader = DbReader::load(storage, &options, true)?;
         reader.discover()?;
-        reader.open_key_index()?;
+        reader.open_key_index();
         Ok(ReadOnlyDb { reader })
     }
 }

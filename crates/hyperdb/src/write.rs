@@ -153,7 +153,7 @@ impl Db {
             }
         }
         reader.discover()?;
-        reader.open_key_index()?;
+        reader.open_key_index();
         Ok(Db {
             inner: Arc::new(Shared {
                 reader,
