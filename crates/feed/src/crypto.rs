@@ -113,6 +113,40 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
     digest(&h)
 }
 
+/// The hashes of several blocks, as [`leaf_hash`] gives each: hashed side
+/// by side (four at once with AVX2), which for blocks of a few hundred
+/// bytes takes about half the time of hashing them one by one.
+pub fn leaf_hashes(blocks: &[&[u8]]) -> Vec<Hash> {
+    if let [block] = blocks {
+        return vec![leaf_hash(block)];
+    }
+    let mut inputs = Vec::with_capacity(blocks.iter().map(|b| b.len() + 9).sum());
+    for block in blocks {
+        inputs.push(LEAF_TYPE);
+        inputs.extend_from_slice(&(block.len() as u64).to_be_bytes());
+        inputs.extend_from_slice(block);
+    }
+    let mut params = blake2b_simd::Params::new();
+    params.hash_length(32);
+    let mut rest = &inputs[..];
+    let mut jobs: Vec<_> = blocks
+        .iter()
+        .map(|block| {
+            let (input, after) = rest.split_at(block.len() + 9);
+            rest = after;
+            blake2b_simd::many::HashManyJob::new(&params, input)
+        })
+        .collect();
+    blake2b_simd::many::hash_many(jobs.iter_mut());
+    jobs.iter()
+        .map(|job| {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(job.to_hash().as_bytes());
+            out
+        })
+        .collect()
+}
+
 /// Hash of a parent from its two children (in any order) and their total size.
 pub fn parent_hash(a: &crate::Node, b: &crate::Node) -> Hash {
     let (left, right) = if a.index > b.index { (b, a) } else { (a, b) };
@@ -185,15 +219,27 @@ mod tests {
             }
             h.finalize().into()
         };
-        for len in [
+        let lens = [
             0usize, 1, 55, 119, 127, 128, 129, 200, 256, 1000, 1015, 1016, 5000,
-        ] {
-            let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        ];
+        let blocks: Vec<Vec<u8>> = lens
+            .iter()
+            .map(|&len| (0..len).map(|i| (i * 7 + len) as u8).collect())
+            .collect();
+        for data in &blocks {
+            let len = data.len();
             assert_eq!(
-                leaf_hash(&data),
-                reference(&[&[LEAF_TYPE], &(len as u64).to_be_bytes(), &data]),
+                leaf_hash(data),
+                reference(&[&[LEAF_TYPE], &(len as u64).to_be_bytes(), data]),
                 "leaf of {len} bytes"
             );
+        }
+        // Hashed side by side, in every count (the SIMD lanes are filled
+        // four at a time, the rest one by one).
+        for count in 0..=blocks.len() {
+            let some: Vec<&[u8]> = blocks[..count].iter().map(Vec::as_slice).collect();
+            let one_by_one: Vec<Hash> = some.iter().map(|b| leaf_hash(b)).collect();
+            assert_eq!(leaf_hashes(&some), one_by_one, "{count} blocks");
         }
         let a = crate::Node {
             index: 0,

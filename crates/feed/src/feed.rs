@@ -580,11 +580,12 @@ impl Feed {
         let mut outside = Vec::new();
         let mut roots = self.roots.clone();
         let mut data = Vec::with_capacity(blocks.iter().map(|b| b.as_ref().len()).sum());
-        for (i, block) in blocks.iter().enumerate() {
-            let block = block.as_ref();
+        let slices: Vec<&[u8]> = blocks.iter().map(AsRef::as_ref).collect();
+        let hashes = crypto::leaf_hashes(&slices);
+        for (i, (block, hash)) in slices.iter().zip(hashes).enumerate() {
             let leaf = Node {
                 index: 2 * (start + i as u64),
-                hash: crypto::leaf_hash(block),
+                hash,
                 size: block.len() as u64,
             };
             data.extend_from_slice(block);

@@ -192,6 +192,17 @@ fn a_block_reader_reading_in_order_checks_every_block_it_read_ahead() {
     for index in (0..150).chain(151..300) {
         assert_eq!(blocks.get(index).unwrap(), source.get(index).unwrap());
     }
+    // A reader in order that skips blocks (a history walk whose entries are
+    // partly cached) is served from what was read ahead, checked alike.
+    for step in [2, 3, 7] {
+        let blocks = source.block_reader(Box::new(storage.clone()));
+        for index in (0..300u64).step_by(step) {
+            match blocks.get(index) {
+                Ok(block) => assert_eq!(block, source.get(index).unwrap(), "block {index}"),
+                Err(e) => assert_eq!(index, 150, "only the damaged block fails: {e}"),
+            }
+        }
+    }
 }
 
 /// Files in memory that count the reads made of them (lengths included,
@@ -281,6 +292,20 @@ fn a_block_reader_reading_in_order_reads_runs_of_blocks_at_once() {
         counts[1]
     );
     assert!(counts[2] <= 8, "128 small blocks took {} reads", counts[2]);
+    // Skipping a few blocks at a time costs no more reads.
+    let reader = feed.block_reader(Box::new(Counting {
+        inner: storage.clone(),
+        reads: reads.clone(),
+    }));
+    let before = reads.load(Ordering::Relaxed);
+    for index in (0..128u64).filter(|i| i % 5 != 1) {
+        assert_eq!(reader.get(index).unwrap(), blocks[index as usize]);
+    }
+    let skipping = reads.load(Ordering::Relaxed) - before;
+    assert!(
+        skipping <= 8,
+        "128 small blocks, some skipped, took {skipping} reads"
+    );
 }
 
 #[test]
