@@ -21,7 +21,9 @@
 //!   (one sequential read and write of it), and so are they on closing
 //!   when there are [`FLUSH_ON_CLOSE`] or more. A file of up to
 //!   [`HOLD_UP_TO`] keys (1 MiB) is held in memory; of a larger one, 8
-//!   bytes per 256 keys, and a lookup reads one 4 KiB block of it.
+//!   bytes per 256 keys, and a lookup reads one 4 KiB block of it, kept
+//!   in memory once read up to [`KEEP_UP_TO`] (16 MiB, a million keys'
+//!   worth) so that later lookups in it make no system call.
 //!
 //! A lookup asks the index only where its answer is sure to be the
 //! walk's (see [`crate::get`]): the view has one head, the source's, whose
@@ -79,6 +81,9 @@ const CHUNK: usize = 1 << 12;
 /// Records of a file held in memory rather than read block by block
 /// (1 MiB).
 const HOLD_UP_TO: usize = 1 << 16;
+/// Bytes of blocks of a larger file kept in memory once read (16 MiB: all
+/// of a file of a million keys).
+const KEEP_UP_TO: usize = 16 << 20;
 /// Entries kept in memory before they are merged into a new file.
 pub(crate) const FLUSH_AT: usize = 1 << 17;
 /// Entries kept in memory that closing the database merges into a file,
@@ -159,6 +164,10 @@ struct Run {
     checked: Box<[AtomicU64]>,
     /// The records, for a small file: read from memory.
     held: Option<Box<[u8]>>,
+    /// Blocks of a larger file kept once read and checked, up to
+    /// [`KEEP_UP_TO`] bytes in all (`kept_bytes`).
+    kept: Box<[std::sync::OnceLock<Box<[u8]>>]>,
+    kept_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl KeyIndex {
@@ -502,6 +511,8 @@ impl Run {
             generation,
             covered,
             count,
+            kept: (0..fences.len()).map(|_| Default::default()).collect(),
+            kept_bytes: Default::default(),
             fences,
             sums,
             held: None,
@@ -570,12 +581,20 @@ impl Run {
             let first = block * BLOCK * RECORD;
             return Ok(search(&held[first..first + n * RECORD], tag));
         }
+        if let Some(kept) = self.kept[block].get() {
+            return Ok(search(kept, tag));
+        }
         // A block a thread keeps: zeroing 4 KiB for every lookup costs
         // more than searching it.
         BLOCK_BUF.with_borrow_mut(|buf| {
             let bytes = &mut buf[..n * RECORD];
             self.file.read_exact_at(offset, bytes)?;
             self.check(block, bytes)?;
+            let room = self.kept_bytes.fetch_add(bytes.len(), Ordering::Relaxed);
+            if room + bytes.len() <= KEEP_UP_TO {
+                // Another thread may have kept it first: either will do.
+                let _ = self.kept[block].set(bytes.into());
+            }
             Ok(search(bytes, tag))
         })
     }
@@ -1082,6 +1101,10 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(damaged, BLOCK as u64, "one block");
+        // Blocks that checked are kept for later lookups; the damaged one
+        // is read (and refused) every time.
+        let kept = run.kept.iter().filter(|b| b.get().is_some()).count();
+        assert_eq!(kept, run.fences.len() - 1);
         // Through the database: the answers are the walk's, and the file
         // goes, to be rebuilt.
         for i in 0..2_000 {
