@@ -2,7 +2,8 @@
 # How hyperdb scales, beside what a user would pick instead, in one run:
 # the workload of crates/hyperdb/examples/bench.rs (N puts one at a time, N
 # puts in batches of 1,000, N random gets on the reopened database, listing
-# every key, walking the history) at each size, on
+# every key (in the reference's order, and for this implementation also in
+# the order written), walking the history) at each size, on
 #   - this implementation (release build),
 #   - hyperdb 3.5.0, the reference pinned in interop/,
 #   - Hyperbee 2 on hypercore 11, installed with npm in scripts/hyperbee/
@@ -34,7 +35,8 @@ systems = [
     ("hyperdb 3.5.0 (JS)", ["node", "bench-db.js"], "interop"),
     ("Hyperbee 2 (JS)", ["node", "bench.js"], "scripts/hyperbee"),
 ]
-ops = ["put", "batch", "get", "list", "history"]
+ops = ["put", "batch", "get", "list", "list_unordered", "history"]
+heading = {"list_unordered": "list (order written)"}
 env = {**os.environ, "INTEROP_WATCHDOG_MS": "3600000"}
 last = {}  # system -> (n, seconds of one round)
 table = {}
@@ -55,10 +57,11 @@ for n in sizes:
             runs.append(json.loads(out.strip().splitlines()[-1]))
             print(f"# {name} N = {n} round {r + 1}/{k}: {secs:.1f} s {runs[-1]}", file=sys.stderr)
         last[name] = (n, secs)
-        table[(n, name)] = {op: statistics.median(x[op] for x in runs) for op in ops + ["rss_mb"]}
+        table[(n, name)] = {op: statistics.median(x[op] for x in runs)
+                            for op in ops + ["rss_mb"] if all(op in x for x in runs)}
         table[(n, name)]["rounds"] = k
 
-print("| N | system | rounds | " + " | ".join(ops) + " | peak RSS |")
+print("| N | system | rounds | " + " | ".join(heading.get(op, op) for op in ops) + " | peak RSS |")
 print("| --- | --- | --- | " + " | ".join("---" for _ in ops) + " | --- |")
 for n in sizes:
     ours = table.get((n, systems[0][0]))
@@ -68,6 +71,9 @@ for n in sizes:
             continue
         cells = []
         for op in ops:
+            if op not in row:
+                cells.append("—")
+                continue
             cell = f"{row[op]:,.0f}"
             if ours and name != systems[0][0] and row[op] > 0:
                 cell += f" ({ours[op] / row[op]:.1f}×)"

@@ -189,6 +189,11 @@ enum Command {
         /// Leave out PREFIX itself (only keys strictly under it)
         #[arg(long)]
         gt: bool,
+        /// Any order, the fastest: a database with one writer is read
+        /// straight through its feed, keys in the order last written (same
+        /// keys and values)
+        #[arg(long, conflicts_with_all = ["no_recursive", "reverse"])]
+        unordered: bool,
         /// Print one JSON object a line: {"key": "a/b", "values": ["v1", "v2"]}
         #[arg(long)]
         json: bool,
@@ -832,6 +837,7 @@ fn run(command: Command) -> CliResult {
             no_recursive,
             reverse,
             gt,
+            unordered,
             json,
             at,
             raw,
@@ -842,6 +848,7 @@ fn run(command: Command) -> CliResult {
                 reverse,
                 gt,
                 deletes: false,
+                unordered,
             };
             let view = view(&db, at.as_deref(), raw)?;
             let rows = view

@@ -67,12 +67,9 @@ pub(crate) fn indexed(
     heads: &[Arc<Node>],
     key: &str,
 ) -> Result<Option<Vec<Arc<Node>>>> {
-    let (Some(index), [head]) = (&db.key_index, heads) else {
+    let Some((index, head)) = index_head(db, heads) else {
         return Ok(None);
     };
-    if head.feed != 0 || head.clock.iter().skip(1).any(|&c| c > 0) {
-        return Ok(None);
-    }
     let Some(seq) = index.lookup(key, head.seq + 1).filter(|&s| s <= head.seq) else {
         return Ok(None);
     };
@@ -82,6 +79,19 @@ pub(crate) fn indexed(
         }
         _ => Ok(None),
     }
+}
+
+/// The key index and the head it may answer for (see [`indexed`]): the
+/// only head, the source's, whose clock has seen no other writer's entry.
+/// The caller still checks that the index covers the head.
+pub(crate) fn index_head<'d, 'h>(
+    db: &'d DbReader,
+    heads: &'h [Arc<Node>],
+) -> Option<(&'d crate::key_index::KeyIndex, &'h Arc<Node>)> {
+    let (Some(index), [head]) = (&db.key_index, heads) else {
+        return None;
+    };
+    (head.feed == 0 && head.clock.iter().skip(1).all(|&c| c == 0)).then_some((index, head))
 }
 
 /// `candidates` with every one that `policy` does not count replaced by

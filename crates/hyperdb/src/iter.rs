@@ -34,6 +34,15 @@ pub struct IterOptions {
     pub gt: bool,
     /// Include keys whose current writes are all deletes.
     pub deletes: bool,
+    /// Any order, whichever is fastest to read; the keys and their values
+    /// are the same. A listing of a database with one writer (its owner,
+    /// through the key index, see [`DbReader::key_index`]) then reads the
+    /// feed straight through and lists each key at its latest write, in
+    /// the order keys were last written: several times faster than the
+    /// walk for a large database, whose entries the walk reads in random
+    /// order. Otherwise, and for `shallow` or `reverse` listings, the
+    /// usual order.
+    pub unordered: bool,
 }
 
 enum Item {
@@ -59,6 +68,20 @@ pub struct Iter<'a> {
     start: usize,
     options: IterOptions,
     prefix: String,
+    /// A listing in the order written, instead of the walk.
+    scan: Option<Scan>,
+}
+
+/// A listing in the order written (see [`IterOptions::unordered`]): the
+/// source feed's entries up to the head, in order, each listed when it is
+/// its key's latest.
+struct Scan {
+    /// The next entry to read, and the head's seq.
+    next: u64,
+    head: u64,
+    /// The prefix's path: a key is under the prefix when its path starts
+    /// with this, as the walk descends it.
+    path: Vec<u8>,
 }
 
 impl std::fmt::Debug for Iter<'_> {
@@ -80,15 +103,33 @@ impl<'a> Iter<'a> {
     ) -> Result<Self> {
         let prefix = crate::hash::normalize(prefix).to_string();
         let path = crate::hash::path(&prefix, false);
-        let nodes = prefix_nodes(db, heads, &prefix)?;
+        let scan = if options.unordered && !options.shallow && !options.reverse && policy.is_none()
+        {
+            crate::get::index_head(db, heads)
+                .filter(|(index, head)| {
+                    let info = index.info();
+                    info.usable && info.covered > head.seq
+                })
+                .map(|(_, head)| Scan {
+                    next: 1,
+                    head: head.seq,
+                    path: path.clone(),
+                })
+        } else {
+            None
+        };
         let mut stack = Vec::new();
-        if !nodes.is_empty() {
-            stack.push(Item::Frame {
-                pos: path.len(),
-                nodes,
-            });
+        if scan.is_none() {
+            let nodes = prefix_nodes(db, heads, &prefix)?;
+            if !nodes.is_empty() {
+                stack.push(Item::Frame {
+                    pos: path.len(),
+                    nodes,
+                });
+            }
         }
         Ok(Iter {
+            scan,
             db,
             heads: heads.to_vec(),
             policy,
@@ -100,6 +141,9 @@ impl<'a> Iter<'a> {
     }
 
     fn advance(&mut self) -> Result<Option<(String, Vec<Arc<Node>>)>> {
+        if self.scan.is_some() {
+            return self.scan_next();
+        }
         while let Some(item) = self.stack.pop() {
             let (pos, nodes) = match item {
                 Item::Leaf { nodes, lookup } => {
@@ -149,6 +193,66 @@ impl<'a> Iter<'a> {
             }
         }
         Ok(None)
+    }
+
+    /// Whether this is a listing in the order written.
+    #[cfg(test)]
+    pub(crate) fn scanning(&self) -> bool {
+        self.scan.is_some()
+    }
+
+    /// The next key of a listing in the order written: the next entry
+    /// under the prefix that is its key's latest at the head.
+    fn scan_next(&mut self) -> Result<Option<(String, Vec<Arc<Node>>)>> {
+        loop {
+            let Some(scan) = &mut self.scan else {
+                return Ok(None);
+            };
+            if scan.next > scan.head {
+                return Ok(None);
+            }
+            let (seq, head) = (scan.next, scan.head);
+            scan.next += 1;
+            let Some(node) = self.db.scan_node(0, seq)? else {
+                continue;
+            };
+            // Under the prefix as the walk finds keys: by path, then by
+            // name; the prefix itself (or, listing everything, the empty
+            // key) left out as the walk leaves it out.
+            let start = scan.path.len();
+            let under = !node.key.is_empty()
+                && (scan.path.is_empty() || node.path.starts_with(&scan.path))
+                && (self.prefix.is_empty() || node.key.starts_with(&self.prefix))
+                && !((self.options.gt || start == 0) && node.path.len() == start + 1);
+            if !under || (node.deleted && !self.options.deletes) {
+                continue;
+            }
+            if self.latest(&node, head)? {
+                return Ok(Some((node.key.clone(), vec![node])));
+            }
+        }
+    }
+
+    /// Whether `node`, entry `node.seq` of the one writer, is its key's
+    /// latest at or before entry `head`: the key index says so, or names a
+    /// later entry holding the key; where it cannot tell (a later entry
+    /// written after `head`, another key with the same tag), the walk.
+    fn latest(&self, node: &Arc<Node>, head: u64) -> Result<bool> {
+        let index = self.db.key_index.as_ref();
+        match index.and_then(|index| index.lookup(&node.key, head + 1)) {
+            Some(seq) if seq == node.seq => return Ok(true),
+            Some(seq) if seq <= head => {
+                if let Some(later) = self.db.scan_node(0, seq)? {
+                    if later.key == node.key && later.seq > node.seq {
+                        return Ok(false);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let candidates = crate::get::candidates(self.db, &self.heads, &node.key)?;
+        let latest = crate::get::latest(candidates, true);
+        Ok(latest.iter().any(|n| n.feed == 0 && n.seq == node.seq))
     }
 
     /// Candidates with the same path, grouped by key (colliding keys in

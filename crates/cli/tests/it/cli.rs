@@ -55,6 +55,18 @@ fn init_put_get_del_ls_and_exit_codes() {
     ok(&hyperdb(&["del", p(&dir), "a/b"]));
     assert_eq!(hyperdb(&["get", p(&dir), "a/b"]).status.code(), Some(1));
     assert_eq!(ok(&hyperdb(&["ls", p(&dir)])).lines().count(), 2);
+    // In the order written: the same lines.
+    let sorted = |text: String| {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        sorted(ok(&hyperdb(&["ls", p(&dir), "--unordered"]))),
+        sorted(ok(&hyperdb(&["ls", p(&dir)])))
+    );
+    let both = hyperdb(&["ls", p(&dir), "--unordered", "--reverse"]);
+    assert_eq!(both.status.code(), Some(2), "conflicting flags are refused");
 }
 
 #[test]

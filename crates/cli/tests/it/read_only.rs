@@ -48,6 +48,7 @@ const READS: &[&[&str]] = &[
     &["info", "DIR"],
     &["get", "DIR", "a"],
     &["ls", "DIR"],
+    &["ls", "DIR", "--unordered"],
     &["version", "DIR"],
     &["history", "DIR"],
     &["feeds", "DIR"],

@@ -1,6 +1,7 @@
 //! Prefix iteration against the running JS reference: for databases written
 //! by one writer and by several, every option gives the same keys in the
-//! same order (values follow the causal rule where the reference's do not).
+//! same order (values follow the causal rule where the reference's do not),
+//! and a listing in the order written gives the same keys and values.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -98,6 +99,17 @@ fn compare_single_writer(dir: &Path, prefixes: &[&str]) {
                 assert_eq!(comps(&a), comps(&b), "shallow under {prefix:?}");
             } else {
                 assert_eq!(a, b, "prefix {prefix:?} with {options:?}");
+                // In the order written (through the key index): the same
+                // keys and values.
+                let unordered = IterOptions {
+                    unordered: true,
+                    ..options
+                };
+                let mut a = ours(dir, prefix, unordered);
+                let mut b = b;
+                a.sort();
+                b.sort();
+                assert_eq!(a, b, "prefix {prefix:?} with {unordered:?}");
             }
         }
     }

@@ -43,6 +43,7 @@ const DELETES: IterOptions = IterOptions {
     reverse: false,
     gt: false,
     deletes: true,
+    unordered: false,
 };
 
 // hyperdb test/iterator.js: 'basic iteration'
