@@ -189,9 +189,9 @@ enum Command {
         /// Leave out PREFIX itself (only keys strictly under it)
         #[arg(long)]
         gt: bool,
-        /// Any order, the fastest: a database with one writer is read
-        /// straight through its feed, keys in the order last written (same
-        /// keys and values)
+        /// Keys in the order last written (same keys and values): a
+        /// database with one writer is read straight through its feed,
+        /// faster for most of a large database, slower for a small prefix
         #[arg(long, conflicts_with_all = ["no_recursive", "reverse"])]
         unordered: bool,
         /// Print one JSON object a line: {"key": "a/b", "values": ["v1", "v2"]}
