@@ -219,14 +219,7 @@ impl BlockReader {
             drop(ahead);
             return self.read_checked(data, index, offset, &leaf).ok();
         }
-        if !ahead.checked(index, offset) {
-            // Read before it was all written, or damaged: read it alone.
-            *ahead = Ahead::default();
-            return None;
-        }
-        let block = ahead.bytes(index, offset)?.to_vec();
-        *self.next.lock().expect("no panic while held") = (index + 1, offset + leaf.size);
-        Some(block)
+        self.hand_out(&mut ahead, index, offset)
     }
 
     /// Block `index` if what was read ahead holds it (and it checks).
@@ -236,7 +229,16 @@ impl BlockReader {
         let mut ahead = self.ahead.try_lock().ok()?;
         let i = usize::try_from(index.checked_sub(ahead.data_first)?).ok()?;
         let offset = ahead.checked.get(i)?.0;
+        self.hand_out(&mut ahead, index, offset)
+    }
+
+    /// A copy of block `index`, starting at `offset`, from what was read
+    /// ahead, if its bytes hash to its leaf; the next block in order then
+    /// follows it. A block that does not (read before it was all written,
+    /// or damaged) drops what was read ahead, to be read alone.
+    fn hand_out(&self, ahead: &mut Ahead, index: u64, offset: u64) -> Option<Vec<u8>> {
         if !ahead.checked(index, offset) {
+            *ahead = Ahead::default();
             return None;
         }
         let block = ahead.bytes(index, offset)?.to_vec();

@@ -162,10 +162,9 @@ struct Run {
     sums: Box<[u8]>,
     /// A bit per block: checked against its sum.
     checked: Box<[AtomicU64]>,
-    /// The records, for a small file: read from memory.
-    held: Option<Box<[u8]>>,
-    /// Blocks of a larger file kept once read and checked, up to
-    /// [`KEEP_UP_TO`] bytes in all (`kept_bytes`).
+    /// Blocks kept in memory once read and checked (all of them from the
+    /// start, for a small file), up to [`KEEP_UP_TO`] bytes in all
+    /// (`kept_bytes`).
     kept: Box<[std::sync::OnceLock<Box<[u8]>>]>,
     kept_bytes: std::sync::atomic::AtomicUsize,
 }
@@ -502,7 +501,7 @@ impl Run {
         fences: Vec<u64>,
         sums: Box<[u8]>,
     ) -> io::Result<Run> {
-        let mut run = Run {
+        let run = Run {
             checked: (0..fences.len().div_ceil(64))
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -515,9 +514,8 @@ impl Run {
             kept_bytes: Default::default(),
             fences,
             sums,
-            held: None,
         };
-        run.held = run.hold()?;
+        run.hold()?;
         Ok(run)
     }
 
@@ -551,23 +549,33 @@ impl Run {
         )
     }
 
-    /// The records, read and checked whole, when the file is small enough
-    /// ([`HOLD_UP_TO`] records): lookups in a small database then make no
-    /// system call.
-    fn hold(&self) -> io::Result<Option<Box<[u8]>>> {
+    /// Reads, checks and keeps every block at once when the file is small
+    /// enough ([`HOLD_UP_TO`] records): lookups in a small database then
+    /// make no system call.
+    fn hold(&self) -> io::Result<()> {
         #[cfg(test)]
         let hold_up_to = tests::HOLD.get();
         #[cfg(not(test))]
         let hold_up_to = HOLD_UP_TO;
         if self.count > hold_up_to {
-            return Ok(None);
+            return Ok(());
         }
         let mut records = vec![0u8; self.count * RECORD];
         self.file.read_exact_at(HEADER as u64, &mut records)?;
         for (block, bytes) in records.chunks(BLOCK * RECORD).enumerate() {
             self.check(block, bytes)?;
+            self.keep(block, bytes);
         }
-        Ok(Some(records.into_boxed_slice()))
+        Ok(())
+    }
+
+    /// Keeps block `block`, checked, if the budget allows.
+    fn keep(&self, block: usize, bytes: &[u8]) {
+        let room = self.kept_bytes.fetch_add(bytes.len(), Ordering::Relaxed);
+        if room + bytes.len() <= KEEP_UP_TO {
+            // Another thread may have kept it first: either will do.
+            let _ = self.kept[block].set(bytes.into());
+        }
     }
 
     /// The seq stored for `tag`, reading the one block that may hold it.
@@ -581,10 +589,6 @@ impl Run {
             self.fences[block],
             self.fences.get(block + 1).copied().unwrap_or(u64::MAX),
         );
-        if let Some(held) = &self.held {
-            let first = block * BLOCK * RECORD;
-            return Ok(search(&held[first..first + n * RECORD], tag, bounds));
-        }
         if let Some(kept) = self.kept[block].get() {
             return Ok(search(kept, tag, bounds));
         }
@@ -594,11 +598,7 @@ impl Run {
             let bytes = &mut buf[..n * RECORD];
             self.file.read_exact_at(offset, bytes)?;
             self.check(block, bytes)?;
-            let room = self.kept_bytes.fetch_add(bytes.len(), Ordering::Relaxed);
-            if room + bytes.len() <= KEEP_UP_TO {
-                // Another thread may have kept it first: either will do.
-                let _ = self.kept[block].set(bytes.into());
-            }
+            self.keep(block, bytes);
             Ok(search(bytes, tag, bounds))
         })
     }
@@ -1297,7 +1297,10 @@ pub(crate) mod tests {
         drop(state);
         assert_eq!((run.generation, run.count), (3, 6_000));
         assert_eq!(run.fences.len(), 6_000usize.div_ceil(BLOCK));
-        assert!(run.held.is_none());
+        assert!(
+            run.kept.iter().all(|b| b.get().is_none()),
+            "read block by block: nothing kept before a lookup"
+        );
         assert_eq!(index_files(&storage).len(), 1, "older files removed");
         let heads = db.heads().unwrap();
         for k in &keys {
