@@ -164,6 +164,9 @@ pub struct DbReader {
     /// The latest entry of each key, for a database with one writer that
     /// this replica owns (see [`crate::key_index`]).
     pub(crate) key_index: Option<KeyIndex>,
+    /// Each key's latest entry in every writer's feed, once lookups have
+    /// walked enough (see [`crate::latest_index`]).
+    pub(crate) latest: crate::latest_index::LatestIndex,
 }
 
 impl std::fmt::Debug for DbReader {
@@ -343,6 +346,7 @@ impl DbReader {
             delivered: Default::default(),
             policy: Default::default(),
             key_index: None,
+            latest: crate::latest_index::LatestIndex::new(options.cache_bytes),
         };
         if db.content_enabled {
             db.open_local_content()?;
@@ -368,17 +372,31 @@ impl DbReader {
                 return;
             }
         }
-        let blocks = self.registry.get(0).map(|w| &w.blocks);
-        let key_of = |seq: u64| {
-            let block = match blocks.and_then(|b| b.get(seq).ok()) {
-                Some(block) => block,
-                None => self.state().writers[0].feed.get(seq).ok()?,
-            };
+        let key_of = |seq: u64| self.entry_key(0, seq).ok().flatten();
+        self.key_index = KeyIndex::open(&self.storage, self.key, self.read_only, length, key_of);
+    }
+
+    /// The key of entry `seq` of writer `writer`, read through its
+    /// read-ahead and decoded alone (the rest of the entry is not):
+    /// `Ok(None)` when the entry does not decode, an error when it cannot
+    /// be read.
+    pub(crate) fn entry_key(&self, writer: usize, seq: u64) -> Result<Option<String>> {
+        let blocks = self.registry.get(writer).map(|w| &w.blocks);
+        let block = match blocks.and_then(|b| b.get(seq).ok()) {
+            Some(block) => block,
+            None => {
+                let state = self.state();
+                let Some(w) = state.writers.get(writer) else {
+                    return Ok(None);
+                };
+                w.feed.get(seq)?
+            }
+        };
+        Ok(
             <crate::messages::EntryKey as prost::Message>::decode(bytes::Bytes::from(block))
                 .ok()
-                .map(|e| e.key)
-        };
-        self.key_index = KeyIndex::open(&self.storage, self.key, self.read_only, length, key_of);
+                .map(|e| e.key),
+        )
     }
 
     /// What the key index holds: `None` when the database has none (more
@@ -395,6 +413,28 @@ impl DbReader {
     /// ```
     pub fn key_index(&self) -> Option<crate::KeyIndexInfo> {
         self.key_index.as_ref().map(KeyIndex::info)
+    }
+
+    /// What the index of each key's latest entry in every writer's feed
+    /// holds. It is held in memory only, built from the feeds, and answers
+    /// lookups of a database with several writers (or a replica's of a
+    /// database with one) by reading the entries holding the key, where a
+    /// walk visits about one entry per writer. `None` until lookups have
+    /// walked through as many entries as building it reads (a process that
+    /// looks up a few keys never builds it), for a database whose entries
+    /// would take more than a share of [`OpenOptions::cache_bytes`] (a
+    /// million entries for the default 64 MiB), and while a lookup is
+    /// catching it up.
+    ///
+    /// ```
+    /// use hyperdb::{Db, DbStorage, OpenOptions};
+    /// let db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    /// db.put("a", b"1").unwrap();
+    /// // One writer, the owner: its key index answers; this one is not needed.
+    /// assert!(db.latest_index().is_none());
+    /// ```
+    pub fn latest_index(&self) -> Option<crate::LatestIndexInfo> {
+        self.latest.info()
     }
 
     /// The state, shared with other readers. Never held across a call
@@ -693,13 +733,13 @@ impl DbReader {
                 delivered.max(claimed)
             })
             .collect();
-        Ok((heads.nodes, clock))
+        Ok((heads.nodes.to_vec(), clock))
     }
 
     /// All current values of `key`: the writes to it that no other write to
     /// it has seen, deletes left out. Several values mean concurrent writes.
     pub fn get(&self, key: &str) -> Result<Vec<Arc<Node>>> {
-        let heads = self.heads()?;
+        let heads = self.reading().shared_heads()?;
         let policy = self.policy_for(&heads)?;
         get::get(self, &heads, hash::normalize(key), policy.as_deref())
     }

@@ -42,6 +42,13 @@ pub(crate) fn get(
         if let Some(found) = indexed(db, heads, key)? {
             return Ok(found);
         }
+        if let Some(found) = db.latest.get(db, heads, key)? {
+            return Ok(found);
+        }
+        let mut visits = 0;
+        let candidates = candidates_with(db, heads, key, &mut |_| visits += 1)?;
+        db.latest.walked(visits);
+        return Ok(latest(candidates, false));
     }
     walk(db, heads, key, policy)
 }

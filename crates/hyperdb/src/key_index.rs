@@ -92,6 +92,11 @@ pub(crate) const FLUSH_ON_CLOSE: usize = 4096;
 /// SipHash keys of the tags: fixed, since tags are stored.
 const TAG_KEYS: (u64, u64) = (0x6879_7065_7264_6220, 0x6b65_7920_7461_6773);
 
+/// The 64-bit tag by which the indexes find `key`.
+pub(crate) fn tag_of(key: &str) -> u64 {
+    SipHasher24::new_with_keys(TAG_KEYS.0, TAG_KEYS.1).hash(key.as_bytes())
+}
+
 type Pending = HashMap<u64, u64, BuildHasherDefault<IndexHasher>>;
 
 thread_local! {
@@ -255,7 +260,7 @@ impl KeyIndex {
     }
 
     fn tag(&self, key: &str) -> u64 {
-        SipHasher24::new_with_keys(TAG_KEYS.0, TAG_KEYS.1).hash(key.as_bytes()) & self.mask
+        tag_of(key) & self.mask
     }
 
     /// The seq of the latest entry whose key may be `key`, when the index

@@ -321,6 +321,11 @@ impl Reading<'_> {
     /// The current heads: the latest delivered entry of every counted
     /// writer (see [`crate::delivery`]), less those another head has seen.
     pub(crate) fn heads(&self) -> Result<Vec<Arc<Node>>> {
+        Ok(self.heads_delivered()?.nodes.to_vec())
+    }
+
+    /// [`Reading::heads`], shared rather than copied.
+    pub(crate) fn shared_heads(&self) -> Result<Arc<[Arc<Node>]>> {
         Ok(self.heads_delivered()?.nodes)
     }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use hyperdb::{local_sync, Db};
 use proptest::prelude::*;
 
-use crate::support::{memory_db, sorted_values as values};
+use crate::support::{build_latest_index, memory_db, sorted_values as values};
 
 pub(crate) const KEYS: [&str; 5] = ["a", "b", "a/x", "c/d/e", "b/y"];
 const REPLICAS: usize = 3;
@@ -180,6 +180,18 @@ fn run(steps: &[Step], order_seed: u64) -> Result<(), TestCaseError> {
                 listed.insert(key.to_string(), expected);
             }
         }
+        // Once lookups have walked enough, the index of each key's latest
+        // entry in every writer's feed answers them: the same answers.
+        prop_assert!(build_latest_index(db, &KEYS), "replica {} index", r);
+        for key in KEYS {
+            prop_assert_eq!(
+                answer(db, key),
+                oracle(db, key),
+                "replica {} key {} (index)",
+                r,
+                key
+            );
+        }
         // Listing walks the tries once for every key: same answers.
         let writers = db.writers();
         let walked: std::collections::BTreeMap<String, Answer> = db
@@ -201,6 +213,16 @@ fn run(steps: &[Step], order_seed: u64) -> Result<(), TestCaseError> {
     for key in KEYS {
         let theirs = answer(&dbs[0], key);
         prop_assert_eq!(answer(&observer, key), theirs, "observer, key {}", key);
+    }
+    prop_assert!(build_latest_index(&observer, &KEYS), "observer index");
+    for key in KEYS {
+        let theirs = answer(&dbs[0], key);
+        prop_assert_eq!(
+            answer(&observer, key),
+            theirs,
+            "observer, key {} (index)",
+            key
+        );
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use hyperdb::{local_sync, Db, OpenOptions};
 use serde_json::{json, Value};
 use testkit::node;
 
-use crate::support::{causal_values, js_values};
+use crate::support::{build_latest_index, causal_values, js_values};
 
 fn multi(dir: &Path, steps: &Value) -> Value {
     node(
@@ -97,6 +97,16 @@ fn a_three_writer_database_built_by_js_opens_in_rust_from_every_folder() {
             if theirs == causal {
                 assert_eq!(ours, theirs, "{name}: {key}");
             }
+        }
+        // Once lookups have walked enough, the index of each key's latest
+        // entry in every writer's feed answers them: the same answers.
+        assert!(build_latest_index(&db, &keys), "{name}: index built");
+        for key in keys {
+            assert_eq!(
+                rust_values(&db, key),
+                causal_values(&db, key),
+                "{name}: {key} (index)"
+            );
         }
         // Everyone saw a2, b2 and c2 concurrently.
         assert_eq!(

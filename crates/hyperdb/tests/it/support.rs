@@ -20,6 +20,21 @@ pub fn memory_db(key: Option<[u8; 32]>) -> Db {
     .unwrap()
 }
 
+/// Looks `keys` up until the database has built its index of each key's
+/// latest entries (lookups walk until they have visited as many entries as
+/// building it reads); whether it did within a thousand rounds.
+pub fn build_latest_index(db: &Db, keys: &[&str]) -> bool {
+    for _ in 0..1000 {
+        if db.latest_index().is_some() {
+            return true;
+        }
+        for key in keys {
+            db.get(key).unwrap();
+        }
+    }
+    db.latest_index().is_some()
+}
+
 /// The current values of `key` as text, sorted.
 pub fn sorted_values(db: &Db, key: &str) -> Vec<String> {
     sorted_texts(&db.get(key).unwrap())
