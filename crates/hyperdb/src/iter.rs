@@ -84,6 +84,10 @@ struct Scan {
     /// The prefix's path: a key is under the prefix when its path starts
     /// with this, as the walk descends it.
     path: Vec<u8>,
+    /// The entries up to the head that the key index names, read at the
+    /// first entry listed (see [`crate::key_index::KeyIndex::named`]);
+    /// empty when it could not be read.
+    named: Option<Vec<u64>>,
 }
 
 impl std::fmt::Debug for Iter<'_> {
@@ -116,6 +120,7 @@ impl<'a> Iter<'a> {
                     next: 1,
                     head: head.seq,
                     path: path.clone(),
+                    named: None,
                 })
         } else {
             None
@@ -229,7 +234,16 @@ impl<'a> Iter<'a> {
             if !under || (node.deleted && !self.options.deletes) {
                 continue;
             }
-            if self.latest(&node, head)? {
+            let named = scan.named.get_or_insert_with(|| {
+                let index = self.db.key_index.as_ref();
+                index.and_then(|i| i.named(head + 1)).unwrap_or_default()
+            });
+            let bit = |seq: u64| {
+                named
+                    .get((seq / 64) as usize)
+                    .is_some_and(|w| w & 1 << (seq % 64) != 0)
+            };
+            if bit(seq) || self.latest(&node, head)? {
                 return Ok(Some((node.key.clone(), vec![node])));
             }
         }

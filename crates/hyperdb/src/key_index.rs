@@ -288,6 +288,40 @@ impl KeyIndex {
         }
     }
 
+    /// A bit for each entry before `length` that the index names as the
+    /// latest of its key's tag (word `seq / 64`, bit `seq % 64`): the
+    /// same answers as [`KeyIndex::lookup`] gives entry by entry, for a
+    /// reader going through every entry, read in one pass over the file
+    /// (a lookup per entry misses the cache once each). `None` when the
+    /// index does not cover `length` or a block of the file does not
+    /// check (lookups then find that out themselves).
+    pub(crate) fn named(&self, length: u64) -> Option<Vec<u64>> {
+        let (run, pending) = {
+            let state = self.state.read();
+            if !state.usable || state.covered < length {
+                return None;
+            }
+            (state.run.clone(), state.pending.clone())
+        };
+        let mut bits = vec![0u64; length.div_ceil(64) as usize];
+        let mut set = |seq: u64| {
+            if seq < length {
+                bits[(seq / 64) as usize] |= 1 << (seq % 64);
+            }
+        };
+        if let Some(run) = run {
+            let mut records = Records::new(&run);
+            // What is in memory is newer than the file's record of a tag.
+            while let Some((tag, seq)) = records.next().ok()? {
+                if pending.is_empty() || !pending.contains_key(&tag) {
+                    set(seq);
+                }
+            }
+        }
+        pending.values().for_each(|&seq| set(seq));
+        Some(bits)
+    }
+
     /// A block of `run` did not read back as written: lookups walk from
     /// now on, and a writable index removes the file, so that the next
     /// opening rebuilds it.
