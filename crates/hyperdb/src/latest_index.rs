@@ -589,6 +589,45 @@ mod tests {
         assert_eq!(owner.latest_index().unwrap().entries, info.entries + 1);
     }
 
+    /// Lookups in several threads while two writers write and replicate:
+    /// whichever thread builds or catches the index up, and whatever the
+    /// others find it doing, every answer from a view is the walk's from
+    /// the same view.
+    #[test]
+    fn lookups_in_threads_beside_writes_answer_as_the_walk() {
+        let dbs = setup(u64::MAX);
+        let (owner, writer) = (dbs[0].clone(), dbs[1].clone());
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..300u32 {
+                    owner.put(&key((i % 20) as u8), &i.to_le_bytes()).unwrap();
+                    writer.put(&key((i % 7) as u8), &i.to_le_bytes()).unwrap();
+                    if i % 10 == 0 {
+                        local_sync::sync(&owner, &writer).unwrap();
+                    }
+                }
+                done.store(true, Ordering::Release);
+            });
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let mut rounds = 0;
+                    while !done.load(Ordering::Acquire) || rounds < 20 {
+                        rounds += 1;
+                        let heads = owner.heads().unwrap();
+                        for k in 0..KEYS {
+                            let key = key(k);
+                            let walked = get::walk(&owner, &heads, &key, None).unwrap();
+                            let got = get::get(&owner, &heads, &key, None).unwrap();
+                            assert_eq!(ids(&got), ids(&walked), "{key}");
+                        }
+                    }
+                });
+            }
+        });
+        assert!(owner.latest_index().is_some());
+    }
+
     /// A database whose entries would take more than the cache's budget
     /// gets no index: lookups walk.
     #[test]
