@@ -24,10 +24,10 @@
 //!   as many entries as it would read (so a process that looks up a few
 //!   keys never pays for it), and caught up from the feeds when a lookup
 //!   needs entries it has not read. It takes 16 to 40 bytes a key (a hash
-//!   table), and a database whose entries would take more than a
-//!   [`BYTES_PER_ENTRY`] share of the cache's budget
-//!   ([`crate::OpenOptions::cache_bytes`]: a million entries for 64 MiB)
-//!   gets none.
+//!   table) beside the entry cache, and is not built for more entries
+//!   than the cache's budget over [`BYTES_PER_ENTRY`]
+//!   ([`crate::OpenOptions::cache_bytes`]: a million entries for the
+//!   default 64 MiB, so at most about 40 MiB).
 //! - It answers only where it knows the answer: no permission policy, every
 //!   writer authorized, and for each writer the latest entry holding the
 //!   key's tag is one the heads have seen (a lookup from an older version
