@@ -421,17 +421,24 @@ impl DbReader {
     /// database with one) by reading the entries holding the key, where a
     /// walk visits about one entry per writer. `None` until lookups have
     /// walked through as many entries as building it reads (a process that
-    /// looks up a few keys never builds it), for a database whose entries
-    /// would take more than a share of [`OpenOptions::cache_bytes`] (a
-    /// million entries for the default 64 MiB), and while a lookup is
-    /// catching it up.
+    /// looks up a few keys never builds it), for a database of more entries
+    /// than [`OpenOptions::cache_bytes`] / 64 (a million for the default
+    /// 64 MiB), and while a lookup is catching it up. Its negative answers
+    /// are exact too, so lookups of absent keys in a database with one
+    /// writer, which the key index cannot answer, build it as well.
     ///
     /// ```
     /// use hyperdb::{Db, DbStorage, OpenOptions};
     /// let db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
     /// db.put("a", b"1").unwrap();
-    /// // One writer, the owner: its key index answers; this one is not needed.
     /// assert!(db.latest_index().is_none());
+    /// // Lookups that walk (here of keys not there) until they have visited
+    /// // as many entries as building the index reads.
+    /// for _ in 0..4 {
+    ///     assert!(db.get("b").unwrap().is_empty());
+    /// }
+    /// let index = db.latest_index().unwrap();
+    /// assert_eq!((index.entries, index.keys), (1, 1));
     /// ```
     pub fn latest_index(&self) -> Option<crate::LatestIndexInfo> {
         self.latest.info()
