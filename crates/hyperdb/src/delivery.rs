@@ -60,28 +60,11 @@ impl Reading<'_> {
     /// writer was authorized since they were computed, so a lookup does
     /// not pay for every writer of the database.
     pub(crate) fn heads_delivered(&self) -> Result<Heads> {
-        if let Some(memo) = self.db.delivered.lock().as_ref() {
-            // Compared in place: a lookup of a database with many writers
-            // allocates nothing here.
-            let current = self.availability_of();
-            let registered = self.db.registry.len();
-            if memo.from.len() == registered
-                && memo
-                    .from
-                    .iter()
-                    .enumerate()
-                    .all(|(id, &f)| f == current(id))
-            {
-                return Ok(memo.heads.clone());
-            }
-        }
         for _ in 0..4 {
-            let from = self.availability();
-            if let Some(memo) = self.db.delivered.lock().as_ref() {
-                if memo.from == from {
-                    return Ok(memo.heads.clone());
-                }
+            if let Some(heads) = self.memo_current() {
+                return Ok(heads);
             }
+            let from = self.availability();
             let heads = self.compute_heads()?;
             // Decoding may have found a writer, or a replication stored
             // blocks meanwhile: keep them only when they are still current.
@@ -114,6 +97,22 @@ impl Reading<'_> {
             nodes: crate::node::unseen(&nodes).into(),
             lengths: Arc::new(lengths),
         })
+    }
+
+    /// The heads last computed, if no writer's availability has changed
+    /// since: compared in place, so a lookup in a database with many
+    /// writers allocates nothing here.
+    fn memo_current(&self) -> Option<Heads> {
+        let memo = self.db.delivered.lock();
+        let memo = memo.as_ref()?;
+        let current = self.availability_of();
+        (memo.from.len() == self.db.registry.len()
+            && memo
+                .from
+                .iter()
+                .enumerate()
+                .all(|(id, &f)| f == current(id)))
+        .then(|| memo.heads.clone())
     }
 
     fn availability(&self) -> Vec<(u64, bool)> {

@@ -45,22 +45,22 @@ pub(crate) fn get(
         if let Some(found) = db.latest.get(db, heads, key)? {
             return Ok(found);
         }
-        let mut visits = 0;
-        let candidates = candidates_with(db, heads, key, &mut |_| visits += 1)?;
-        db.latest.walked(visits);
-        return Ok(latest(candidates, false));
     }
     walk(db, heads, key, policy)
 }
 
-/// [`get`] by walking the trie, without the key index.
+/// [`get`] by walking the trie, without the indexes. The entries it
+/// visits count toward building the latest-entry index (see
+/// [`crate::latest_index`]).
 pub(crate) fn walk(
     db: &DbReader,
     heads: &[Arc<Node>],
     key: &str,
     policy: Option<&Policy>,
 ) -> Result<Vec<Arc<Node>>> {
-    let candidates = candidates(db, heads, key)?;
+    let mut visits = 0;
+    let candidates = candidates_with(db, heads, key, &mut |_| visits += 1)?;
+    db.latest.walked(visits);
     let candidates = counting(db, candidates, key, policy)?;
     Ok(latest(candidates, false))
 }

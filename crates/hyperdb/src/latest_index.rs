@@ -17,7 +17,13 @@
 //! writer's latest, which is what the index keeps. The walk finds them
 //! through tries as hyperdb's put writes them (each bucket keeps the
 //! pointers of every concurrent head); this crate and hyperdb 3.5.0 write
-//! them so, and the tests compare the two answers.
+//! them so, and the tests compare the two answers. An entry whose trie
+//! was written otherwise (damaged, or forged by an authorized writer: a
+//! pointer left out, or pointing past what the entry had seen) can hide
+//! from the walk an entry the index finds: there the index gives the
+//! causal answer and the walk the trie's, so a process that has built the
+//! index may answer such a key otherwise than one that has not. The key
+//! index of a one-writer database trusts its owner's tries the same way.
 //!
 //! - It holds nothing on disk and changes no byte of the feeds or the
 //!   wire. It is built from the feeds, once lookups have walked through
@@ -237,24 +243,22 @@ impl LatestIndex {
             return Ok(None);
         }
         let view = self.view(heads, writers);
-        let tag = tag_of(key) & self.mask();
-        let found = {
-            let held = self.held.try_read();
-            match held.as_deref() {
-                Some(Some(h)) if h.covers(&view) => Some(h.find(tag, &view)),
-                _ => None,
+        let covered =
+            |held: Option<&Option<Held>>| matches!(held, Some(Some(h)) if h.covers(&view));
+        let mut held = self.held.try_read();
+        if !covered(held.as_deref()) {
+            let built = matches!(held.as_deref(), Some(Some(_)));
+            drop(held);
+            if !self.catch_up(db, &view, built)? {
+                return Ok(None);
             }
+            held = self.held.try_read();
+        }
+        let found = match held.as_deref() {
+            Some(Some(h)) if h.covers(&view) => h.find(tag_of(key) & self.mask(), &view),
+            _ => return Ok(None),
         };
-        let found = match found {
-            Some(found) => found,
-            None => match self.catch_up(db, &view)? {
-                true => match self.held.try_read().as_deref() {
-                    Some(Some(h)) if h.covers(&view) => h.find(tag, &view),
-                    _ => return Ok(None),
-                },
-                false => return Ok(None),
-            },
-        };
+        drop(held);
         let Found::Entries(found) = found else {
             return Ok(None);
         };
@@ -290,22 +294,27 @@ impl LatestIndex {
         computed
     }
 
-    /// Builds the index, or reads the entries it lacks for `view`. False
+    /// Builds the index, or reads the entries it lacks for `view` (`built`:
+    /// it was, when the caller looked). False
     /// when it is not built (not yet worth it, or not possible) or another
     /// thread holds it.
-    fn catch_up(&self, db: &DbReader, view: &[u64]) -> Result<bool> {
+    fn catch_up(&self, db: &DbReader, view: &[u64], built: bool) -> Result<bool> {
+        let total: u64 = view.iter().map(|&len| len.saturating_sub(1)).sum();
+        #[cfg(test)]
+        let eager = self.tuning.lock().is_some();
+        #[cfg(not(test))]
+        let eager = false;
+        // Until lookups have walked enough, a walking lookup pays for this
+        // test alone (no lock).
+        let worth_it = eager || self.walked.load(Ordering::Relaxed) >= total;
+        if !built && !worth_it {
+            return Ok(false);
+        }
         let Some(mut held) = self.held.try_write() else {
             return Ok(false);
         };
-        let total: u64 = view.iter().map(|&len| len.saturating_sub(1)).sum();
-        if held.is_none() {
-            #[cfg(test)]
-            let eager = self.tuning.lock().is_some();
-            #[cfg(not(test))]
-            let eager = false;
-            if !eager && self.walked.load(Ordering::Relaxed) < total {
-                return Ok(false);
-            }
+        if held.is_none() && !worth_it {
+            return Ok(false);
         }
         if total > self.max_entries
             || view.len() as u64 >= 1 << (64 - SEQ_BITS)
