@@ -132,6 +132,26 @@ impl PutRequest<'_> {
         let mut buckets = head.trie.positions().skip_while(|&p| p < from).peekable();
         while self.workers[w].i < self.path.len() {
             let i = self.workers[w].i;
+            // Where the head holds no pointers and its path goes the key's
+            // way, a position needs nothing: pass them all at once (the
+            // key's last position, its terminator, is always looked at).
+            let stop = buckets
+                .peek()
+                .copied()
+                .unwrap_or(usize::MAX)
+                .min(self.path.len() - 1)
+                .min(head.path.len());
+            if i < stop {
+                let same = head.path[i..stop]
+                    .iter()
+                    .zip(&self.path[i..stop])
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                if same > 0 {
+                    self.workers[w].i = i + same;
+                    continue;
+                }
+            }
             let val = self.path[i];
             if buckets.next_if_eq(&i).is_some() {
                 self.copy_trie(w, &head, i, val);
