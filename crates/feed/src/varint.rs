@@ -1,6 +1,7 @@
 //! Unsigned LEB128 varints, as protobuf and hypercore's framing use them.
 
 /// Appends the varint encoding of `n`.
+#[inline]
 pub fn encode(mut n: u64, out: &mut Vec<u8>) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);

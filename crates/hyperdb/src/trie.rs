@@ -274,7 +274,9 @@ impl Trie {
     /// Encodes the trie, numbering feeds with `map` (local id → writer's
     /// numbering).
     pub fn encode(&self, map: &[Option<usize>]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.slots.len() * 4);
+        // Room for every varint at its usual size (pointers' seqs up to
+        // 2^21 take three bytes), so the list seldom grows.
+        let mut out = Vec::with_capacity(self.slots.len() * 6 + 8);
         // One pass over the sorted slots: each position's run of them, its
         // digits ascending, each digit's pointers side by side.
         let mut rest = &self.slots[..];

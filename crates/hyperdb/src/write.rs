@@ -426,9 +426,10 @@ impl Db {
         }
         let w = &state.writers[local];
         let clock: Vec<u64> = map_list(&node.clock, &w.encode_map, 0);
-        let msg = InflatedEntry {
-            key: node.key.clone(),
-            value: node.value.clone(),
+        // The key and value are lent to the message for its encoding.
+        let mut msg = InflatedEntry {
+            key: std::mem::take(&mut node.key),
+            value: node.value.take(),
             deleted: node.deleted.then_some(true),
             trie: node.trie.encode(&w.encode_map).into(),
             clock,
@@ -445,7 +446,10 @@ impl Db {
         if needs_inflate {
             node.feeds = w.feeds_message.clone();
         }
-        (msg.encode_to_vec(), Arc::new(node))
+        let bytes = msg.encode_to_vec();
+        node.key = std::mem::take(&mut msg.key);
+        node.value = msg.value.take();
+        (bytes, Arc::new(node))
     }
 
     /// Lets the writer with feed `key` write to the database. `key` is the
