@@ -31,6 +31,19 @@ pub fn decode(buf: &[u8]) -> Option<(u64, usize)> {
 
 #[inline]
 fn decode_long(buf: &[u8]) -> Option<(u64, usize)> {
+    // Seqs of pointers in a feed of up to 2^21 entries take two or three
+    // bytes: those without the loop.
+    if let [b0, b1, rest @ ..] = buf {
+        let low = u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7;
+        if b1 & 0x80 == 0 {
+            return Some((low, 2));
+        }
+        if let Some(&b2) = rest.first() {
+            if b2 & 0x80 == 0 {
+                return Some((low | u64::from(b2) << 14, 3));
+            }
+        }
+    }
     let mut value = 0u64;
     for (i, &byte) in buf.iter().enumerate().take(10) {
         // At most 63: the tenth byte's bits past the 64th are dropped.
@@ -53,5 +66,33 @@ mod tests {
             assert_eq!(super::decode(&buf), Some((n, buf.len())));
         }
         assert_eq!(super::decode(&[0x80]), None);
+    }
+
+    /// What [`super::decode`] must give: the plain loop over the bytes.
+    fn reference(buf: &[u8]) -> Option<(u64, usize)> {
+        let mut value = 0u64;
+        for (i, &byte) in buf.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Some((value, i + 1));
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decodes_any_bytes_as_the_plain_loop(buf in proptest::collection::vec(proptest::num::u8::ANY, 0..12)) {
+            proptest::prop_assert_eq!(super::decode(&buf), reference(&buf));
+        }
+
+        #[test]
+        fn round_trips_any_number(n in proptest::num::u64::ANY, tail in proptest::collection::vec(proptest::num::u8::ANY, 0..3)) {
+            let mut buf = vec![];
+            super::encode(n, &mut buf);
+            let used = buf.len();
+            buf.extend(tail);
+            proptest::prop_assert_eq!(super::decode(&buf), Some((n, used)));
+        }
     }
 }

@@ -374,26 +374,24 @@ fn walk(
         last = Some(position);
         each(position, None);
         let mut bits = next(&mut buf)?;
-        let mut digit = 0u8;
         while bits != 0 {
-            if bits & 1 == 1 {
-                loop {
-                    let feed = next(&mut buf)?;
-                    let seq = next(&mut buf)?;
-                    let more = feed & 1 == 1;
-                    let feed = feed >> 1;
-                    let local = map
-                        .get(feed as usize)
-                        .copied()
-                        .ok_or(TrieError::UnknownFeed(feed))?;
-                    each(position, Some((digit, Ptr { feed: local, seq })));
-                    if !more {
-                        break;
-                    }
+            // The digits present, from the lowest bit set.
+            let digit = bits.trailing_zeros() as u8;
+            bits &= bits - 1;
+            loop {
+                let feed = next(&mut buf)?;
+                let seq = next(&mut buf)?;
+                let more = feed & 1 == 1;
+                let feed = feed >> 1;
+                let local = map
+                    .get(feed as usize)
+                    .copied()
+                    .ok_or(TrieError::UnknownFeed(feed))?;
+                each(position, Some((digit, Ptr { feed: local, seq })));
+                if !more {
+                    break;
                 }
             }
-            bits >>= 1;
-            digit += 1;
         }
     }
     Ok(sorted)
