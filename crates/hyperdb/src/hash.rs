@@ -12,6 +12,23 @@ pub const DIGITS_PER_COMPONENT: usize = 32;
 /// The digit that ends a key's path.
 pub const TERMINATOR: u8 = 4;
 
+/// The four digits of each byte of a hash, low bits first: a path spreads
+/// a component's hash a byte at a time.
+const DIGITS_OF_BYTE: [[u8; 4]; 256] = {
+    let mut table = [[0u8; 4]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = [
+            (byte & 3) as u8,
+            (byte >> 2 & 3) as u8,
+            (byte >> 4 & 3) as u8,
+            (byte >> 6 & 3) as u8,
+        ];
+        byte += 1;
+    }
+    table
+};
+
 /// The components of a key, as hyperdb splits them: a leading and a trailing
 /// empty component are dropped.
 pub fn components(key: &str) -> Vec<&str> {
@@ -41,7 +58,9 @@ pub fn path(key: &str, terminate: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity((slashes + 1) * DIGITS_PER_COMPONENT + 1);
     for part in parts(key) {
         let hash = SipHasher24::new_with_keys(0, 0).hash(part.as_bytes());
-        out.extend((0..DIGITS_PER_COMPONENT).map(|i| (hash >> (2 * i)) as u8 & 3));
+        for byte in hash.to_le_bytes() {
+            out.extend_from_slice(&DIGITS_OF_BYTE[usize::from(byte)]);
+        }
     }
     if terminate {
         out.push(TERMINATOR);
