@@ -25,6 +25,13 @@ const RUN: u64 = 32;
 /// about 3 MB at most.
 const RUN_STARTS: usize = 1 << 16;
 
+thread_local! {
+    /// The leaves of a run up to a block, as `BlockReader::offset_in_run`
+    /// reads them.
+    static RUN_LEAVES: std::cell::RefCell<[u8; (2 * RUN as usize - 1) * NODE_SIZE as usize]> =
+        const { std::cell::RefCell::new([0; (2 * RUN as usize - 1) * NODE_SIZE as usize]) };
+}
+
 /// Blocks read in order are read ahead, up to this many at once...
 const AHEAD_BLOCKS: u64 = 64;
 /// ...and this many bytes of data (a larger block is read alone).
@@ -336,22 +343,24 @@ impl BlockReader {
                 offset
             }
         };
-        // On the stack: a heap buffer of this size is a large allocation,
-        // which costs the allocator a sweep of its small free chunks.
-        let mut run = [0u8; (2 * RUN as usize - 1) * NODE_SIZE as usize];
-        let buf = &mut run[..((2 * (index - start) + 1) * NODE_SIZE) as usize];
         let at = start
             .checked_mul(2 * NODE_SIZE)
             .and_then(|o| o.checked_add(HEADER_SIZE))?;
-        tree.read_exact_at(at, buf).ok()?;
-        // A leaf and the parent after it, for each block before `index`.
-        for (bytes, block) in buf.chunks_exact(2 * NODE_SIZE as usize).zip(start..) {
-            let leaf = decode_node(2 * block, bytes);
-            offset = offset.checked_add(stored(&leaf).then_some(leaf.size)?)?;
-        }
-        let last = &buf[buf.len() - NODE_SIZE as usize..];
-        let leaf = decode_node(2 * index, last);
-        stored(&leaf).then_some((offset, leaf))
+        // The thread's own buffer: a heap buffer of this size is a large
+        // allocation (the allocator sweeps its small free chunks), and one
+        // on the stack would be zeroed whole each time.
+        RUN_LEAVES.with_borrow_mut(|run| {
+            let buf = &mut run[..((2 * (index - start) + 1) * NODE_SIZE) as usize];
+            tree.read_exact_at(at, buf).ok()?;
+            // A leaf and the parent after it, for each block before `index`.
+            for (bytes, block) in buf.chunks_exact(2 * NODE_SIZE as usize).zip(start..) {
+                let leaf = decode_node(2 * block, bytes);
+                offset = offset.checked_add(stored(&leaf).then_some(leaf.size)?)?;
+            }
+            let last = &buf[buf.len() - NODE_SIZE as usize..];
+            let leaf = decode_node(2 * index, last);
+            stored(&leaf).then_some((offset, leaf))
+        })
     }
 
     /// The `leaf.size` bytes at `offset`, if they hash to the leaf.
