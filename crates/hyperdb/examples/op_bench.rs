@@ -1,5 +1,5 @@
-//! Times one read operation on a file-backed database of N keys, in a
-//! fresh process: for comparing two builds on the same files, interleaved,
+//! Times one operation on a file-backed database of N keys, in a fresh
+//! process: for comparing two builds on the same files, interleaved,
 //! without writing the database again for every run (`bench` writes its
 //! databases each time).
 //!
@@ -12,20 +12,43 @@
 //! - `absent`: N gets of random keys that are not;
 //! - `list`: listing every key in the reference's order;
 //! - `list_unordered`: listing every key in the order written;
-//! - `history`: walking every write.
+//! - `history`: walking every write;
+//! - `batch`: 100,000 more keys in batches of 1,000, written to a copy of
+//!   the database (removed after): what a batch costs at N keys (for N
+//!   well above 100,000), where `bench`'s figure averages it from an
+//!   empty database up.
+//!
+//! An optional last argument sets the cache of decoded entries
+//! (`OpenOptions::cache_bytes`, 64 MiB by default).
 //!
 //! `cargo run --release -p hyperdb --example op_bench -- /tmp/db-1m 1000000 history`
 
 use std::time::Instant;
 
-use hyperdb::{Db, IterOptions};
+use hyperdb::{Db, IterOptions, Op, OpenOptions};
+
+/// Keys the `batch` operation adds.
+const BATCH_KEYS: usize = 100_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: op_bench DIR N get|absent|list|list_unordered|history";
-    let [dir, n, op] = args.as_slice() else {
-        eprintln!("{usage}");
-        std::process::exit(2);
+    let usage = "usage: op_bench DIR N get|absent|list|list_unordered|history|batch [CACHE_BYTES]";
+    let (dir, n, op, cache) = match args.as_slice() {
+        [dir, n, op] => (dir, n, op, None),
+        [dir, n, op, cache] => (dir, n, op, Some(cache)),
+        _ => {
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
+    };
+    let options = OpenOptions {
+        cache_bytes: cache.map_or(OpenOptions::default().cache_bytes, |c| {
+            c.parse().unwrap_or_else(|_| {
+                eprintln!("{usage}: CACHE_BYTES is a number of bytes");
+                std::process::exit(2);
+            })
+        }),
+        ..OpenOptions::default()
     };
     let n: usize = n.parse().unwrap_or_else(|_| {
         eprintln!("{usage}: N is a number of keys");
@@ -38,7 +61,13 @@ fn main() {
             db.put(&key(i), format!("value {i}").as_bytes()).unwrap();
         }
     }
-    let db = Db::open(dir).unwrap();
+    let copy = std::env::temp_dir().join(format!("op-bench-batch-{}", std::process::id()));
+    let db = if op == "batch" {
+        copy_dir(std::path::Path::new(dir), &copy).unwrap();
+        Db::open_with(&copy, options).unwrap()
+    } else {
+        Db::open_with(dir, options).unwrap()
+    };
     let random = |n: usize| {
         let mut x = 12345usize;
         (0..n).map(move |_| {
@@ -67,6 +96,20 @@ fn main() {
         "list" => list(false),
         "list_unordered" => list(true),
         "history" => db.history(false).unwrap().count(),
+        "batch" => (n..n + BATCH_KEYS)
+            .collect::<Vec<_>>()
+            .chunks(1000)
+            .map(|chunk| {
+                let ops: Vec<Op> = chunk
+                    .iter()
+                    .map(|&i| Op::Put {
+                        key: key(i),
+                        value: format!("value {i}").into_bytes(),
+                    })
+                    .collect();
+                db.batch(&ops).unwrap().len()
+            })
+            .sum(),
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
@@ -74,4 +117,21 @@ fn main() {
     };
     let per_second = done as f64 / start.elapsed().as_secs_f64();
     println!("{{\"op\":\"{op}\",\"n\":{n},\"done\":{done},\"per_second\":{per_second:.0}}}");
+    drop(db);
+    let _ = std::fs::remove_dir_all(&copy);
+}
+
+/// Copies the folder `from` (a database's files) to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
