@@ -4,24 +4,17 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hyperdb::{Db, Op};
+use workload::{key, puts};
+
+#[path = "../examples/workload/mod.rs"]
+mod workload;
 
 const KEYS: usize = 100_000;
 
-fn key(i: usize) -> String {
-    format!("key/{}/{i}", i % 100)
-}
-
 fn filled(dir: &std::path::Path) -> Db {
     let db = Db::open(dir).unwrap();
-    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(10_000) {
-        let ops: Vec<Op> = chunk
-            .iter()
-            .map(|&i| Op::Put {
-                key: key(i),
-                value: format!("value {i}").into_bytes(),
-            })
-            .collect();
-        db.batch(&ops).unwrap();
+    for from in (0..KEYS).step_by(10_000) {
+        db.batch(&puts(from..from + 10_000)).unwrap();
     }
     db
 }

@@ -20,7 +20,10 @@
 
 use std::time::Instant;
 
-use hyperdb::{Db, IterOptions, Op, OpenOptions};
+use hyperdb::{Db, IterOptions, OpenOptions};
+use workload::{key, puts, value};
+
+mod workload;
 
 fn main() {
     let n: usize = std::env::args()
@@ -37,26 +40,18 @@ fn main() {
     let open = |dir: std::path::PathBuf| Db::open_with(dir, options()).unwrap();
     let tmp = std::env::temp_dir().join(format!("hyperdb-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let key = |i: usize| format!("key/{}/{i}", i % 100);
 
     let db = open(tmp.join("put"));
     let start = Instant::now();
     for i in 0..n {
-        db.put(&key(i), format!("value {i}").as_bytes()).unwrap();
+        db.put(&key(i), &value(i)).unwrap();
     }
     let put = n as f64 / start.elapsed().as_secs_f64();
 
     let batched = open(tmp.join("batch"));
     let start = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let ops: Vec<Op> = chunk
-            .iter()
-            .map(|&i| Op::Put {
-                key: key(i),
-                value: format!("value {i}").into_bytes(),
-            })
-            .collect();
-        batched.batch(&ops).unwrap();
+        batched.batch(&puts(chunk.iter().copied())).unwrap();
     }
     let batch = n as f64 / start.elapsed().as_secs_f64();
 

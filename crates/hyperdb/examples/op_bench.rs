@@ -25,7 +25,10 @@
 
 use std::time::Instant;
 
-use hyperdb::{Db, IterOptions, Op, OpenOptions};
+use hyperdb::{Db, IterOptions, OpenOptions};
+use workload::{key, puts, value};
+
+mod workload;
 
 /// Keys the `batch` operation adds.
 const BATCH_KEYS: usize = 100_000;
@@ -54,11 +57,10 @@ fn main() {
         eprintln!("{usage}: N is a number of keys");
         std::process::exit(2);
     });
-    let key = |i: usize| format!("key/{}/{i}", i % 100);
     if !std::path::Path::new(dir).exists() {
         let db = Db::open(dir).unwrap();
         for i in 0..n {
-            db.put(&key(i), format!("value {i}").as_bytes()).unwrap();
+            db.put(&key(i), &value(i)).unwrap();
         }
     }
     let copy = std::env::temp_dir().join(format!("op-bench-batch-{}", std::process::id()));
@@ -97,18 +99,8 @@ fn main() {
         "list_unordered" => list(true),
         "history" => db.history(false).unwrap().count(),
         "batch" => (n..n + BATCH_KEYS)
-            .collect::<Vec<_>>()
-            .chunks(1000)
-            .map(|chunk| {
-                let ops: Vec<Op> = chunk
-                    .iter()
-                    .map(|&i| Op::Put {
-                        key: key(i),
-                        value: format!("value {i}").into_bytes(),
-                    })
-                    .collect();
-                db.batch(&ops).unwrap().len()
-            })
+            .step_by(1000)
+            .map(|from| db.batch(&puts(from..from + 1000)).unwrap().len())
             .sum(),
         _ => {
             eprintln!("{usage}");

@@ -13,7 +13,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use hyperdb::{local_sync, Db, DbStorage, Op, OpenOptions};
+use hyperdb::{local_sync, Db, DbStorage, OpenOptions};
+use workload::{key, puts};
+
+mod workload;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -22,7 +25,6 @@ fn main() {
     let w = w.max(1);
     let tmp = std::env::temp_dir().join(format!("hyperdb-writers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let key = |i: usize| format!("key/{}/{i}", i % 100);
 
     let owner = Db::open(tmp.join("owner")).unwrap();
     let writers: Vec<Db> = (1..w)
@@ -45,14 +47,7 @@ fn main() {
     for (j, db) in std::iter::once(&owner).chain(&writers).enumerate() {
         let mine: Vec<usize> = (j..n).step_by(w).collect();
         for chunk in mine.chunks(1000) {
-            let ops: Vec<Op> = chunk
-                .iter()
-                .map(|&i| Op::Put {
-                    key: key(i),
-                    value: format!("value {i}").into_bytes(),
-                })
-                .collect();
-            db.batch(&ops).unwrap();
+            db.batch(&puts(chunk.iter().copied())).unwrap();
         }
     }
     for writer in &writers {
