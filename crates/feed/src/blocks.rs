@@ -25,13 +25,6 @@ const RUN: u64 = 32;
 /// about 3 MB at most.
 const RUN_STARTS: usize = 1 << 16;
 
-thread_local! {
-    /// The leaves of a run up to a block, as `BlockReader::offset_in_run`
-    /// reads them.
-    static RUN_LEAVES: std::cell::RefCell<[u8; (2 * RUN as usize - 1) * NODE_SIZE as usize]> =
-        const { std::cell::RefCell::new([0; (2 * RUN as usize - 1) * NODE_SIZE as usize]) };
-}
-
 /// Blocks read in order are read ahead, up to this many at once...
 const AHEAD_BLOCKS: u64 = 64;
 /// ...and this many bytes of data (a larger block is read alone).
@@ -39,6 +32,13 @@ const AHEAD_BYTES: u64 = 32 * 1024;
 /// Blocks read ahead are hashed this many at a time (BLAKE2b with AVX2
 /// hashes four side by side).
 const HASHED_TOGETHER: usize = 8;
+
+thread_local! {
+    /// The leaves of a run up to a block, as `BlockReader::offset_in_run`
+    /// reads them.
+    static RUN_LEAVES: std::cell::RefCell<[u8; (2 * RUN as usize - 1) * NODE_SIZE as usize]> =
+        const { std::cell::RefCell::new([0; (2 * RUN as usize - 1) * NODE_SIZE as usize]) };
+}
 
 /// Blocks read ahead of a reader going in order: the leaves of a run of
 /// blocks, and the bytes of as many of them as fit in [`AHEAD_BYTES`] side

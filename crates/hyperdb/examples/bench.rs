@@ -30,14 +30,17 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
-    let options = || OpenOptions {
-        cache_bytes: std::env::args()
-            .nth(2)
-            .map(|a| a.parse().expect("the cache size is a number of bytes"))
-            .unwrap_or(OpenOptions::default().cache_bytes),
-        ..OpenOptions::default()
+    let cache_bytes = std::env::args()
+        .nth(2)
+        .map(|a| a.parse().expect("the cache size is a number of bytes"))
+        .unwrap_or(OpenOptions::default().cache_bytes);
+    let open = |dir: std::path::PathBuf| {
+        let options = OpenOptions {
+            cache_bytes,
+            ..OpenOptions::default()
+        };
+        Db::open_with(dir, options).unwrap()
     };
-    let open = |dir: std::path::PathBuf| Db::open_with(dir, options()).unwrap();
     let tmp = std::env::temp_dir().join(format!("hyperdb-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
 

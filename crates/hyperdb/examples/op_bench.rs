@@ -63,13 +63,13 @@ fn main() {
             db.put(&key(i), &value(i)).unwrap();
         }
     }
-    let copy = std::env::temp_dir().join(format!("op-bench-batch-{}", std::process::id()));
-    let db = if op == "batch" {
+    // `batch` writes into a copy, removed at the end.
+    let copy = (op == "batch").then(|| {
+        let copy = std::env::temp_dir().join(format!("op-bench-batch-{}", std::process::id()));
         copy_dir(std::path::Path::new(dir), &copy).unwrap();
-        Db::open_with(&copy, options).unwrap()
-    } else {
-        Db::open_with(dir, options).unwrap()
-    };
+        copy
+    });
+    let db = Db::open_with(copy.as_deref().unwrap_or(dir.as_ref()), options).unwrap();
     let random = |n: usize| {
         let mut x = 12345usize;
         (0..n).map(move |_| {
@@ -110,7 +110,9 @@ fn main() {
     let per_second = done as f64 / start.elapsed().as_secs_f64();
     println!("{{\"op\":\"{op}\",\"n\":{n},\"done\":{done},\"per_second\":{per_second:.0}}}");
     drop(db);
-    let _ = std::fs::remove_dir_all(&copy);
+    if let Some(copy) = copy {
+        let _ = std::fs::remove_dir_all(copy);
+    }
 }
 
 /// Copies the folder `from` (a database's files) to `to`.

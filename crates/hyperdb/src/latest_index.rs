@@ -234,12 +234,8 @@ impl LatestIndex {
             return Ok(None);
         }
         let writers = db.registry.len();
-        let included = |w| {
-            db.registry
-                .get(w)
-                .is_some_and(|w| w.included.load(Ordering::Acquire))
-        };
-        if !(0..writers).all(included) {
+        let reading = db.reading();
+        if !(0..writers).all(|w| reading.included(w)) {
             return Ok(None);
         }
         let view = self.view(heads, writers);
