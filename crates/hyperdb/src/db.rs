@@ -49,7 +49,9 @@ pub struct OpenOptions {
     /// Memory for decoded entries kept for lookups, in bytes, for the
     /// whole database (every writer's entries together); 64 MiB by default.
     /// An entry of a larger database weighs more (its trie grows with the
-    /// database), so this, not the database's size, bounds the memory.
+    /// database), so this, not the database's size, bounds the memory. The
+    /// index of paths that a writer builds ([`DbReader::path_index`]) takes
+    /// its memory out of this budget.
     pub cache_bytes: usize,
     /// Give every writer a content feed for large values (hyperdb 3.5.0's
     /// `contentFeed` option), stored under `content/` and replicated with
@@ -167,6 +169,9 @@ pub struct DbReader {
     /// Each key's latest entry in every writer's feed, once lookups have
     /// walked enough (see [`crate::latest_index`]).
     pub(crate) latest: crate::latest_index::LatestIndex,
+    /// The latest entry under every path prefix, for puts to a database
+    /// with one writer (see [`crate::path_index`]).
+    pub(crate) path_index: crate::path_index::PathIndex,
 }
 
 impl std::fmt::Debug for DbReader {
@@ -337,7 +342,7 @@ impl DbReader {
             local_key: state.writers[state.local].key,
             state: RwLock::new(state),
             registry,
-            cache,
+            cache: cache.clone(),
             storage,
             changes: Changes::new(0),
             content_enabled: options.content_feed,
@@ -347,6 +352,7 @@ impl DbReader {
             policy: Default::default(),
             key_index: None,
             latest: crate::latest_index::LatestIndex::new(options.cache_bytes),
+            path_index: crate::path_index::PathIndex::new(options.cache_bytes, cache.clone()),
         };
         if db.content_enabled {
             db.open_local_content()?;
@@ -442,6 +448,34 @@ impl DbReader {
     /// ```
     pub fn latest_index(&self) -> Option<crate::LatestIndexInfo> {
         self.latest.info()
+    }
+
+    /// What the index of paths holds, from which a put to a database with
+    /// one writer finds its new entry's trie without walking: the latest
+    /// entry under every prefix of the paths written. It is held in memory
+    /// only, built from the feed. `None` until puts have walked through as
+    /// many entries as building it reads (a process that writes a few keys
+    /// never builds it), for a database of more entries than
+    /// [`OpenOptions::cache_bytes`] / 64 (a million for the default
+    /// 64 MiB) or several writers, and after two keys of the same path (a
+    /// hash collision) turned up.
+    ///
+    /// ```
+    /// use hyperdb::{Db, DbStorage, OpenOptions};
+    /// let db = Db::open_storage(DbStorage::memory(), OpenOptions::default()).unwrap();
+    /// db.put("a", b"1").unwrap();
+    /// assert!(db.path_index().is_none());
+    /// // Puts that walk, until they have read as many entries as building
+    /// // the index reads; then it answers every put.
+    /// for i in 0..100 {
+    ///     db.put(&format!("k/{i}"), b"1").unwrap();
+    /// }
+    /// let index = db.path_index().unwrap();
+    /// // The header and 101 entries, of 101 paths.
+    /// assert_eq!((index.covered, index.paths), (102, 101));
+    /// ```
+    pub fn path_index(&self) -> Option<crate::PathIndexInfo> {
+        self.path_index.info()
     }
 
     /// The state, shared with other readers. Never held across a call

@@ -45,11 +45,13 @@ struct PutRequest<'a> {
     db: Reading<'a>,
     batch: Option<&'a Batching>,
     key: &'a str,
-    path: Vec<u8>,
+    path: &'a [u8],
     trie: Trie,
     workers: Vec<Worker>,
     queue: VecDeque<Task>,
     active: usize,
+    /// Entries read.
+    visits: u64,
 }
 
 /// Computes the node a put of `key` writes, from the current `heads`.
@@ -63,6 +65,21 @@ pub(crate) fn put<'a>(
     deleted: bool,
 ) -> Result<Node> {
     let path = crate::hash::path(key, true);
+    put_path(db, batch, clock, heads, key, path, value, deleted)
+}
+
+/// [`put`], the key's path (terminated) already computed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn put_path<'a>(
+    db: &'a DbReader,
+    batch: Option<&'a Batching>,
+    clock: Vec<u64>,
+    heads: &[Arc<Node>],
+    key: &'a str,
+    path: Vec<u8>,
+    value: Option<Vec<u8>>,
+    deleted: bool,
+) -> Result<Node> {
     if path.len() as u64 > MAX_POSITION + 1 {
         return Err(Error::Invalid(format!(
             "a key may have at most {} components (separated by /); this one has {}",
@@ -70,6 +87,42 @@ pub(crate) fn put<'a>(
             path.len() / crate::hash::DIGITS_PER_COMPONENT
         )));
     }
+    let trie = match db.path_index.trie(db, batch, heads, key, &path)? {
+        Some(trie) => {
+            // Every test that writes checks the index against the walk.
+            #[cfg(debug_assertions)]
+            assert_eq!(
+                trie,
+                walk(db, batch, heads, key, &path)?,
+                "the index of paths and the walk disagree on {key:?}"
+            );
+            trie
+        }
+        None => walk(db, batch, heads, key, &path)?,
+    };
+    Ok(Node {
+        key: key.to_string(),
+        value,
+        deleted,
+        feed: 0,
+        seq: 0,
+        clock,
+        trie,
+        path,
+        inflate: 0,
+        feeds: None,
+        policy: None,
+    })
+}
+
+/// The trie of a new entry for `key` (path `path`), walking from `heads`.
+pub(crate) fn walk(
+    db: &DbReader,
+    batch: Option<&Batching>,
+    heads: &[Arc<Node>],
+    key: &str,
+    path: &[u8],
+) -> Result<Trie> {
     // The new trie copies most of a head's: room for as many pointers
     // and a few more spares it growing one pointer at a time.
     let room = heads.iter().map(|h| h.trie.len()).max().unwrap_or(0);
@@ -82,6 +135,7 @@ pub(crate) fn put<'a>(
         workers: Vec::new(),
         queue: VecDeque::new(),
         active: 0,
+        visits: 0,
     };
     if !heads.is_empty() {
         req.update(heads.to_vec(), 0)?;
@@ -89,19 +143,8 @@ pub(crate) fn put<'a>(
             req.run(task)?;
         }
     }
-    Ok(Node {
-        key: key.to_string(),
-        value,
-        deleted,
-        feed: 0,
-        seq: 0,
-        clock,
-        trie: req.trie,
-        path: req.path,
-        inflate: 0,
-        feeds: None,
-        policy: None,
-    })
+    db.path_index.walked(req.visits);
+    Ok(req.trie)
 }
 
 impl PutRequest<'_> {
@@ -233,6 +276,7 @@ impl PutRequest<'_> {
         match task {
             Task::ForkPart => {}
             Task::UpdateHead { worker, ptr } => {
+                self.visits += 1;
                 match self.db.pointer(ptr, self.batch)? {
                     Some(node) => self.workers[worker].head = node,
                     // Not here (yet): nothing closer to follow.
@@ -243,6 +287,7 @@ impl PutRequest<'_> {
             Task::Fork { worker, ptrs } => {
                 let mut nodes = Vec::with_capacity(ptrs.len());
                 for ptr in ptrs {
+                    self.visits += 1;
                     if let Some(node) = self.db.pointer(ptr, self.batch)? {
                         nodes.push(node);
                     }
@@ -252,6 +297,7 @@ impl PutRequest<'_> {
                 self.worker_done(worker);
             }
             Task::Collision { worker, digit, ptr } => {
+                self.visits += 1;
                 if let Some(node) = self.db.pointer(ptr, self.batch)? {
                     if node.key != self.key {
                         self.push(worker, digit, ptr);

@@ -297,12 +297,14 @@ impl Db {
             ..node
         };
         let (bytes, node) = self.encode_local(node);
+        self.path_index.written(node.seq);
         let local = self.local;
         {
             let mut state = self.state_mut();
             let appended = state.writers[local].feed.append(&bytes);
             if appended.is_err() {
                 state.writers[local].clock -= 1;
+                self.path_index.reset();
             }
             appended?;
             // Cached and indexed before the lock is let go, so that bringing
@@ -325,22 +327,37 @@ impl Db {
             nodes: Vec::new(),
         };
         let local = self.local;
+        fn key_of(op: &Op) -> &str {
+            match op {
+                Op::Put { key, .. } | Op::Del { key } => hash::normalize(key),
+            }
+        }
+        // Every path first: the index of paths can then fetch, several
+        // at once, what its lookups of them will read.
+        let mut paths: Vec<Vec<u8>> = ops.iter().map(|op| hash::path(key_of(op), true)).collect();
         let result = (|| {
-            for op in ops {
-                let (key, value, deleted) = match op {
-                    Op::Put { key, value } => (key.as_str(), Some(value.clone()), false),
-                    Op::Del { key } => (key.as_str(), None, true),
+            for (i, op) in ops.iter().enumerate() {
+                if i % crate::path_index::WARM_GROUP == 0 {
+                    let group = i..(i + crate::path_index::WARM_GROUP).min(ops.len());
+                    self.path_index.warm(&paths[group]);
+                }
+                let path = std::mem::take(&mut paths[i]);
+                let (value, deleted) = match op {
+                    Op::Put { value, .. } => (Some(value.clone()), false),
+                    Op::Del { .. } => (None, true),
                 };
-                let node = put::put(
+                let node = put::put_path(
                     self,
                     Some(&batch),
                     clock.clone(),
                     &heads,
-                    hash::normalize(key),
+                    key_of(op),
+                    path,
                     value,
                     deleted,
                 )?;
                 let (bytes, node) = self.encode_local(node);
+                self.path_index.written(node.seq);
                 batch.blocks.push(bytes);
                 batch.nodes.push(node.clone());
                 heads = vec![node];
@@ -354,12 +371,21 @@ impl Db {
                 Ok(())
             });
             if let Err(e) = appended {
-                // Nothing was appended: roll the writer's counter back.
+                // Nothing was appended: roll the writer's counter back,
+                // and drop the index of paths that holds the batch.
                 state.writers[local].clock -= batch.nodes.len() as u64;
+                self.path_index.reset();
                 return Err(e);
             }
-            // As for one write: cached before the readers' view moves.
-            for node in &batch.nodes {
+            // As for one write: cached before the readers' view moves. Where
+            // the index of paths found the batch's tries, the next writes
+            // will not read its entries: only the last, the new head, is
+            // kept (a reader asking for the others reads them).
+            let keep = match batch.nodes.last() {
+                Some(last) if self.path_index.holds(last.seq) => batch.nodes.len() - 1,
+                _ => 0,
+            };
+            for node in &batch.nodes[keep..] {
                 self.cache(local, node.clone());
             }
             self.index_written(&batch.nodes);

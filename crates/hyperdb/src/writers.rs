@@ -96,6 +96,11 @@ impl EntryCache {
         }
     }
 
+    /// Sets the budget to about `bytes`, evicting what is over it.
+    pub(crate) fn set_capacity(&self, bytes: u64) {
+        self.entries.set_capacity(bytes);
+    }
+
     /// The entry `seq` of writer `feed`, if cached.
     pub(crate) fn get(&self, feed: usize, seq: u64) -> Option<Arc<Node>> {
         let key = (feed, seq);

@@ -1,0 +1,936 @@
+//! The latest entry under every prefix of the paths written, for a database
+//! with one writer, so that a put finds its new entry's trie without
+//! walking (held in memory, derived from the feed).
+//!
+//! A put walks from the head down the new key's path (see [`crate::put`]),
+//! visiting about one entry per level of the trie: at a million keys, ten
+//! entries spread over the whole feed, most of them read from the files.
+//! With one writer (and no two keys of the same path), what that walk
+//! writes can be said without it: at each position `i` of the key's path
+//! `P` and each digit `v` other than `P[i]`, the new trie points to the
+//! latest entry whose path starts with `P[..i]` and then `v`, if there is
+//! one (at the terminator, the key's own digit holds entries of the same
+//! path and another key: none). By induction over the entries: the walk
+//! stands at position `i` on the latest entry whose path starts with
+//! `P[..i]`; where that entry's own path goes `v`, it is the latest there,
+//! and the walk points to it; elsewhere it copies the entry's own pointers,
+//! which are the latest as of that entry, and no later entry has that
+//! prefix. hyperdb 3.5.0 writes the same tries (the interop tests compare
+//! the bytes), and in debug builds every trie found here is compared with
+//! the walk's.
+//!
+//! So the index is a radix tree over paths (five digits: four and the
+//! terminator), whose branching nodes keep, for each child, the latest
+//! entry beneath it (a single writer's seqs only grow, so that is the last
+//! one put through it); a leaf keeps its path as its folder (interned,
+//! shared by the keys of one folder) and its last component's hash. A put
+//! goes down it to find where its path leaves the tree, then back over
+//! the nodes it passed to read the pointers off and add itself: no entry
+//! is read. A batch first reads, sixteen lookups at a time, what those
+//! lookups will read, so that the processor waits for memory once for
+//! sixteen rather than sixteen times.
+//!
+//! - It answers only a database with one writer whose head is the latest
+//!   local entry, and gives up for good on two keys of the same path (a
+//!   SipHash collision, or a key and the same with a trailing `/`: the
+//!   tries then hold several pointers to a digit, and the walk decides)
+//!   or an entry whose key does not decode.
+//! - It holds nothing on disk and changes no byte of the feeds or the
+//!   wire. It is built from the feed once puts have walked through as many
+//!   entries as it would read (a process that writes a few keys never pays
+//!   for it), and caught up from the feed when it lacks entries (written
+//!   before it was built, or by an earlier batch). An append that fails
+//!   drops it (to be built again).
+//! - It takes about 40 bytes a key (a leaf of 12, and about 0.6 branching
+//!   nodes of 44), out of the entry cache's budget
+//!   ([`crate::OpenOptions::cache_bytes`]: the cache keeps at least a
+//!   quarter), and is not built for more entries than that budget over
+//!   [`crate::latest_index::BYTES_PER_ENTRY`] (a million entries for the
+//!   default 64 MiB, so at most about 40 MiB of it).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::db::DbReader;
+use crate::error::Result;
+use crate::hash::{DIGITS_PER_COMPONENT, TERMINATOR};
+use crate::latest_index::BYTES_PER_ENTRY;
+use crate::node::Node;
+use crate::put::Batching;
+use crate::trie::{Ptr, Trie};
+use crate::writers::EntryCache;
+
+/// No child.
+const NONE: u32 = u32::MAX;
+/// A child that is a leaf (the rest of the bits: its number).
+const LEAF: u32 = 1 << 31;
+/// A leaf's folder when its key has no component at all.
+const NO_COMPONENTS: u32 = u32::MAX;
+/// Lookups [`PathIndex::warm`] takes at once.
+pub(crate) const WARM_GROUP: usize = 16;
+/// Below this size the index stays in the processor's caches: nothing to
+/// warm.
+const WARM_BYTES: u64 = 8 << 20;
+/// How much more the index must take before the cache's budget is
+/// lowered again.
+const LEND_STEP: u64 = 1 << 20;
+/// Digits a position can hold.
+const DIGITS: usize = TERMINATOR as usize + 1;
+
+/// What [`crate::DbReader::path_index`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathIndexInfo {
+    /// Entries of the local feed it holds (the header counted).
+    pub covered: u64,
+    /// Paths it holds (keys, deleted ones included).
+    pub paths: u64,
+    /// Bytes its tables take.
+    pub bytes: u64,
+}
+
+/// See the [module](self).
+pub(crate) struct PathIndex {
+    max_entries: u64,
+    /// The entry cache, whose budget the index shares.
+    cache: Arc<EntryCache>,
+    cache_bytes: u64,
+    /// Bytes of the budget the index has taken from the cache.
+    lent: AtomicU64,
+    /// Entries put's walks have visited.
+    walked: AtomicU64,
+    given_up: AtomicBool,
+    held: Mutex<Option<Held>>,
+    /// Tests: build at the first put, and count the puts answered.
+    #[cfg(test)]
+    eager: AtomicBool,
+    #[cfg(test)]
+    answered: AtomicU64,
+}
+
+/// A branching node: its children part at digit `pos`. The latest entry
+/// beneath each child is kept apart ([`Held::latest`]): finding where a
+/// path leaves the tree reads only these 24 bytes a level.
+#[derive(Clone, Copy, Default)]
+struct Inner {
+    pos: u32,
+    children: [u32; DIGITS],
+    latest: [u32; DIGITS],
+}
+
+/// A path's latest entry is kept by its parent (or the root): the leaf
+/// spells the path.
+#[derive(Clone, Copy, Default)]
+struct Leaf {
+    /// The path's components but the last ([`Held::dirs`]), or
+    /// [`NO_COMPONENTS`].
+    dir: u32,
+    /// The last component's hash, in two halves (so a leaf is 12 bytes).
+    last: [u32; 2],
+}
+
+impl Leaf {
+    fn last(self) -> u64 {
+        u64::from(self.last[0]) | u64::from(self.last[1]) << 32
+    }
+}
+
+/// Entries in pages of [`PAGE`]: a table grows without copying itself or
+/// holding room for as many again.
+struct Arena<T> {
+    pages: Vec<Box<[T]>>,
+    len: u32,
+}
+
+const PAGE_BITS: u32 = 12;
+const PAGE: u32 = 1 << PAGE_BITS;
+
+impl<T: Copy + Default> Arena<T> {
+    fn new() -> Self {
+        Arena {
+            pages: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, value: T) -> u32 {
+        if self.len.is_multiple_of(PAGE) {
+            self.pages
+                .push(vec![T::default(); PAGE as usize].into_boxed_slice());
+        }
+        let at = self.len;
+        self.len += 1;
+        *self.get_mut(at) = value;
+        at
+    }
+
+    fn get(&self, at: u32) -> &T {
+        &self.pages[(at >> PAGE_BITS) as usize][(at % PAGE) as usize]
+    }
+
+    fn get_mut(&mut self, at: u32) -> &mut T {
+        &mut self.pages[(at >> PAGE_BITS) as usize][(at % PAGE) as usize]
+    }
+
+    fn bytes(&self) -> usize {
+        self.pages.len() * PAGE as usize * std::mem::size_of::<T>()
+    }
+}
+
+struct Held {
+    /// Entries `0..covered` of the local feed are in.
+    covered: u64,
+    root: u32,
+    /// The latest entry beneath the root.
+    root_latest: u32,
+    inner: Arena<Inner>,
+    leaves: Arena<Leaf>,
+    /// Folders: (parent folder, component hash); folder 0 has no
+    /// component.
+    dirs: Vec<(u32, u64)>,
+    dir_ids: HashMap<(u32, u64), u32>,
+    /// A leaf's components, as last spelled out.
+    scratch: Vec<u64>,
+    /// The branching nodes the last [`Held::diverge`] went through.
+    trail: Vec<u32>,
+    /// The path's components, for the put at hand.
+    comps: Vec<u64>,
+}
+
+/// Where a path leaves the tree.
+enum Divergence {
+    Empty,
+    /// At position `at`, where the closest path has digit `digit`.
+    At {
+        at: usize,
+        digit: u8,
+    },
+    /// A leaf has the same path; its entry is `seq`.
+    Same {
+        seq: u32,
+    },
+}
+
+/// The components' hashes of a path (its digits, terminated).
+fn components(path: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    path.chunks_exact(DIGITS_PER_COMPONENT).map(|digits| {
+        digits
+            .iter()
+            .rev()
+            .fold(0u64, |hash, &d| hash << 2 | u64::from(d))
+    })
+}
+
+fn digit_of(components: &[u64], position: usize) -> u8 {
+    let c = position / DIGITS_PER_COMPONENT;
+    match components.get(c) {
+        Some(hash) => (hash >> (2 * (position % DIGITS_PER_COMPONENT))) as u8 & 3,
+        None => TERMINATOR,
+    }
+}
+
+impl Held {
+    fn new() -> Self {
+        Held {
+            // The header is not an entry.
+            covered: 1,
+            root: NONE,
+            root_latest: NONE,
+            inner: Arena::new(),
+            leaves: Arena::new(),
+            dirs: vec![(NONE, 0)],
+            dir_ids: HashMap::new(),
+            scratch: Vec::new(),
+            trail: Vec::new(),
+            comps: Vec::new(),
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        (self.inner.bytes()
+            + self.leaves.bytes()
+            + self.dirs.capacity() * 12
+            + self.dir_ids.capacity() * 24) as u64
+    }
+
+    /// Spells out leaf `leaf`'s components into `scratch`.
+    fn spell(&mut self, leaf: u32) {
+        let leaf = *self.leaves.get(leaf);
+        self.scratch.clear();
+        if leaf.dir == NO_COMPONENTS {
+            return;
+        }
+        self.scratch.push(leaf.last());
+        let mut d = leaf.dir;
+        while d != 0 {
+            let (parent, hash) = self.dirs[d as usize];
+            self.scratch.push(hash);
+            d = parent;
+        }
+        self.scratch.reverse();
+    }
+
+    /// Where `path` leaves the tree; its components are left in `comps`
+    /// and the branching nodes passed in `trail`.
+    fn diverge(&mut self, path: &[u8]) -> Divergence {
+        self.comps.clear();
+        self.comps.extend(components(path));
+        self.trail.clear();
+        let mut at = self.root;
+        if at == NONE {
+            return Divergence::Empty;
+        }
+        // Down the path's digits at the branching positions (or, past
+        // its end or where it has no child, any), to a leaf.
+        let mut last_digit = 0;
+        while at & LEAF == 0 {
+            self.trail.push(at);
+            let node = self.inner.get(at);
+            let own = path.get(node.pos as usize).map(|&d| d as usize);
+            let digit = match own {
+                Some(d) if node.children[d] != NONE => d,
+                _ => node
+                    .children
+                    .iter()
+                    .position(|&c| c != NONE)
+                    .expect("a branching node has two children"),
+            };
+            at = node.children[digit];
+            last_digit = digit;
+        }
+        self.spell(at & !LEAF);
+        let (ours, theirs) = (&self.comps, &self.scratch);
+        for (c, (a, b)) in ours.iter().zip(theirs.iter()).enumerate() {
+            let differ = a ^ b;
+            if differ != 0 {
+                let at = c * DIGITS_PER_COMPONENT + differ.trailing_zeros() as usize / 2;
+                return Divergence::At {
+                    at,
+                    digit: digit_of(theirs, at),
+                };
+            }
+        }
+        if ours.len() == theirs.len() {
+            let seq = match self.trail.last() {
+                Some(&parent) => self.inner.get(parent).latest[last_digit],
+                None => self.root_latest,
+            };
+            Divergence::Same { seq }
+        } else {
+            let at = ours.len().min(theirs.len()) * DIGITS_PER_COMPONENT;
+            Divergence::At {
+                at,
+                digit: digit_of(theirs, at),
+            }
+        }
+    }
+
+    /// A new leaf for the path whose components are in `comps`, its
+    /// folder interned.
+    fn new_leaf(&mut self) -> u32 {
+        let mut dir = NO_COMPONENTS;
+        let mut last = 0;
+        if let Some((&hash, folder)) = self.comps.split_last() {
+            last = hash;
+            dir = 0;
+            for &hash in folder {
+                let next = self.dirs.len() as u32;
+                dir = *self.dir_ids.entry((dir, hash)).or_insert_with(|| {
+                    self.dirs.push((dir, hash));
+                    next
+                });
+            }
+        }
+        LEAF | self.leaves.push(Leaf {
+            dir,
+            last: [last as u32, (last >> 32) as u32],
+        })
+    }
+
+    /// Adds entry `seq` of `path` where `divergence` says (the last
+    /// [`Held::diverge`] of it), pushing into `trie` (when given) the
+    /// pointers a put of it writes.
+    fn insert(
+        &mut self,
+        path: &[u8],
+        divergence: Divergence,
+        seq: u32,
+        mut trie: Option<&mut Trie>,
+    ) {
+        let emit = |trie: &mut Option<&mut Trie>, position: usize, digit: usize, seq: u32| {
+            if let Some(trie) = trie {
+                let ptr = Ptr {
+                    feed: 0,
+                    seq: u64::from(seq),
+                };
+                trie.push(position, digit as u8, ptr);
+            }
+        };
+        let split = match divergence {
+            Divergence::Empty => {
+                self.root = self.new_leaf();
+                self.root_latest = seq;
+                return;
+            }
+            Divergence::At { at, .. } => at,
+            Divergence::Same { .. } => usize::MAX,
+        };
+        // The latest entry beneath where the walk stands.
+        let mut beneath = std::mem::replace(&mut self.root_latest, seq);
+        // Down the branching nodes above the split, each pointing the new
+        // trie to its other children.
+        let mut parent: Option<(u32, usize)> = None;
+        let mut at = self.root;
+        for i in 0..self.trail.len() {
+            let id = self.trail[i];
+            let node = self.inner.get_mut(id);
+            let pos = node.pos as usize;
+            if pos >= split {
+                break;
+            }
+            let own = path[pos] as usize;
+            let before = node.latest;
+            node.latest[own] = seq;
+            at = node.children[own];
+            debug_assert_ne!(at, NONE, "the path's own child is where it was found");
+            beneath = before[own];
+            parent = Some((id, own));
+            for (digit, &latest) in before.iter().enumerate() {
+                if digit != own && latest != NONE {
+                    emit(&mut trie, pos, digit, latest);
+                }
+            }
+        }
+        let Divergence::At { digit, .. } = divergence else {
+            // The same path: its leaf stays, its latest entry is the new.
+            return;
+        };
+        let leaf = self.new_leaf();
+        let own = path[split] as usize;
+        if at & LEAF == 0 && self.inner.get(at).pos as usize == split {
+            // A branching node at the split: the new path is one more child.
+            let node = self.inner.get_mut(at);
+            node.children[own] = leaf;
+            let before = node.latest;
+            node.latest[own] = seq;
+            for (d, &latest) in before.iter().enumerate() {
+                if latest != NONE {
+                    emit(&mut trie, split, d, latest);
+                }
+            }
+            return;
+        }
+        // Everything beneath `at` goes `digit` at the split: a branching
+        // node there parts it from the new path.
+        emit(&mut trie, split, digit as usize, beneath);
+        let mut node = Inner {
+            pos: split as u32,
+            children: [NONE; DIGITS],
+            latest: [NONE; DIGITS],
+        };
+        node.children[digit as usize] = at;
+        node.latest[digit as usize] = beneath;
+        node.children[own] = leaf;
+        node.latest[own] = seq;
+        let node = self.inner.push(node);
+        match parent {
+            Some((p, d)) => self.inner.get_mut(p).children[d] = node,
+            None => self.root = node,
+        }
+    }
+}
+
+impl PathIndex {
+    /// An index not built yet, sharing the budget `cache_bytes` with the
+    /// entry cache `cache`.
+    pub(crate) fn new(cache_bytes: usize, cache: Arc<EntryCache>) -> Self {
+        PathIndex {
+            // Numbers of leaves and nodes keep clear of the leaf bit.
+            max_entries: (cache_bytes as u64 / BYTES_PER_ENTRY).min(1 << 30),
+            cache,
+            cache_bytes: cache_bytes as u64,
+            lent: AtomicU64::new(0),
+            walked: AtomicU64::new(0),
+            given_up: AtomicBool::new(false),
+            held: Mutex::new(None),
+            #[cfg(test)]
+            eager: AtomicBool::new(false),
+            #[cfg(test)]
+            answered: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `visits` entries visited by a put's walk.
+    pub(crate) fn walked(&self, visits: u64) {
+        self.walked.fetch_add(visits, Ordering::Relaxed);
+    }
+
+    /// What it holds, once built.
+    pub(crate) fn info(&self) -> Option<PathIndexInfo> {
+        self.held.lock().as_ref().map(|h| PathIndexInfo {
+            covered: h.covered,
+            paths: u64::from(h.leaves.len),
+            bytes: h.bytes(),
+        })
+    }
+
+    /// Reads, for many lookups at once, what looking up `paths` will read
+    /// (so that their reads from memory overlap), when the index is
+    /// larger than the processor's caches.
+    pub(crate) fn warm(&self, paths: &[Vec<u8>]) {
+        let Some(held) = self.held.try_lock() else {
+            return;
+        };
+        let Some(h) = held.as_ref().filter(|h| h.bytes() >= WARM_BYTES) else {
+            return;
+        };
+        if h.root == NONE {
+            return;
+        }
+        for group in paths.chunks(WARM_GROUP) {
+            let mut at = [NONE; WARM_GROUP];
+            at[..group.len()].fill(h.root);
+            // Level by level: each lookup's next read does not wait for
+            // the other lookups' reads.
+            let mut going = true;
+            while going {
+                going = false;
+                for (at, path) in at.iter_mut().zip(group) {
+                    if *at & LEAF != 0 {
+                        continue;
+                    }
+                    let node = h.inner.get(*at);
+                    let digit = path.get(node.pos as usize).map_or(0, |&d| d as usize);
+                    *at = node.children[digit];
+                    going = true;
+                }
+            }
+            for &at in &at[..group.len()] {
+                if at != NONE {
+                    std::hint::black_box(*h.leaves.get(at & !LEAF));
+                }
+            }
+        }
+    }
+
+    /// Drops what it holds (an append failed: it may hold entries that
+    /// are not in the feed); it is built again when worth it.
+    pub(crate) fn reset(&self) {
+        self.drop_held(&mut self.held.lock());
+    }
+
+    /// Drops what `held` holds, giving the cache its whole budget back.
+    fn drop_held(&self, held: &mut Option<Held>) {
+        if held.take().is_some() {
+            self.lend(0);
+        }
+    }
+
+    /// Takes `bytes` of the budget from the entry cache (it keeps at least
+    /// a quarter), in steps of a mebibyte or so.
+    fn lend(&self, bytes: u64) {
+        let lent = self.lent.load(Ordering::Relaxed);
+        if bytes < lent || bytes >= lent + LEND_STEP || (bytes == 0) != (lent == 0) {
+            self.lent.store(bytes, Ordering::Relaxed);
+            let left = self.cache_bytes.saturating_sub(bytes);
+            self.cache.set_capacity(left.max(self.cache_bytes / 4));
+        }
+    }
+
+    /// Whether it holds the local feed up to entry `seq`, and no further.
+    pub(crate) fn holds(&self, seq: u64) -> bool {
+        self.held
+            .lock()
+            .as_ref()
+            .is_some_and(|h| h.covered == seq + 1)
+    }
+
+    /// Checks that the entry just made for a put it answered is entry
+    /// `seq`, as it assumed; drops it otherwise.
+    pub(crate) fn written(&self, seq: u64) {
+        let mut held = self.held.lock();
+        if held.as_ref().is_some_and(|h| h.covered != seq + 1) {
+            self.drop_held(&mut held);
+        }
+    }
+
+    fn give_up(&self, held: &mut Option<Held>) {
+        self.drop_held(held);
+        self.given_up.store(true, Ordering::Relaxed);
+    }
+
+    /// The trie a put of `key` (path `path`) from `heads` writes, when the
+    /// index can say (`None`: walk); the index then holds the new entry,
+    /// as the next one of the local feed.
+    pub(crate) fn trie(
+        &self,
+        db: &DbReader,
+        batch: Option<&Batching>,
+        heads: &[Arc<Node>],
+        key: &str,
+        path: &[u8],
+    ) -> Result<Option<Trie>> {
+        let [head] = heads else { return Ok(None) };
+        if self.given_up.load(Ordering::Relaxed)
+            || head.feed != 0
+            || db.local != 0
+            || db.registry.len() != 1
+        {
+            return Ok(None);
+        }
+        let seq = head.seq + 1;
+        if seq >= u64::from(NONE) || seq >= self.max_entries {
+            self.give_up(&mut self.held.lock());
+            return Ok(None);
+        }
+        let mut held = self.held.lock();
+        if held.as_ref().is_some_and(|h| h.covered > seq) {
+            self.drop_held(&mut held);
+        }
+        if held.is_none() {
+            #[cfg(test)]
+            let eager = self.eager.load(Ordering::Relaxed);
+            #[cfg(not(test))]
+            let eager = false;
+            if !eager && self.walked.load(Ordering::Relaxed) < seq {
+                return Ok(None);
+            }
+            *held = Some(Held::new());
+        }
+        if !self.catch_up(db, batch, &mut held, seq)? {
+            return Ok(None);
+        }
+        let h = held.as_mut().expect("caught up");
+        let divergence = h.diverge(path);
+        if let Divergence::Same { seq: old } = divergence {
+            let old = Ptr {
+                feed: 0,
+                seq: u64::from(old),
+            };
+            let same_key = db
+                .reading()
+                .pointer(old, batch)?
+                .is_some_and(|node| node.key == key);
+            if !same_key {
+                self.give_up(&mut held);
+                return Ok(None);
+            }
+        }
+        let mut trie = Trie::with_capacity(head.trie.len() + 8);
+        let h = held.as_mut().expect("caught up");
+        h.insert(path, divergence, seq as u32, Some(&mut trie));
+        h.covered = seq + 1;
+        self.lend(h.bytes());
+        #[cfg(test)]
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(trie))
+    }
+
+    /// Adds the local entries from `covered` up to `upto` (read from the
+    /// feed, or from `batch` past its end). False when it gave up.
+    fn catch_up(
+        &self,
+        db: &DbReader,
+        batch: Option<&Batching>,
+        held: &mut Option<Held>,
+        upto: u64,
+    ) -> Result<bool> {
+        let Some(h) = held.as_mut() else {
+            return Ok(false);
+        };
+        if h.covered == upto {
+            return Ok(true);
+        }
+        let len = db.state().writers[0].feed.len();
+        let key_of = |seq: u64| -> Result<Option<String>> {
+            if seq < len {
+                return db.entry_key(0, seq);
+            }
+            Ok(batch
+                .and_then(|b| b.nodes.get((seq - len) as usize))
+                .map(|node| node.key.clone()))
+        };
+        let kept = (|| -> Result<bool> {
+            while h.covered < upto {
+                let seq = h.covered;
+                let Some(key) = key_of(seq)? else {
+                    return Ok(false);
+                };
+                let path = crate::hash::path(&key, true);
+                let divergence = h.diverge(&path);
+                if let Divergence::Same { seq: old } = divergence {
+                    if key_of(u64::from(old))?.as_deref() != Some(key.as_str()) {
+                        return Ok(false);
+                    }
+                }
+                h.insert(&path, divergence, seq as u32, None);
+                h.covered = seq + 1;
+            }
+            Ok(true)
+        })()?;
+        if kept {
+            self.lend(h.bytes());
+        } else {
+            self.give_up(held);
+        }
+        Ok(kept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{put, Db, DbStorage, Op, OpenOptions};
+    use hypercore_feed::fault::{Crash, Faults};
+    use proptest::prelude::*;
+
+    /// Keys of one, two and three components, prefixes of each other.
+    const NAMED: [&str; 9] = ["a", "a/b", "a/b/c", "a/c", "b", "b/a", "c/d/e", "x", "x/y"];
+
+    fn key(k: u8) -> String {
+        match NAMED.get(k as usize) {
+            Some(named) => named.to_string(),
+            None => format!("k/{}", k % 7) + &format!("/{k}"),
+        }
+    }
+
+    /// Each entry of the local feed from `from` on has the trie the walk
+    /// from the entry before it gives; returns how many were checked.
+    fn tries_are_the_walks(db: &Db, from: u64) -> u64 {
+        let len = db.feed(0).unwrap().len();
+        for seq in from.max(2)..len {
+            let node = db.node(0, seq).unwrap().unwrap();
+            let before = db.node(0, seq - 1).unwrap().unwrap();
+            let path = crate::hash::path(&node.key, true);
+            let walked = put::walk(db, None, &[before], &node.key, &path).unwrap();
+            assert_eq!(node.trie, walked, "entry {seq}, key {:?}", node.key);
+        }
+        len.saturating_sub(from.max(2))
+    }
+
+    fn open(storage: &DbStorage, options: OpenOptions, eager: bool) -> Db {
+        let db = Db::open_storage(storage.clone(), options).unwrap();
+        db.path_index.eager.store(eager, Ordering::Relaxed);
+        db
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Put(u8, u8),
+        Del(u8),
+        Batch(Vec<(u8, Option<u8>)>),
+        /// Build the index at the next put.
+        Build,
+        /// Close and open again (the index is built anew).
+        Reopen,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let k = 0u8..40;
+        prop_oneof![
+            6 => (k.clone(), any::<u8>()).prop_map(|(k, v)| Step::Put(k, v)),
+            2 => k.clone().prop_map(Step::Del),
+            3 => prop::collection::vec((k, prop::option::of(any::<u8>())), 1..12)
+                .prop_map(Step::Batch),
+            1 => Just(Step::Build),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever the puts, deletes, batches (a key twice in one too),
+        /// and whenever the index is built (caught up from the feed, after
+        /// a reopening too), every entry's trie is the walk's, and the
+        /// index, once built, answers every put.
+        #[test]
+        fn tries_from_the_index_are_the_walks(steps in prop::collection::vec(step(), 1..60)) {
+            let storage = DbStorage::memory();
+            let mut eager = false;
+            let mut db = open(&storage, OpenOptions::default(), eager);
+            let mut checked = 1;
+            for step in &steps {
+                let answered = db.path_index.answered.load(Ordering::Relaxed);
+                let writes = match step {
+                    Step::Put(k, v) => {
+                        db.put(&key(*k), &[*v]).unwrap();
+                        1
+                    }
+                    Step::Del(k) => {
+                        db.del(&key(*k)).unwrap();
+                        1
+                    }
+                    Step::Batch(ops) => {
+                        let ops: Vec<Op> = ops
+                            .iter()
+                            .map(|&(k, v)| match v {
+                                Some(v) => Op::Put { key: key(k), value: vec![v] },
+                                None => Op::Del { key: key(k) },
+                            })
+                            .collect();
+                        db.batch(&ops).unwrap();
+                        ops.len() as u64
+                    }
+                    Step::Build => {
+                        eager = true;
+                        db.path_index.eager.store(true, Ordering::Relaxed);
+                        0
+                    }
+                    Step::Reopen => {
+                        drop(db);
+                        db = open(&storage, OpenOptions::default(), eager);
+                        0
+                    }
+                };
+                checked += tries_are_the_walks(&db, checked);
+                if eager && writes > 0 {
+                    // The first put after the header has no head to go from.
+                    let len = db.feed(0).unwrap().len();
+                    let expected = writes - u64::from(len - writes <= 1);
+                    prop_assert_eq!(
+                        db.path_index.answered.load(Ordering::Relaxed) - answered,
+                        expected
+                    );
+                    // Built at the first put that has a head.
+                    prop_assert_eq!(db.path_index().map(|i| i.covered), (len > 2).then_some(len));
+                }
+            }
+        }
+    }
+
+    /// Two keys of one path (a SipHash collision, or a key and the same
+    /// with a trailing `/`): the tries then hold both, which the index
+    /// cannot say, so it gives up for good and puts walk. Written one at a
+    /// time, in a batch, or before the index is built (found catching up).
+    #[test]
+    fn two_keys_of_one_path_make_it_give_up() {
+        for (first, second) in [("idgcmnmna", "mpomeiehc"), ("a/b", "a/b/")] {
+            for how in ["puts", "batch", "before"] {
+                let storage = DbStorage::memory();
+                let db = open(&storage, OpenOptions::default(), how != "before");
+                for k in 0..30 {
+                    db.put(&key(k), b"v").unwrap();
+                }
+                if how == "batch" {
+                    assert!(db.path_index().is_some());
+                    let ops = [first, second, "after"].map(|k| Op::Put {
+                        key: k.into(),
+                        value: b"v".to_vec(),
+                    });
+                    db.batch(&ops).unwrap();
+                } else {
+                    db.put(first, b"1").unwrap();
+                    db.put(second, b"2").unwrap();
+                    db.put("after", b"3").unwrap();
+                }
+                db.path_index.eager.store(true, Ordering::Relaxed);
+                for k in 0..30 {
+                    db.put(&key(k), b"again").unwrap();
+                }
+                assert!(db.path_index().is_none(), "{first} {second} {how}");
+                // Every entry but the header and the first.
+                assert_eq!(tries_are_the_walks(&db, 0), 30 + 3 + 30 - 1);
+                let values: Vec<_> = db
+                    .get(second)
+                    .unwrap()
+                    .into_iter()
+                    .map(|n| n.key.clone())
+                    .collect();
+                assert_eq!(values, [second]);
+            }
+        }
+    }
+
+    /// A process that writes a few keys to a database does not build it;
+    /// one that goes on does, once its walks have read as many entries.
+    #[test]
+    fn the_index_is_built_once_puts_have_walked_enough() {
+        let storage = DbStorage::memory();
+        let db = open(&storage, OpenOptions::default(), false);
+        let ops: Vec<Op> = (0..2000)
+            .map(|i| Op::Put {
+                key: format!("k/{}/{i}", i % 10),
+                value: b"v".to_vec(),
+            })
+            .collect();
+        db.write_all(ops, 100).unwrap();
+        assert_eq!(db.path_index().map(|i| i.covered), Some(2001));
+        drop(db);
+        let db = open(&storage, OpenOptions::default(), false);
+        for i in 0..5 {
+            db.put(&format!("more/{i}"), b"v").unwrap();
+        }
+        assert!(db.path_index().is_none(), "five puts walked less");
+        let mut i = 0;
+        while db.path_index().is_none() {
+            db.put(&format!("more/{i}"), b"v").unwrap();
+            i += 1;
+            assert!(i < 2000, "puts walked through every entry, twice over");
+        }
+        assert!(db.path_index().unwrap().paths > 2000);
+        tries_are_the_walks(&db, 0);
+    }
+
+    /// Past its budget (a cache of 64 KiB: 1,024 entries) it gives up, and
+    /// puts walk as before.
+    #[test]
+    fn past_its_budget_it_is_dropped() {
+        let storage = DbStorage::memory();
+        let options = OpenOptions {
+            cache_bytes: 64 << 10,
+            ..Default::default()
+        };
+        let db = open(&storage, options, true);
+        for i in 0..1000 {
+            db.put(&key(i as u8), &i.to_string().into_bytes()).unwrap();
+        }
+        assert!(db.path_index().unwrap().bytes > 0);
+        for i in 0..100 {
+            db.put(&format!("over/{i}"), b"v").unwrap();
+        }
+        assert!(db.path_index().is_none());
+        assert_eq!(tries_are_the_walks(&db, 0), 1099);
+    }
+
+    /// An append that fails leaves the index holding entries the feed does
+    /// not: it is dropped (the feed takes no more writes until opened
+    /// again, when the index is built anew from it).
+    #[test]
+    fn a_failed_append_drops_it() {
+        for batched in [false, true] {
+            let faults = Faults::new();
+            let storage = DbStorage::memory().with_faults(faults.clone());
+            let db = open(&storage, OpenOptions::default(), true);
+            for k in 0..40 {
+                db.put(&key(k), b"v").unwrap();
+            }
+            assert!(db.path_index().is_some());
+            faults.crash_at(faults.points() + 1, Crash::Fail);
+            let failed = if batched {
+                let ops: Vec<Op> = (0..5)
+                    .map(|k| Op::Put {
+                        key: format!("failed/{k}"),
+                        value: b"v".to_vec(),
+                    })
+                    .collect();
+                db.batch(&ops).map(|_| ())
+            } else {
+                db.put("failed", b"v").map(|_| ())
+            };
+            assert!(failed.is_err());
+            assert!(db.path_index().is_none());
+            drop(db);
+            let db = open(&storage, OpenOptions::default(), true);
+            for k in 0..40 {
+                db.put(&key(k), b"after").unwrap();
+            }
+            assert_eq!(db.path_index().map(|i| i.covered), Some(81));
+            assert_eq!(tries_are_the_walks(&db, 0), 79);
+            assert!(db.get("failed").unwrap().is_empty());
+            assert!(db.get("failed/1").unwrap().is_empty());
+        }
+    }
+}
