@@ -54,23 +54,10 @@ struct PutRequest<'a> {
     visits: u64,
 }
 
-/// Computes the node a put of `key` writes, from the current `heads`.
-pub(crate) fn put<'a>(
-    db: &'a DbReader,
-    batch: Option<&'a Batching>,
-    clock: Vec<u64>,
-    heads: &[Arc<Node>],
-    key: &'a str,
-    value: Option<Vec<u8>>,
-    deleted: bool,
-) -> Result<Node> {
-    let path = crate::hash::path(key, true);
-    put_path(db, batch, clock, heads, key, path, value, deleted)
-}
-
-/// [`put`], the key's path (terminated) already computed.
+/// Computes the node a put of `key` (whose terminated path is `path`)
+/// writes, from the current `heads`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn put_path<'a>(
+pub(crate) fn put<'a>(
     db: &'a DbReader,
     batch: Option<&'a Batching>,
     clock: Vec<u64>,

@@ -283,15 +283,9 @@ impl Db {
     ) -> Result<Arc<Node>> {
         self.sync_before_writing()?;
         let (heads, clock) = self.heads_and_clock()?;
-        let node = put::put(
-            self,
-            None,
-            clock,
-            &heads,
-            hash::normalize(key),
-            value,
-            deleted,
-        )?;
+        let key = hash::normalize(key);
+        let path = hash::path(key, true);
+        let node = put::put(self, None, clock, &heads, key, path, value, deleted)?;
         let node = Node {
             policy: record.map(Box::new),
             ..node
@@ -346,7 +340,7 @@ impl Db {
                     Op::Put { value, .. } => (Some(value.clone()), false),
                     Op::Del { .. } => (None, true),
                 };
-                let node = put::put_path(
+                let node = put::put(
                     self,
                     Some(&batch),
                     clock.clone(),
