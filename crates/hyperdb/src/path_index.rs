@@ -110,9 +110,9 @@ pub(crate) struct PathIndex {
     answered: AtomicU64,
 }
 
-/// A branching node: its children part at digit `pos`. The latest entry
-/// beneath each child is kept apart ([`Held::latest`]): finding where a
-/// path leaves the tree reads only these 24 bytes a level.
+/// A branching node: its children part at digit `pos`. Beside each child,
+/// the latest entry beneath it, so that reading a put's pointers off the
+/// nodes it passes reads nothing else.
 #[derive(Clone, Copy, Default)]
 struct Inner {
     pos: u32,
@@ -547,8 +547,9 @@ impl PathIndex {
             .is_some_and(|h| h.covered == seq + 1)
     }
 
-    /// Checks that the entry just made for a put it answered is entry
-    /// `seq`, as it assumed; drops it otherwise.
+    /// Told that entry `seq` of the local feed was just made: drops the
+    /// index unless it holds exactly the entries up to that one (a put it
+    /// did not answer, or answered for another seq).
     pub(crate) fn written(&self, seq: u64) {
         let mut held = self.held.lock();
         if held.as_ref().is_some_and(|h| h.covered != seq + 1) {
@@ -563,7 +564,8 @@ impl PathIndex {
 
     /// The trie a put of `key` (path `path`) from `heads` writes, when the
     /// index can say (`None`: walk); the index then holds the new entry,
-    /// as the next one of the local feed.
+    /// as the next one of the local feed. It never fails a put: what it
+    /// cannot read, it leaves to the walk.
     pub(crate) fn trie(
         &self,
         db: &DbReader,
@@ -571,19 +573,19 @@ impl PathIndex {
         heads: &[Arc<Node>],
         key: &str,
         path: &[u8],
-    ) -> Result<Option<Trie>> {
-        let [head] = heads else { return Ok(None) };
+    ) -> Option<Trie> {
+        let [head] = heads else { return None };
         if self.given_up.load(Ordering::Relaxed)
             || head.feed != 0
             || db.local != 0
             || db.registry.len() != 1
         {
-            return Ok(None);
+            return None;
         }
         let seq = head.seq + 1;
         if seq >= u64::from(NONE) || seq >= self.max_entries {
             self.give_up(&mut self.held.lock());
-            return Ok(None);
+            return None;
         }
         let mut held = self.held.lock();
         if held.as_ref().is_some_and(|h| h.covered > seq) {
@@ -595,12 +597,19 @@ impl PathIndex {
             #[cfg(not(test))]
             let eager = false;
             if !eager && self.walked.load(Ordering::Relaxed) < seq {
-                return Ok(None);
+                return None;
             }
             *held = Some(Held::new());
         }
-        if !self.catch_up(db, batch, &mut held, seq)? {
-            return Ok(None);
+        // An entry that cannot be read now is the walk's to meet (or not):
+        // the index drops what it holds, to be built again.
+        match self.catch_up(db, batch, &mut held, seq) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(_) => {
+                self.drop_held(&mut held);
+                return None;
+            }
         }
         let h = held.as_mut().expect("caught up");
         let divergence = h.diverge(path);
@@ -609,13 +618,16 @@ impl PathIndex {
                 feed: 0,
                 seq: u64::from(old),
             };
-            let same_key = db
-                .reading()
-                .pointer(old, batch)?
-                .is_some_and(|node| node.key == key);
+            let same_key = match db.reading().pointer(old, batch) {
+                Ok(node) => node.is_some_and(|node| node.key == key),
+                Err(_) => {
+                    self.drop_held(&mut held);
+                    return None;
+                }
+            };
             if !same_key {
                 self.give_up(&mut held);
-                return Ok(None);
+                return None;
             }
         }
         let mut trie = Trie::with_capacity(head.trie.len() + 8);
@@ -625,7 +637,7 @@ impl PathIndex {
         self.lend(h.bytes());
         #[cfg(test)]
         self.answered.fetch_add(1, Ordering::Relaxed);
-        Ok(Some(trie))
+        Some(trie)
     }
 
     /// Adds the local entries from `covered` up to `upto` (read from the
