@@ -248,12 +248,7 @@ fn same_operations_give_byte_identical_feeds() {
     js_ops(&js_dir, &secret_key_args(&pair), &first);
     js_ops(&js_dir, &secret_key_args(&pair), &second);
     for part in [&first, &second] {
-        let options = OpenOptions {
-            key: Some(pair.public_key),
-            secret_key: Some(pair.secret_key),
-            ..Default::default()
-        };
-        let db = Db::open_with(&rust_dir, options).unwrap();
+        let db = Db::open_with(&rust_dir, owner_options(&pair)).unwrap();
         apply_rust(&db, part);
     }
     let writer_dir = format!(
@@ -261,26 +256,41 @@ fn same_operations_give_byte_identical_feeds() {
         hex::encode(hypercore_feed::crypto::discovery_key(&writer.public_key))
     );
     for feed in ["source", writer_dir.as_str()] {
-        for file in hypercore_feed::storage::FEED_FILES {
-            let js = std::fs::read(js_dir.join(feed).join(file)).ok();
-            let rust = std::fs::read(rust_dir.join(feed).join(file)).ok();
-            assert_eq!(
-                js.is_some(),
-                rust.is_some(),
-                "{feed}/{file}: exists in one only"
+        assert_same_feed_files(&js_dir, &rust_dir, feed);
+    }
+}
+
+/// The files of feed folder `feed` are byte for byte the same in both
+/// database folders (or missing from both).
+fn assert_same_feed_files(js_dir: &Path, rust_dir: &Path, feed: &str) {
+    for file in hypercore_feed::storage::FEED_FILES {
+        let js = std::fs::read(js_dir.join(feed).join(file)).ok();
+        let rust = std::fs::read(rust_dir.join(feed).join(file)).ok();
+        assert_eq!(
+            js.is_some(),
+            rust.is_some(),
+            "{feed}/{file}: exists in one only"
+        );
+        let (Some(js), Some(rust)) = (js, rust) else {
+            continue;
+        };
+        if js != rust {
+            let at = js.iter().zip(&rust).position(|(a, b)| a != b);
+            panic!(
+                "{feed}/{file} differs (lengths {} and {}, first difference at {at:?})",
+                js.len(),
+                rust.len()
             );
-            let (Some(js), Some(rust)) = (js, rust) else {
-                continue;
-            };
-            if js != rust {
-                let at = js.iter().zip(&rust).position(|(a, b)| a != b);
-                panic!(
-                    "{feed}/{file} differs (lengths {} and {}, first difference at {at:?})",
-                    js.len(),
-                    rust.len()
-                );
-            }
         }
+    }
+}
+
+/// Options that open (or create) the database of key pair `pair`.
+fn owner_options(pair: &KeyPair) -> OpenOptions {
+    OpenOptions {
+        key: Some(pair.public_key),
+        secret_key: Some(pair.secret_key),
+        ..Default::default()
     }
 }
 
@@ -327,12 +337,7 @@ fn puts_answered_by_the_index_of_paths_write_the_bytes_hyperdb_writes() {
     let rust_dir = tmp.path().join("rust");
     for (i, ops) in sessions.iter().enumerate() {
         js_ops(&js_dir, &secret_key_args(&pair), ops);
-        let options = OpenOptions {
-            key: Some(pair.public_key),
-            secret_key: Some(pair.secret_key),
-            ..Default::default()
-        };
-        let db = Db::open_with(&rust_dir, options).unwrap();
+        let db = Db::open_with(&rust_dir, owner_options(&pair)).unwrap();
         apply_rust(&db, ops);
         let len = db.feed(0).unwrap().len();
         let index = db.path_index();
@@ -342,20 +347,7 @@ fn puts_answered_by_the_index_of_paths_write_the_bytes_hyperdb_writes() {
             assert!(index.is_none(), "two keys of one path");
         }
     }
-    for file in hypercore_feed::storage::FEED_FILES {
-        let js = std::fs::read(js_dir.join("source").join(file)).ok();
-        let rust = std::fs::read(rust_dir.join("source").join(file)).ok();
-        assert_eq!(js.is_some(), rust.is_some(), "{file}: exists in one only");
-        if let (Some(js), Some(rust)) = (js, rust) {
-            let at = js.iter().zip(&rust).position(|(a, b)| a != b);
-            assert!(
-                js == rust,
-                "source/{file} differs (lengths {} and {}, first difference at {at:?})",
-                js.len(),
-                rust.len()
-            );
-        }
-    }
+    assert_same_feed_files(&js_dir, &rust_dir, "source");
 }
 
 #[test]
