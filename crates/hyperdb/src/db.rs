@@ -452,9 +452,11 @@ impl DbReader {
 
     /// What the index of paths holds, from which a put to a database with
     /// one writer finds its new entry's trie without walking: the latest
-    /// entry under every prefix of the paths written. It is held in memory
-    /// only, built from the feed. `None` until puts have walked through as
-    /// many entries as building it reads (a process that writes a few keys
+    /// entry under every prefix of the paths written. It is held in memory,
+    /// built from the feed, and written to `index/` when the database
+    /// closes, for the next writer to read back. `None` until puts have
+    /// walked through as many entries as building it reads, or an eighth of
+    /// that when a file can be read back (a process that writes a few keys
     /// never builds it), for a database of more entries than
     /// [`OpenOptions::cache_bytes`] / 64 (a million for the default
     /// 64 MiB) or several writers, and after two keys of the same path (a

@@ -2,9 +2,10 @@
 //!
 //! A database is a folder of feed folders (`source/`, `local/`,
 //! `peers/<discovery key>/`, `content/<discovery key>/`), on disk or in
-//! memory, and of the key index's files (`index/`: derived from the
-//! feeds, see [`crate::key_index`]). The feeds whose keys cannot be found again if lost, `source/`
-//! and `local/` with their secret keys, are created whole or not at all:
+//! memory, and of the derived indexes' files (`index/`: the key index's,
+//! see [`crate::key_index`], and the index of paths', see
+//! [`crate::path_index`]). The feeds whose keys cannot be found again if
+//! lost, `source/` and `local/` with their secret keys, are created whole or not at all:
 //! built in a staging folder (`.new-source/`), synced, then renamed into
 //! place, so a crash leaves either no feed or a whole one.
 
@@ -23,8 +24,9 @@ use crate::lock::FolderLock;
 /// Staging folders start with this (then the feed's folder name).
 const STAGING: &str = ".new-";
 
-/// The folder of the derived key index ([`crate::key_index`]): never a
-/// feed's, and nothing in it is needed to read the database.
+/// The folder of the derived indexes ([`crate::key_index`],
+/// [`crate::path_index`]): never a feed's, and nothing in it is needed to
+/// read the database.
 pub(crate) const INDEX_DIR: &str = "index";
 
 #[derive(Clone, Debug)]

@@ -63,6 +63,7 @@ impl Drop for Shared {
         if let Some(index) = &self.reader.key_index {
             index.close();
         }
+        self.reader.path_index.close(&self.reader);
     }
 }
 
