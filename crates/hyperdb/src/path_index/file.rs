@@ -48,11 +48,10 @@ pub(super) fn save(db: &DbReader, held: &Held) -> io::Result<String> {
     let roots = roots_hash(db, held.covered)
         .ok_or_else(|| io::Error::other("the feed's roots cannot be read"))?;
     let name = format!("{PREFIX}{:016x}", held.covered);
-    let written = write(db, &name, held, &roots);
-    if written.is_err() {
+    if let Err(e) = write(db, &name, held, &roots) {
         // What was written of it is of no use.
         let _ = db.storage.remove_index_file(&name);
-        return written.map(|_| name);
+        return Err(e);
     }
     for old in files(db).into_iter().filter(|n| *n != name) {
         let _ = db.storage.remove_index_file(&old);
@@ -190,7 +189,8 @@ fn read(db: &DbReader, name: &str, max_entries: u64) -> Option<Held> {
         || covered >= u64::from(NONE)
         || u64::from(leaves) > max_entries
         || leaves >= LEAF
-        || inner >= LEAF
+        // Each branching node has two children or more.
+        || inner >= leaves.max(1)
         || dirs == 0
     {
         return None;
