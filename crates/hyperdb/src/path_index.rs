@@ -39,8 +39,8 @@
 //!   feed once puts have walked through as many entries as it would read
 //!   (a process that writes a few keys never pays for it), and caught up
 //!   from the feed when it lacks entries (written before it was built, or
-//!   by an earlier batch). An append that fails drops it (to be built
-//!   again).
+//!   by an earlier batch). An append that fails drops it (to be read back
+//!   from its file, or built, again).
 //! - Closing the database writes it to a file when it holds
 //!   [`SAVE_AFTER`] entries more than the last one (see [`file`]: 40 MB
 //!   and about 150 ms at a million keys); a writer opened again reads it
@@ -581,10 +581,13 @@ impl PathIndex {
         self.drop_held(&mut self.held.lock());
     }
 
-    /// Drops what `held` holds, giving the cache its whole budget back.
+    /// Drops what `held` holds, giving the cache its whole budget back. Its
+    /// file, if any, is looked for again: reading it back and catching up
+    /// from there costs less than building the index anew.
     fn drop_held(&self, held: &mut Option<Held>) {
         if held.take().is_some() {
             self.lend(0);
+            self.looked.store(false, Ordering::Relaxed);
         }
     }
 
@@ -1252,6 +1255,24 @@ mod tests {
                 assert_eq!(db.get("after/4").unwrap().len(), 1);
             }
         }
+    }
+
+    /// Dropped (as when an append fails, or a put it did not answer was
+    /// made), it is read back from its file again at the next put and
+    /// caught up from there, rather than built anew.
+    #[test]
+    fn dropped_it_is_read_back_again() {
+        let storage = DbStorage::memory();
+        saved(&storage);
+        let db = open(&storage, OpenOptions::default(), true);
+        db.put("first", b"v").unwrap();
+        assert_eq!(db.path_index.loaded.load(Ordering::Relaxed), 1);
+        db.path_index.reset();
+        assert!(db.path_index().is_none());
+        db.put("second", b"v").unwrap();
+        assert_eq!(db.path_index.loaded.load(Ordering::Relaxed), 2);
+        assert_eq!(db.path_index().map(|i| i.covered), Some(2003));
+        assert_eq!(tries_are_the_walks(&db, 2001), 2);
     }
 
     #[test]
