@@ -42,13 +42,12 @@
 //!   by an earlier batch). An append that fails drops it (to be read back
 //!   from its file, or built, again).
 //! - Closing the database writes it to a file when it holds
-//!   [`SAVE_AFTER`] entries more than the last one (see [`file`]: 40 MB
-//!   and about 150 ms at a million keys); a writer opened again reads it
-//!   back once its puts have walked an eighth of what building reads
-//!   (about 80 ms at a million keys, against a second to build it), and
-//!   catches up from there. A file that does not check, or was written for
-//!   what the feed no longer holds, is removed and the index built as
-//!   before.
+//!   [`SAVE_AFTER`] entries more than the last one (see [`file`]: its
+//!   tables as they are, about 40 bytes a key); a writer opened again
+//!   reads it back once its puts have walked an eighth of what building
+//!   reads (reading it costs about a tenth of building it), and catches up
+//!   from there. A file that does not check, or was written for what the
+//!   feed no longer holds, is removed and the index built as before.
 //! - It takes about 40 bytes a key (a leaf of 12, and about 0.6 branching
 //!   nodes of 44), out of the entry cache's budget
 //!   ([`crate::OpenOptions::cache_bytes`]: the cache keeps at least a
