@@ -43,8 +43,8 @@ const CHECKSUM: usize = 32;
 const CHUNK: usize = 1 << 20;
 
 /// Writes `held` (which covers entries of the feed of `db`'s only writer)
-/// as a new file, then removes the older ones. Returns its name.
-pub(super) fn save(db: &DbReader, held: &Held) -> io::Result<String> {
+/// as a new file, then removes the older ones.
+pub(super) fn save(db: &DbReader, held: &Held) -> io::Result<()> {
     let roots = roots_hash(db, held.covered)
         .ok_or_else(|| io::Error::other("the feed's roots cannot be read"))?;
     let name = format!("{PREFIX}{:016x}", held.covered);
@@ -56,7 +56,7 @@ pub(super) fn save(db: &DbReader, held: &Held) -> io::Result<String> {
     for old in files(db).into_iter().filter(|n| *n != name) {
         let _ = db.storage.remove_index_file(&old);
     }
-    Ok(name)
+    Ok(())
 }
 
 fn write(db: &DbReader, name: &str, held: &Held, roots: &[u8; 32]) -> io::Result<()> {
@@ -180,10 +180,7 @@ fn read(db: &DbReader, name: &str, max_entries: u64) -> Option<Held> {
         return None;
     }
     let covered = u64::from_le_bytes(header[80..88].try_into().expect("8 bytes"));
-    let word = |at: usize| {
-        let at = 88 + 4 * at;
-        u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"))
-    };
+    let word = |i| word_at(&header[88..], i);
     let (root, root_latest, inner, leaves, dirs) = (word(0), word(1), word(2), word(3), word(4));
     if covered == 0
         || covered >= u64::from(NONE)
@@ -216,7 +213,7 @@ fn read(db: &DbReader, name: &str, max_entries: u64) -> Option<Held> {
     held.root_latest = root_latest;
     reader
         .records(inner as usize, INNER, |r| {
-            let word = |i: usize| u32::from_le_bytes(r[4 * i..4 * i + 4].try_into().expect("4"));
+            let word = |i| word_at(r, i);
             held.inner.push(Inner {
                 pos: word(0),
                 children: std::array::from_fn(|d| word(1 + d)),
@@ -226,10 +223,9 @@ fn read(db: &DbReader, name: &str, max_entries: u64) -> Option<Held> {
         .ok()?;
     reader
         .records(leaves as usize, LEAF_BYTES, |r| {
-            let word = |i: usize| u32::from_le_bytes(r[4 * i..4 * i + 4].try_into().expect("4"));
             held.leaves.push(Leaf {
-                dir: word(0),
-                last: [word(1), word(2)],
+                dir: word_at(r, 0),
+                last: [word_at(r, 1), word_at(r, 2)],
             });
         })
         .ok()?;
@@ -237,7 +233,7 @@ fn read(db: &DbReader, name: &str, max_entries: u64) -> Option<Held> {
     held.dirs.reserve_exact(dirs as usize);
     reader
         .records(dirs as usize, DIR, |r| {
-            let parent = u32::from_le_bytes(r[..4].try_into().expect("4 bytes"));
+            let parent = word_at(r, 0);
             let hash = u64::from_le_bytes(r[4..].try_into().expect("8 bytes"));
             held.dirs.push((parent, hash));
         })
@@ -258,6 +254,11 @@ fn read(db: &DbReader, name: &str, max_entries: u64) -> Option<Held> {
         .map(|(id, &key)| (key, id as u32))
         .collect();
     Some(held)
+}
+
+/// The `i`th little-endian 32-bit word of `record`.
+fn word_at(record: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(record[4 * i..4 * i + 4].try_into().expect("4 bytes"))
 }
 
 /// Reads tables record by record, hashing what it reads.
