@@ -21,9 +21,9 @@ use crate::{crypto, flat};
 /// aligned run of this many blocks (see `BlockReader::offset_in_run`).
 const RUN: u64 = 32;
 
-/// Runs whose start offsets a reader keeps: 2,097,152 blocks' worth, in
-/// about 3 MB at most.
-const RUN_STARTS: usize = 1 << 16;
+/// Runs whose blocks' offsets a reader keeps: 2,097,152 blocks' worth, in
+/// about 10 MB at most.
+const RUNS_KEPT: usize = 1 << 16;
 
 /// Blocks read in order are read ahead, up to this many at once...
 const AHEAD_BLOCKS: u64 = 64;
@@ -107,6 +107,30 @@ impl Ahead {
     }
 }
 
+/// Where the blocks of an aligned run of [`RUN`] blocks start in the data
+/// file, as far as its leaves were stored when read.
+#[derive(Clone, Copy)]
+struct Run {
+    /// Where its first block starts.
+    first: u64,
+    /// Where each block ends, from `first`.
+    ends: [u32; RUN as usize],
+    /// How many blocks from the first `ends` holds.
+    known: u8,
+}
+
+impl Run {
+    /// Where the run's `i`th block starts.
+    fn start(&self, i: usize) -> u64 {
+        self.first + i.checked_sub(1).map_or(0, |i| u64::from(self.ends[i]))
+    }
+}
+
+/// Where tree node `index` starts in the tree file.
+fn node_offset(index: u64) -> Option<u64> {
+    index.checked_mul(NODE_SIZE)?.checked_add(HEADER_SIZE)
+}
+
 /// Reads blocks a [`Feed`](crate::Feed) has flushed, from any thread and
 /// without the feed (made by [`Feed::block_reader`](crate::Feed::block_reader)).
 ///
@@ -124,10 +148,12 @@ pub struct BlockReader {
     data: OnceLock<Box<dyn RandomAccess>>,
     /// The feed's own cache of tree nodes.
     nodes: Arc<SharedCache<u64, Node>>,
-    /// Where runs of [`RUN`] blocks start in the data file, by first
-    /// block: each sums up to a few dozen tree nodes, most of which no
-    /// other run needs.
-    run_starts: SharedCache<u64, u64>,
+    /// Where the blocks of runs of [`RUN`] blocks start in the data file,
+    /// by the run's first block: each run's start sums up to a few dozen
+    /// tree nodes, most of which no other run needs.
+    runs: SharedCache<u64, Run>,
+    /// The tree file's length when last asked.
+    tree_len: AtomicU64,
     /// The data file's length when last asked: a block that ends within it
     /// needs no system call to be checked.
     data_len: AtomicU64,
@@ -153,7 +179,8 @@ impl BlockReader {
             tree: OnceLock::new(),
             data: OnceLock::new(),
             nodes,
-            run_starts: SharedCache::new(RUN_STARTS),
+            runs: SharedCache::new(RUNS_KEPT),
+            tree_len: AtomicU64::new(0),
             data_len: AtomicU64::new(0),
             next: Mutex::new((0, 0)),
             ahead: Mutex::new(Ahead::default()),
@@ -184,7 +211,7 @@ impl BlockReader {
                     return Ok(block);
                 }
                 // Perhaps the feed was repaired since the run was seen.
-                self.run_starts.remove(&(index & !(RUN - 1)));
+                self.runs.remove(&(index & !(RUN - 1)));
             }
             let mut offset = 0u64;
             for root in flat::full_roots_iter(index.saturating_mul(2)) {
@@ -263,9 +290,7 @@ impl BlockReader {
             return None;
         }
         let mut buf = vec![0u8; ((2 * count - 1) * NODE_SIZE) as usize];
-        let at = index
-            .checked_mul(2 * NODE_SIZE)
-            .and_then(|o| o.checked_add(HEADER_SIZE))?;
+        let at = node_offset(index.checked_mul(2)?)?;
         tree.read_exact_at(at, &mut buf).ok()?;
         let leaves: Vec<Node> = buf
             .chunks(2 * NODE_SIZE as usize)
@@ -323,43 +348,80 @@ impl BlockReader {
         Some(())
     }
 
-    /// Where block `index` starts, and its leaf, found from the start of
-    /// its aligned run of [`RUN`] blocks: that start's offset sums the
-    /// full roots left of it (once: it is kept for the run), and the
-    /// leaves from there to `index` sit side by side in the tree file, one
-    /// read. Summing the full roots left of `index`
-    /// instead takes about one uncached read per low root. `None` where a
+    /// Where block `index` starts, and its leaf, found from its aligned
+    /// run of [`RUN`] blocks. The first block read of a run reads the
+    /// run's leaves (one read of the tree file, as far as it holds them)
+    /// and keeps where each of its blocks starts: the run's start sums
+    /// the full roots left of it, and each block starts where the leaves
+    /// before it in the run end. A later block of the run then reads only
+    /// its own leaf, for its hash. (Summing the full roots left of `index`
+    /// instead takes about one uncached read per low root.) `None` where a
     /// node is missing or a sum overflows.
     fn offset_in_run(&self, tree: &dyn RandomAccess, index: u64) -> Option<(u64, Node)> {
         let start = index & !(RUN - 1);
-        let mut offset = match self.run_starts.get_cloned(&start) {
-            Some(offset) => offset,
+        let i = (index - start) as usize;
+        let known = self.runs.get_cloned(&start);
+        if let Some(run) = known.filter(|run| i < usize::from(run.known)) {
+            let mut buf = [0u8; NODE_SIZE as usize];
+            tree.read_exact_at(node_offset(index.checked_mul(2)?)?, &mut buf)
+                .ok()?;
+            let leaf = decode_node(2 * index, &buf);
+            return stored(&leaf).then(|| (run.start(i), leaf));
+        }
+        let first = match known {
+            Some(run) => run.first,
             None => {
                 let mut offset = 0u64;
                 for root in flat::full_roots_iter(start.checked_mul(2)?) {
                     offset = offset.checked_add(self.node(tree, root).ok()?.size)?;
                 }
-                self.run_starts.insert(start, offset);
                 offset
             }
         };
-        let at = start
-            .checked_mul(2 * NODE_SIZE)
-            .and_then(|o| o.checked_add(HEADER_SIZE))?;
+        // The run's nodes as far as the tree file holds them, and at least
+        // to `index`'s leaf (the read fails if the file is shorter).
+        let at = node_offset(start.checked_mul(2)?)?;
+        let whole = (2 * RUN - 1) * NODE_SIZE;
+        let mut tree_len = self.tree_len.load(Ordering::Relaxed);
+        if tree_len < at.saturating_add(whole) {
+            tree_len = tree.len().ok()?;
+            self.tree_len.store(tree_len, Ordering::Relaxed);
+        }
+        let nodes = (tree_len.saturating_sub(at) / NODE_SIZE)
+            .min(2 * RUN - 1)
+            .max(2 * i as u64 + 1);
         // The thread's own buffer: a heap buffer of this size is a large
         // allocation (the allocator sweeps its small free chunks), and one
         // on the stack would be zeroed whole each time.
-        RUN_LEAVES.with_borrow_mut(|run| {
-            let buf = &mut run[..((2 * (index - start) + 1) * NODE_SIZE) as usize];
+        RUN_LEAVES.with_borrow_mut(|buf| {
+            let buf = &mut buf[..(nodes * NODE_SIZE) as usize];
             tree.read_exact_at(at, buf).ok()?;
-            // A leaf and the parent after it, for each block before `index`.
-            for (bytes, block) in buf.chunks_exact(2 * NODE_SIZE as usize).zip(start..) {
-                let leaf = decode_node(2 * block, bytes);
-                offset = offset.checked_add(stored(&leaf).then_some(leaf.size)?)?;
+            // A leaf and the parent after it, for each block of the run.
+            let mut run = Run {
+                first,
+                ends: [0; RUN as usize],
+                known: 0,
+            };
+            let mut end = 0u64;
+            for (bytes, block) in buf.chunks(2 * NODE_SIZE as usize).zip(start..) {
+                let leaf = decode_node(2 * block, &bytes[..NODE_SIZE as usize]);
+                let Some(e) = end
+                    .checked_add(leaf.size)
+                    .filter(|_| stored(&leaf))
+                    .and_then(|e| u32::try_from(e).ok())
+                else {
+                    break;
+                };
+                run.ends[usize::from(run.known)] = e;
+                run.known += 1;
+                end = u64::from(e);
             }
-            let last = &buf[buf.len() - NODE_SIZE as usize..];
-            let leaf = decode_node(2 * index, last);
-            stored(&leaf).then_some((offset, leaf))
+            if i >= usize::from(run.known) {
+                return None;
+            }
+            self.runs.insert(start, run);
+            let leaf = &buf[2 * i * NODE_SIZE as usize..][..NODE_SIZE as usize];
+            Some((run.start(i), decode_node(2 * index, leaf)))
         })
     }
 
@@ -428,10 +490,7 @@ impl BlockReader {
         if let Some(node) = self.nodes.get_cloned(&index) {
             return Ok(node);
         }
-        let offset = index
-            .checked_mul(NODE_SIZE)
-            .and_then(|o| o.checked_add(HEADER_SIZE))
-            .ok_or_else(|| self.missing(index))?;
+        let offset = node_offset(index).ok_or_else(|| self.missing(index))?;
         let mut buf = [0u8; NODE_SIZE as usize];
         tree.read_exact_at(offset, &mut buf).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {

@@ -206,27 +206,37 @@ fn a_block_reader_reading_in_order_checks_every_block_it_read_ahead() {
 }
 
 /// Files in memory that count the reads made of them (lengths included,
-/// each a system call on disk).
+/// each a system call on disk) and the bytes read.
 struct Counting {
     inner: MemoryStorage,
     reads: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
 }
 
 struct CountingFile {
     inner: Box<dyn RandomAccess>,
     reads: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
 }
 
 impl Storage for Counting {
     fn open(&self, name: &str) -> io::Result<Box<dyn RandomAccess>> {
         let inner = self.inner.open(name)?;
-        let reads = self.reads.clone();
-        Ok(Box::new(CountingFile { inner, reads }))
+        let (reads, bytes) = (self.reads.clone(), self.bytes.clone());
+        Ok(Box::new(CountingFile {
+            inner,
+            reads,
+            bytes,
+        }))
     }
     fn open_read_only(&self, name: &str) -> io::Result<Box<dyn RandomAccess>> {
         let inner = self.inner.open_read_only(name)?;
-        let reads = self.reads.clone();
-        Ok(Box::new(CountingFile { inner, reads }))
+        let (reads, bytes) = (self.reads.clone(), self.bytes.clone());
+        Ok(Box::new(CountingFile {
+            inner,
+            reads,
+            bytes,
+        }))
     }
     fn describe(&self, name: &str) -> String {
         self.inner.describe(name)
@@ -236,6 +246,7 @@ impl Storage for Counting {
 impl RandomAccess for CountingFile {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         self.inner.read_exact_at(offset, buf)
     }
     fn write_all_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
@@ -275,6 +286,7 @@ fn a_block_reader_reading_in_order_reads_runs_of_blocks_at_once() {
     let counting = Counting {
         inner: storage.clone(),
         reads: reads.clone(),
+        bytes: Arc::default(),
     };
     let reader = feed.block_reader(Box::new(counting));
     let mut counts = Vec::new();
@@ -296,6 +308,7 @@ fn a_block_reader_reading_in_order_reads_runs_of_blocks_at_once() {
     let reader = feed.block_reader(Box::new(Counting {
         inner: storage.clone(),
         reads: reads.clone(),
+        bytes: Arc::default(),
     }));
     let before = reads.load(Ordering::Relaxed);
     for index in (0..128u64).filter(|i| i % 5 != 1) {
@@ -361,6 +374,41 @@ fn a_proof_that_does_not_tie_the_block_to_the_signed_roots_is_refused() {
     // The genuine block, with the proof the source plans, is taken.
     let block = fetch(&source, &mut reader, 9, &mut SparseBits::new());
     assert_eq!(reader.get(9).unwrap(), block);
+}
+/// Blocks read out of order: the first block read of a run of 32 reads the
+/// run's leaves, and every other block of the run then reads only its own
+/// leaf and its bytes.
+#[test]
+fn a_block_reader_out_of_order_reads_a_runs_leaves_once() {
+    let storage = MemoryStorage::new();
+    let mut feed = Feed::open(storage.clone(), FeedOptions::default()).unwrap();
+    let blocks: Vec<Vec<u8>> = (0..320u64).map(|i| vec![i as u8; 100]).collect();
+    feed.append_batch(&blocks).unwrap();
+    let (reads, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let reader = feed.block_reader(Box::new(Counting {
+        inner: storage.clone(),
+        reads: reads.clone(),
+        bytes: bytes.clone(),
+    }));
+    // Every block once, none after the one before it (read in order, a
+    // block would be read ahead); the first of each run and the full roots
+    // left of it read beforehand.
+    let order: Vec<u64> = (0..320).rev().collect();
+    for &index in order.iter().filter(|&&i| i % 32 == 31) {
+        assert_eq!(reader.get(index).unwrap(), blocks[index as usize]);
+    }
+    let (reads_before, bytes_before) =
+        (reads.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+    let rest: Vec<u64> = order.iter().copied().filter(|i| i % 32 != 31).collect();
+    for &index in &rest {
+        assert_eq!(reader.get(index).unwrap(), blocks[index as usize]);
+    }
+    let reads = reads.load(Ordering::Relaxed) - reads_before;
+    let bytes = bytes.load(Ordering::Relaxed) - bytes_before;
+    // A leaf is 40 bytes.
+    let each = 40 + 100;
+    assert_eq!(reads, 2 * rest.len() as u64, "two reads a block");
+    assert_eq!(bytes, each * rest.len() as u64, "a leaf and a block each");
 }
 
 proptest! {
