@@ -457,10 +457,11 @@ impl DbReader {
     /// closes, for the next writer to read back. `None` until puts have
     /// walked through as many entries as building it reads, or an eighth of
     /// that when a file can be read back (a process that writes a few keys
-    /// never builds it), for a database of more entries than
-    /// [`OpenOptions::cache_bytes`] / 64 (a million for the default
-    /// 64 MiB) or several writers, and after two keys of the same path (a
-    /// hash collision) turned up.
+    /// never builds it), for a database whose keys would take more than
+    /// three quarters of [`OpenOptions::cache_bytes`] (about 40 bytes a
+    /// key: some 1.2 million keys for the default 64 MiB, however many
+    /// times each was written) or with several writers, and after two keys
+    /// of the same path (a hash collision) turned up.
     ///
     /// ```
     /// use hyperdb::{Db, DbStorage, OpenOptions};

@@ -50,10 +50,11 @@
 //!   feed no longer holds, is removed and the index built as before.
 //! - It takes about 40 bytes a key (a leaf of 12, and about 0.6 branching
 //!   nodes of 44), out of the entry cache's budget
-//!   ([`crate::OpenOptions::cache_bytes`]: the cache keeps at least a
-//!   quarter), and is not built for more entries than that budget over
-//!   [`crate::latest_index::BYTES_PER_ENTRY`] (a million entries for the
-//!   default 64 MiB, so at most about 40 MiB of it).
+//!   ([`crate::OpenOptions::cache_bytes`]), of which the cache keeps a
+//!   quarter: the index gives up when its tables would take more than the
+//!   rest (about 1.2 million keys for the default 64 MiB, however many
+//!   times each was written), and is not built when the key index already
+//!   counts more keys than could fit.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,7 +65,6 @@ use parking_lot::Mutex;
 use crate::db::DbReader;
 use crate::error::Result;
 use crate::hash::{DIGITS_PER_COMPONENT, TERMINATOR};
-use crate::latest_index::BYTES_PER_ENTRY;
 use crate::node::Node;
 use crate::put::Batching;
 use crate::trie::{Ptr, Trie};
@@ -78,6 +78,10 @@ const NONE: u32 = u32::MAX;
 const LEAF: u32 = 1 << 31;
 /// A leaf's folder when its key has no component at all.
 const NO_COMPONENTS: u32 = u32::MAX;
+/// Bytes a key takes in the index at least (a leaf, and its share of
+/// branching nodes of at most five children): a database whose keys would
+/// take more than the budget at this rate is not indexed.
+const LEAST_BYTES_PER_KEY: u64 = 12 + 44 / 4;
 /// Lookups [`PathIndex::warm`] takes at once.
 pub(crate) const WARM_GROUP: usize = 16;
 /// Below this size the index stays in the processor's caches: nothing to
@@ -112,7 +116,9 @@ pub struct PathIndexInfo {
 
 /// See the [module](self).
 pub(crate) struct PathIndex {
-    max_entries: u64,
+    /// Bytes its tables may take: the part of the budget the entry cache
+    /// lends.
+    max_bytes: u64,
     /// The entry cache, whose budget the index shares.
     cache: Arc<EntryCache>,
     cache_bytes: u64,
@@ -282,6 +288,15 @@ impl Held {
             trail: Vec::new(),
             comps: Vec::new(),
         }
+    }
+
+    /// Bytes its tables take, as the budget counts them: what they hold
+    /// (a page is allocated whole, [`Held::bytes`]).
+    fn used_bytes(&self) -> u64 {
+        let size = |len: u32, bytes: usize| u64::from(len) * bytes as u64;
+        size(self.inner.len, std::mem::size_of::<Inner>())
+            + size(self.leaves.len, std::mem::size_of::<Leaf>())
+            + (self.dirs.len() * 12 + self.dir_ids.len() * 24) as u64
     }
 
     fn bytes(&self) -> u64 {
@@ -494,8 +509,7 @@ impl PathIndex {
     /// entry cache `cache`.
     pub(crate) fn new(cache_bytes: usize, cache: Arc<EntryCache>) -> Self {
         PathIndex {
-            // Numbers of leaves and nodes keep clear of the leaf bit.
-            max_entries: (cache_bytes as u64 / BYTES_PER_ENTRY).min(1 << 30),
+            max_bytes: cache_bytes as u64 - cache_bytes as u64 / 4,
             cache,
             cache_bytes: cache_bytes as u64,
             lent: AtomicU64::new(0),
@@ -662,7 +676,8 @@ impl PathIndex {
             return None;
         }
         let seq = head.seq + 1;
-        if seq >= u64::from(NONE) || seq >= self.max_entries {
+        // Numbers of leaves and nodes keep clear of the leaf bit.
+        if seq >= u64::from(LEAF) {
             self.give_up(&mut self.held.lock());
             return None;
         }
@@ -676,8 +691,13 @@ impl PathIndex {
             #[cfg(not(test))]
             let eager = false;
             let walked = self.walked.load(Ordering::Relaxed);
+            let keys = db.key_index.as_ref().map_or(0, |k| k.info().in_file);
+            if keys.saturating_mul(LEAST_BYTES_PER_KEY) > self.max_bytes {
+                self.give_up(&mut held);
+                return None;
+            }
             if (eager || walked >= seq / LOAD_SHARE) && !self.looked.swap(true, Ordering::Relaxed) {
-                *held = file::load(db, self.max_entries.min(seq));
+                *held = file::load(db, self.max_bytes);
                 if let Some(h) = held.as_ref() {
                     self.saved.store(h.covered, Ordering::Relaxed);
                     #[cfg(test)]
@@ -728,7 +748,11 @@ impl PathIndex {
         let h = held.as_mut().expect("caught up");
         h.insert(path, divergence, seq as u32, Some(&mut trie));
         h.covered = seq + 1;
-        self.lend(h.bytes());
+        if h.used_bytes() > self.max_bytes {
+            self.give_up(&mut held);
+        } else {
+            self.lend(h.bytes());
+        }
         #[cfg(test)]
         self.answered.fetch_add(1, Ordering::Relaxed);
         Some(trie)
@@ -776,8 +800,11 @@ impl PathIndex {
                 }
                 h.insert(&path, divergence, seq as u32, None);
                 h.covered = seq + 1;
+                if seq % 4096 == 0 && h.used_bytes() > self.max_bytes {
+                    return Ok(false);
+                }
             }
-            Ok(true)
+            Ok(h.used_bytes() <= self.max_bytes)
         })()?;
         if kept {
             self.lend(h.bytes());
@@ -1178,8 +1205,9 @@ mod tests {
         }
     }
 
-    /// Past its budget (a cache of 64 KiB: 1,024 entries) it gives up, and
-    /// puts walk as before.
+    /// Past its budget (a cache of 64 KiB: the index may take 48 KiB, some
+    /// 1,200 keys) it gives up, and puts walk as before; however many
+    /// times keys are written, their number is what counts.
     #[test]
     fn past_its_budget_it_is_dropped() {
         let storage = DbStorage::memory();
@@ -1187,16 +1215,28 @@ mod tests {
             cache_bytes: 64 << 10,
             ..Default::default()
         };
-        let db = open(&storage, options, true);
-        for i in 0..1000 {
-            db.put(&key(i as u8), &i.to_string().into_bytes()).unwrap();
+        let db = open(&storage, options.clone(), true);
+        // Far more entries than 64 KiB over 64 bytes, of 300 keys.
+        for i in 0..3000 {
+            db.put(&format!("k/{}", i % 300), &i.to_string().into_bytes())
+                .unwrap();
         }
-        assert!(db.path_index().unwrap().bytes > 0);
-        for i in 0..100 {
+        let info = db.path_index().unwrap();
+        assert_eq!((info.covered, info.paths), (3001, 300));
+        for i in 0..2500 {
             db.put(&format!("over/{i}"), b"v").unwrap();
+            if i < 500 {
+                assert!(db.path_index().is_some(), "{i}");
+            }
         }
         assert!(db.path_index().is_none());
-        assert_eq!(tries_are_the_walks(&db, 0), 1099);
+        assert_eq!(tries_are_the_walks(&db, 0), 5499);
+        // Given up for good; the next writer does not build it either (the
+        // key index counts more keys than could fit).
+        drop(db);
+        let db = open(&storage, options, true);
+        db.put("one/more", b"v").unwrap();
+        assert!(db.path_index().is_none());
     }
 
     /// An append that fails leaves the index holding entries the feed does

@@ -139,15 +139,15 @@ impl Writer {
 }
 
 /// The newest file that checks, for the feed of `db`'s only writer as it
-/// is now, read back, if its tables hold at most `max_entries` paths.
-/// Files that do not check are removed.
-pub(super) fn load(db: &DbReader, max_entries: u64) -> Option<Held> {
+/// is now, read back, if its tables take at most `max_bytes`. Files that
+/// do not check are removed.
+pub(super) fn load(db: &DbReader, max_bytes: u64) -> Option<Held> {
     let mut names = files(db);
     names.sort_unstable_by(|a, b| b.cmp(a));
     let mut found = None;
     for name in names {
         if found.is_none() {
-            found = read(db, &name, max_entries);
+            found = read(db, &name, max_bytes);
             if found.is_some() {
                 continue;
             }
@@ -172,7 +172,7 @@ fn files(db: &DbReader) -> Vec<String> {
         .collect()
 }
 
-fn read(db: &DbReader, name: &str, max_entries: u64) -> Option<Held> {
+fn read(db: &DbReader, name: &str, max_bytes: u64) -> Option<Held> {
     let file = db.storage.index_file(name, true).ok()?;
     let mut header = [0u8; HEADER];
     file.read_exact_at(0, &mut header).ok()?;
@@ -184,7 +184,6 @@ fn read(db: &DbReader, name: &str, max_entries: u64) -> Option<Held> {
     let (root, root_latest, inner, leaves, dirs) = (word(0), word(1), word(2), word(3), word(4));
     if covered == 0
         || covered >= u64::from(NONE)
-        || u64::from(leaves) > max_entries
         || leaves >= LEAF
         // Each branching node has two children or more.
         || inner >= leaves.max(1)
@@ -194,6 +193,9 @@ fn read(db: &DbReader, name: &str, max_entries: u64) -> Option<Held> {
     }
     let body = inner as u64 * INNER as u64 + u64::from(leaves) * LEAF_BYTES as u64;
     let body = body + u64::from(dirs) * DIR as u64;
+    if body > max_bytes {
+        return None;
+    }
     if file.len().ok()? != HEADER as u64 + body + CHECKSUM as u64 {
         return None;
     }
