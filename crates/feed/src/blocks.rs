@@ -30,8 +30,13 @@ const AHEAD_BLOCKS: u64 = 64;
 /// ...and this many bytes of data (a larger block is read alone).
 const AHEAD_BYTES: u64 = 32 * 1024;
 /// Blocks read ahead are hashed this many at a time (BLAKE2b with AVX2
-/// hashes four side by side).
+/// hashes four side by side), for a reader in order.
 const HASHED_TOGETHER: usize = 8;
+/// A reader that asks for a block fewer than this many after the last one
+/// it read (going in order, some blocks skipped) is read ahead for from
+/// that last one, as a reader in order is, when the blocks between fit
+/// in what is read ahead.
+const SKIPPED_AT_MOST: u64 = AHEAD_BLOCKS / 2;
 
 thread_local! {
     /// The leaves of a run up to a block, as `BlockReader::offset_in_run`
@@ -57,6 +62,8 @@ struct Ahead {
     /// For each block `data` holds, from `data_first`: where it starts in
     /// the data file, and whether its bytes hash to its leaf, once hashed.
     checked: Vec<(u64, Option<bool>)>,
+    /// The block last handed out.
+    last: Option<u64>,
 }
 
 impl Ahead {
@@ -75,11 +82,12 @@ impl Ahead {
     }
 
     /// Whether block `index`, starting at `offset`, is held and its bytes
-    /// hash to its leaf. Blocks are hashed [`HASHED_TOGETHER`] at a time
-    /// from the one asked for, side by side, which takes about half the
-    /// time of hashing them one by one (and a reader that skips blocks
-    /// hashes few it does not ask for).
-    fn checked(&mut self, index: u64, offset: u64) -> bool {
+    /// hash to its leaf. Blocks are hashed `together` at a time from the
+    /// one asked for, side by side ([`HASHED_TOGETHER`] for a reader going
+    /// block after block, which takes about half the time of hashing them
+    /// one by one; one for a reader that skips blocks, which would not ask
+    /// for the others).
+    fn checked(&mut self, index: u64, offset: u64, together: usize) -> bool {
         let Some(i) = index
             .checked_sub(self.data_first)
             .and_then(|i| usize::try_from(i).ok())
@@ -88,7 +96,7 @@ impl Ahead {
             return false;
         };
         if self.checked[i].1.is_none() {
-            let group = i..self.checked.len().min(i + HASHED_TOGETHER);
+            let group = i..self.checked.len().min(i + together.max(1));
             let first = self.data_first + i as u64;
             let mut blocks = Vec::with_capacity(group.len());
             for (j, &(start, _)) in self.checked[group.clone()].iter().enumerate() {
@@ -202,6 +210,11 @@ impl BlockReader {
         } else if let Some(block) = self.read_held(index) {
             // A reader in order that skipped a few blocks (found cached).
             return Ok(block);
+        } else if let Some(block) = (index > known.0 && index - known.0 < SKIPPED_AT_MOST)
+            .then(|| self.read_skipping(tree, data, index, known))
+            .flatten()
+        {
+            return Ok(block);
         } else {
             // Anything odd on the short way (a leaf not stored, as in a
             // sparse replica, or one that is damaged) is left to the long
@@ -243,7 +256,9 @@ impl BlockReader {
     ) -> Option<Vec<u8>> {
         let mut ahead = self.ahead.lock().expect("no panic while held");
         if ahead.leaf(index).is_none() {
+            let last = ahead.last;
             *ahead = Self::read_leaves(tree, index)?;
+            ahead.last = last;
         }
         if ahead.bytes(index, offset).is_none() {
             self.read_data(&mut ahead, data, index, offset)?;
@@ -254,6 +269,36 @@ impl BlockReader {
             return self.read_checked(data, index, offset, &leaf).ok();
         }
         self.hand_out(&mut ahead, index, offset)
+    }
+
+    /// Block `index`, a few blocks past `next` (the block after the last
+    /// one read, and where it starts): read ahead from `next` as
+    /// [`Self::read_in_order`] does (the blocks skipped read along, in
+    /// the same two reads), if the blocks up to `index` fit in that.
+    /// `None` when they do not, or anything is amiss.
+    fn read_skipping(
+        &self,
+        tree: &dyn RandomAccess,
+        data: &dyn RandomAccess,
+        index: u64,
+        (next, offset): (u64, u64),
+    ) -> Option<Vec<u8>> {
+        let mut ahead = self.ahead.lock().expect("no panic while held");
+        if ahead.leaf(next).is_none() || ahead.leaf(index).is_none() {
+            *ahead = Self::read_leaves(tree, next)?;
+        }
+        let from = usize::try_from(next.checked_sub(ahead.first)?).ok()?;
+        let upto = usize::try_from(index.checked_sub(ahead.first)?).ok()?;
+        let mut bytes = 0u64;
+        for leaf in ahead.leaves.get(from..=upto)? {
+            bytes = bytes.checked_add(leaf.size)?;
+        }
+        if bytes > AHEAD_BYTES {
+            return None;
+        }
+        self.read_data(&mut ahead, data, next, offset)?;
+        let at = ahead.checked.get(upto - from)?.0;
+        self.hand_out(&mut ahead, index, at)
     }
 
     /// Block `index` if what was read ahead holds it (and it checks).
@@ -271,7 +316,15 @@ impl BlockReader {
     /// follows it. A block that does not (read before it was all written,
     /// or damaged) drops what was read ahead, to be read alone.
     fn hand_out(&self, ahead: &mut Ahead, index: u64, offset: u64) -> Option<Vec<u8>> {
-        if !ahead.checked(index, offset) {
+        // A reader going block after block is hashed for ahead; one that
+        // skips blocks would not ask for the ones after this.
+        let together = if ahead.last.is_some_and(|last| last + 1 == index) {
+            HASHED_TOGETHER
+        } else {
+            1
+        };
+        ahead.last = Some(index);
+        if !ahead.checked(index, offset, together) {
             *ahead = Ahead::default();
             return None;
         }

@@ -319,6 +319,21 @@ fn a_block_reader_reading_in_order_reads_runs_of_blocks_at_once() {
         skipping <= 8,
         "128 small blocks, some skipped, took {skipping} reads"
     );
+    // Nor does reading every eighth block, or every 31st: what is read
+    // ahead from the block after the last one read holds the next.
+    for (step, most) in [(8u64, 8), (31, 8)] {
+        let reader = feed.block_reader(Box::new(Counting {
+            inner: storage.clone(),
+            reads: reads.clone(),
+            bytes: Arc::default(),
+        }));
+        let before = reads.load(Ordering::Relaxed);
+        for index in (0..128u64).step_by(step as usize) {
+            assert_eq!(reader.get(index).unwrap(), blocks[index as usize]);
+        }
+        let taken = reads.load(Ordering::Relaxed) - before;
+        assert!(taken <= most, "every {step}th block took {taken} reads");
+    }
 }
 
 #[test]
