@@ -9,6 +9,13 @@
 //! to 3, as hyperdb 3.5.0's iterator does, so keys come out in its order;
 //! at a terminator the candidates for each key are filtered by the causal
 //! rule, as [`DbReader::get`] does. Memory is bounded by the depth of the walk.
+//!
+//! A database with one writer whose index of paths holds the head listed
+//! (see [`crate::path_index`]) needs no walk: that index names the latest
+//! entry of each path under the prefix, in the walk's order, and only
+//! those entries are read, a window at a time in the order of their seqs.
+//! It holds four bytes for each key under the prefix, and the window's
+//! entries (at most about half of [`crate::OpenOptions::cache_bytes`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +24,7 @@ use crate::db::DbReader;
 use crate::error::Result;
 use crate::hash::{DIGITS_PER_COMPONENT, TERMINATOR};
 use crate::node::Node;
+use crate::reading::ScanRead;
 
 // The reference pushes digits 3, 2, 1, 0, 4 on a stack and pops them, so a
 // key comes before the keys under it, then digits ascending.
@@ -72,6 +80,30 @@ pub struct Iter<'a> {
     prefix: String,
     /// A listing in the order written, instead of the walk.
     scan: Option<Scan>,
+    /// A listing from the index of paths, instead of the walk.
+    indexed: Option<Indexed>,
+}
+
+/// Entries a listing from the index of paths reads at first, and at least.
+const FIRST_WINDOW: usize = 1024;
+
+/// A listing in the walk's order from the index of paths (see
+/// [`crate::path_index`]), for a database with one writer at the head
+/// that index holds: the latest entry of every path under the prefix, in
+/// order, known without reading the entries the walk would go through.
+/// They are read a window at a time, sorted by seq, so that reads of
+/// nearby entries share their system calls; the window holds at most
+/// about half of [`crate::OpenOptions::cache_bytes`] of them.
+struct Indexed {
+    seqs: Vec<u32>,
+    /// The first of `seqs` not read yet.
+    next: usize,
+    /// The window read, last first.
+    window: Vec<(u32, ScanRead)>,
+    /// How many the next window reads.
+    size: usize,
+    /// What a window may take, in [`Node::memory`].
+    budget: usize,
 }
 
 /// A listing in the order written (see [`IterOptions::unordered`]): the
@@ -125,8 +157,22 @@ impl<'a> Iter<'a> {
         } else {
             None
         };
+        let indexed = match heads {
+            [head] if scan.is_none() && !options.shallow && policy.is_none() && head.feed == 0 => {
+                db.path_index
+                    .listing(db, &path, options.reverse, head.seq, prefix.is_empty())
+                    .map(|seqs| Indexed {
+                        seqs,
+                        next: 0,
+                        window: Vec::new(),
+                        size: FIRST_WINDOW,
+                        budget: db.path_index.window_bytes(),
+                    })
+            }
+            _ => None,
+        };
         let mut stack = Vec::new();
-        if scan.is_none() {
+        if scan.is_none() && indexed.is_none() {
             let nodes = prefix_nodes(db, heads, &prefix)?;
             if !nodes.is_empty() {
                 stack.push(Item::Frame {
@@ -137,6 +183,7 @@ impl<'a> Iter<'a> {
         }
         Ok(Iter {
             scan,
+            indexed,
             db,
             heads: heads.to_vec(),
             policy,
@@ -150,6 +197,9 @@ impl<'a> Iter<'a> {
     fn advance(&mut self) -> Result<Option<(String, Vec<Arc<Node>>)>> {
         if self.scan.is_some() {
             return self.scan_next();
+        }
+        if self.indexed.is_some() {
+            return self.indexed_next();
         }
         while let Some(item) = self.stack.pop() {
             let (pos, nodes) = match item {
@@ -249,6 +299,38 @@ impl<'a> Iter<'a> {
         }
     }
 
+    /// The next key of a listing from the index of paths: the next entry
+    /// it names that is under the prefix (as the walk finds keys) and, but
+    /// for `deletes`, not a delete.
+    fn indexed_next(&mut self) -> Result<Option<(String, Vec<Arc<Node>>)>> {
+        let start = self.start;
+        let Some(listing) = &mut self.indexed else {
+            return Ok(None);
+        };
+        loop {
+            if listing.window.is_empty() {
+                if listing.next == listing.seqs.len() {
+                    return Ok(None);
+                }
+                listing.read(self.db);
+            }
+            let Some((seq, read)) = listing.window.pop() else {
+                continue;
+            };
+            // A missing entry is passed by, as the walk passes a pointer
+            // to one.
+            let Some(node) = self.db.reading().scan_decode(0, u64::from(seq), read)? else {
+                continue;
+            };
+            let under = !node.key.is_empty()
+                && node.key.starts_with(&self.prefix)
+                && !((self.options.gt || start == 0) && node.path.len() == start + 1);
+            if under && (self.options.deletes || !node.deleted) {
+                return Ok(Some((node.key.clone(), vec![node])));
+            }
+        }
+    }
+
     /// Whether `node`, entry `node.seq` of the one writer, is its key's
     /// latest at or before entry `head`: the key index says so, or names a
     /// later entry holding the key; where it cannot tell (a later entry
@@ -333,6 +415,35 @@ impl Iterator for Iter<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.advance().transpose()
+    }
+}
+
+impl Indexed {
+    /// Reads the next window: its entries in the order of their seqs, kept
+    /// in the listing's, to be decoded as they are listed. The next
+    /// window's size follows from what this one's entries take.
+    fn read(&mut self, db: &DbReader) {
+        let end = self.seqs.len().min(self.next + self.size);
+        let mut order: Vec<(u32, usize)> = self.seqs[self.next..end]
+            .iter()
+            .enumerate()
+            .map(|(i, &seq)| (seq, i))
+            .collect();
+        order.sort_unstable();
+        let reading = db.reading();
+        let mut window: Vec<(u32, ScanRead)> = Vec::with_capacity(end - self.next);
+        window.resize_with(end - self.next, || (0, ScanRead::Later));
+        let mut bytes = 0;
+        for (seq, i) in order {
+            let read = reading.scan_read(0, u64::from(seq));
+            bytes += read.memory();
+            window[i] = (seq, read);
+        }
+        let each = (bytes / window.len().max(1)).max(1);
+        self.size = (self.budget / each).clamp(FIRST_WINDOW, self.size.saturating_mul(4));
+        self.next = end;
+        window.reverse();
+        self.window = window;
     }
 }
 

@@ -48,6 +48,14 @@
 //!   reads (reading it costs about a tenth of building it), and catches up
 //!   from there. A file that does not check, or was written for what the
 //!   feed no longer holds, is removed and the index built as before.
+//! - A listing of a head it holds reads from it the latest entry of every
+//!   path under the prefix, in the walk's order ([`PathIndex::listing`]),
+//!   instead of walking: with one writer, the walk's answer for a key is
+//!   its latest entry, and the walk visits paths depth first, the
+//!   terminator before digits 0 to 3, which is the order of the radix tree
+//!   taken so. A listing of everything reads the index back from its file
+//!   if nothing holds it yet (a file that does not check is left to the
+//!   writer: a read removes nothing).
 //! - It takes about 40 bytes a key (a leaf of 12, and about 0.6 branching
 //!   nodes of 44), out of the entry cache's budget
 //!   ([`crate::OpenOptions::cache_bytes`]), of which the cache keeps a
@@ -139,6 +147,11 @@ pub(crate) struct PathIndex {
     answered: AtomicU64,
     #[cfg(test)]
     loaded: AtomicU64,
+    /// Tests: listings answer without the index, and count those with it.
+    #[cfg(test)]
+    unlisted: AtomicBool,
+    #[cfg(test)]
+    listed: AtomicU64,
 }
 
 /// A branching node: its children part at digit `pos`. Beside each child,
@@ -321,6 +334,72 @@ impl Held {
             d = parent;
         }
         self.scratch.reverse();
+    }
+
+    /// The latest entry of each path starting with `prefix`, in the order
+    /// of a depth-first walk taking the digits at each branching node in
+    /// `order`; `None` in a tree the index does not make (positions that
+    /// do not grow going down: a file damaged past its checksum).
+    fn listing(&mut self, prefix: &[u8], order: [u8; DIGITS]) -> Option<Vec<u32>> {
+        let mut listed = Vec::new();
+        // Down the prefix's digits at the branching positions above its
+        // end, to the one node (or leaf) every path under it is beneath.
+        let (mut at, mut latest) = (self.root, self.root_latest);
+        let mut above = None;
+        while at != NONE && at & LEAF == 0 {
+            let node = self.inner.get(at);
+            if above.is_some_and(|above| node.pos <= above) {
+                return None;
+            }
+            if node.pos as usize >= prefix.len() {
+                break;
+            }
+            above = Some(node.pos);
+            let digit = usize::from(prefix[node.pos as usize]).min(DIGITS - 1);
+            (at, latest) = (node.children[digit], node.latest[digit]);
+        }
+        if at == NONE {
+            return Some(listed);
+        }
+        // Paths beneath share their digits above `at`'s position: they are
+        // all under the prefix when any one is.
+        let (mut leaf, mut deeper_than) = (at, above);
+        while leaf & LEAF == 0 {
+            let node = self.inner.get(leaf);
+            if deeper_than.is_some_and(|above| node.pos <= above) {
+                return None;
+            }
+            deeper_than = Some(node.pos);
+            leaf = *node.children.iter().find(|&&c| c != NONE)?;
+        }
+        self.spell(leaf & !LEAF);
+        let whole = prefix.len() / DIGITS_PER_COMPONENT;
+        let under = prefix.len().is_multiple_of(DIGITS_PER_COMPONENT)
+            && self.scratch.len() >= whole
+            && components(prefix).eq(self.scratch[..whole].iter().copied());
+        if !under {
+            return Some(listed);
+        }
+        // Depth first; each entry on the stack a node (or leaf) and the
+        // latest entry beneath it, its parent's position.
+        let mut stack = vec![(at, latest, above)];
+        while let Some((at, latest, above)) = stack.pop() {
+            if at & LEAF != 0 {
+                listed.push(latest);
+                continue;
+            }
+            let node = *self.inner.get(at);
+            if above.is_some_and(|above| node.pos <= above) {
+                return None;
+            }
+            for &digit in order.iter().rev() {
+                let child = node.children[usize::from(digit)];
+                if child != NONE {
+                    stack.push((child, node.latest[usize::from(digit)], Some(node.pos)));
+                }
+            }
+        }
+        Some(listed)
     }
 
     /// Where `path` leaves the tree; its components are left in `comps`
@@ -524,7 +603,17 @@ impl PathIndex {
             answered: AtomicU64::new(0),
             #[cfg(test)]
             loaded: AtomicU64::new(0),
+            #[cfg(test)]
+            unlisted: AtomicBool::new(false),
+            #[cfg(test)]
+            listed: AtomicU64::new(0),
         }
+    }
+
+    /// What a listing from the index may hold of the entries it reads at
+    /// once, in [`Node::memory`]: half the cache's budget.
+    pub(crate) fn window_bytes(&self) -> usize {
+        (self.cache_bytes / 2) as usize
     }
 
     /// Counts `visits` entries visited by a put's walk.
@@ -697,7 +786,7 @@ impl PathIndex {
                 return None;
             }
             if (eager || walked >= seq / LOAD_SHARE) && !self.looked.swap(true, Ordering::Relaxed) {
-                *held = file::load(db, self.max_bytes);
+                *held = file::load(db, self.max_bytes, true);
                 if let Some(h) = held.as_ref() {
                     self.saved.store(h.covered, Ordering::Relaxed);
                     #[cfg(test)]
@@ -756,6 +845,56 @@ impl PathIndex {
         #[cfg(test)]
         self.answered.fetch_add(1, Ordering::Relaxed);
         Some(trie)
+    }
+
+    /// The latest entry of each path under `prefix` (a path without its
+    /// terminator) as of entry `head` of the local feed, in the order the
+    /// walk lists them (`reverse`: the opposite), for a listing that then
+    /// reads those entries and nothing else. `None` where the index cannot
+    /// say: given up, several writers, or not held (and, when `load`, no
+    /// file to read back), or holding entries past `head`; an index that
+    /// lacks entries up to `head` catches up first.
+    pub(crate) fn listing(
+        &self,
+        db: &DbReader,
+        prefix: &[u8],
+        reverse: bool,
+        head: u64,
+        load: bool,
+    ) -> Option<Vec<u32>> {
+        #[cfg(test)]
+        if self.unlisted.load(Ordering::Relaxed) {
+            return None;
+        }
+        if self.given_up.load(Ordering::Relaxed) || db.local != 0 || db.registry.len() != 1 {
+            return None;
+        }
+        let mut held = self.held.lock();
+        if held.is_none() && load && !self.looked.swap(true, Ordering::Relaxed) {
+            // A reader leaves a file that does not check to the writer.
+            *held = file::load(db, self.max_bytes, false);
+            if let Some(h) = held.as_ref() {
+                self.saved.store(h.covered, Ordering::Relaxed);
+                self.lend(h.bytes());
+                #[cfg(test)]
+                self.loaded.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let covered = held.as_ref()?.covered;
+        if covered > head + 1 || !matches!(self.catch_up(db, None, &mut held, head + 1), Ok(true)) {
+            return None;
+        }
+        let order = if reverse {
+            [3, 2, 1, 0, TERMINATOR]
+        } else {
+            [TERMINATOR, 0, 1, 2, 3]
+        };
+        let listed = held.as_mut()?.listing(prefix, order);
+        #[cfg(test)]
+        if listed.is_some() {
+            self.listed.fetch_add(1, Ordering::Relaxed);
+        }
+        listed
     }
 
     /// Adds the local entries from `covered` up to `upto` (read from the
@@ -818,7 +957,7 @@ impl PathIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{put, Db, DbStorage, Op, OpenOptions};
+    use crate::{put, Db, DbReader, DbStorage, IterOptions, Op, OpenOptions};
     use hypercore_feed::fault::{Crash, Faults};
     use proptest::prelude::*;
 
@@ -934,6 +1073,204 @@ mod tests {
                     prop_assert_eq!(db.path_index().map(|i| i.covered), (len > 2).then_some(len));
                 }
             }
+        }
+    }
+
+    type Listed = Vec<(String, Vec<(u64, bool, Option<Vec<u8>>)>)>;
+
+    /// What a listing gives: keys, and their entries' seqs, deletes and
+    /// values.
+    fn listed(iter: crate::Result<crate::Iter<'_>>) -> Listed {
+        iter.unwrap()
+            .map(|item| {
+                let (key, nodes) = item.unwrap();
+                let nodes = nodes.iter().map(|n| (n.seq, n.deleted, n.value.clone()));
+                (key, nodes.collect())
+            })
+            .collect()
+    }
+
+    /// Listings (`list`) under prefixes of every kind, with every option
+    /// but `shallow` (which walks): from the index where it can say, and
+    /// by the walk; how many the index answered.
+    fn listings_are_the_walks(db: &DbReader, list: impl Fn(&str, IterOptions) -> Listed) -> u64 {
+        let prefixes = [
+            "", "a", "a/b", "a/", "/a", "k", "k/3", "k/3/1", "k/3/10", "x", "b/a", "zz",
+        ];
+        let options = [
+            IterOptions::default(),
+            IterOptions {
+                gt: true,
+                ..Default::default()
+            },
+            IterOptions {
+                reverse: true,
+                ..Default::default()
+            },
+            IterOptions {
+                deletes: true,
+                ..Default::default()
+            },
+            IterOptions {
+                reverse: true,
+                gt: true,
+                deletes: true,
+                ..Default::default()
+            },
+        ];
+        let before = db.path_index.listed.load(Ordering::Relaxed);
+        for prefix in prefixes {
+            for options in options {
+                let indexed = list(prefix, options);
+                db.path_index.unlisted.store(true, Ordering::Relaxed);
+                let walked = list(prefix, options);
+                db.path_index.unlisted.store(false, Ordering::Relaxed);
+                assert_eq!(indexed, walked, "prefix {prefix:?}, {options:?}");
+            }
+        }
+        db.path_index.listed.load(Ordering::Relaxed) - before
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Whatever the writes, a listing from the index of paths (under
+        /// any prefix, in either order, with or without the prefix itself
+        /// and deletes) is the walk's; a listing of an older version walks.
+        #[test]
+        fn listings_from_the_index_are_the_walks(steps in prop::collection::vec(step(), 1..40)) {
+            let storage = DbStorage::memory();
+            let mut db = open(&storage, OpenOptions::default(), true);
+            let mut older = None;
+            for (i, step) in steps.iter().enumerate() {
+                match step {
+                    Step::Put(k, v) => {
+                        db.put(&key(*k), &[*v]).unwrap();
+                    }
+                    Step::Del(k) => {
+                        db.del(&key(*k)).unwrap();
+                    }
+                    Step::Batch(ops) => {
+                        let ops: Vec<Op> = ops
+                            .iter()
+                            .map(|&(k, v)| match v {
+                                Some(v) => Op::Put { key: key(k), value: vec![v] },
+                                None => Op::Del { key: key(k) },
+                            })
+                            .collect();
+                        db.batch(&ops).unwrap();
+                    }
+                    Step::Build => {}
+                    Step::Reopen => {
+                        drop(db);
+                        db = open(&storage, OpenOptions::default(), true);
+                    }
+                }
+                if i == steps.len() / 2 {
+                    older = Some(db.version().unwrap());
+                }
+            }
+            // A put from a head builds the index if it was not.
+            db.put("a", b"last").unwrap();
+            db.put("a", b"last").unwrap();
+            prop_assert!(db.path_index().is_some());
+            prop_assert!(listings_are_the_walks(&db, |p, o| listed(db.iter(p, o))) > 0);
+            if let Some(version) = older {
+                let view = db.checkout(&version).unwrap();
+                let listed = listings_are_the_walks(&db, |p, o| listed(view.iter(p, o)));
+                prop_assert_eq!(listed, 0, "an older version walks");
+            }
+        }
+    }
+
+    /// A writer opened again lists from the index's file (read back for a
+    /// listing of everything), and a listing leaves a file that does not
+    /// check where it is (a read writes nothing; the writer removes it).
+    #[test]
+    fn a_listing_reads_the_index_back_and_writes_nothing() {
+        let storage = DbStorage::memory();
+        let (name, bytes) = saved(&storage);
+        let db = open(&storage, OpenOptions::default(), false);
+        assert!(db.path_index().is_none());
+        assert!(listings_are_the_walks(&db, |p, o| listed(db.iter(p, o))) > 0);
+        assert_eq!(db.path_index.loaded.load(Ordering::Relaxed), 1);
+        assert_eq!(db.path_index().unwrap().covered, 2001);
+        drop(db);
+        let mut damaged = bytes.clone();
+        damaged[bytes.len() / 2] ^= 1;
+        replace_file(&storage, &name, &damaged);
+        let db = open(&storage, OpenOptions::default(), false);
+        assert_eq!(listings_are_the_walks(&db, |p, o| listed(db.iter(p, o))), 0);
+        assert!(db.path_index().is_none());
+        drop(db);
+        let files = path_files(&storage);
+        assert_eq!(
+            files,
+            std::slice::from_ref(&name),
+            "a listing removed nothing"
+        );
+        // A read-only handle lists from the file too.
+        replace_file(&storage, &name, &bytes);
+        let db = crate::ReadOnlyDb::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        assert!(listings_are_the_walks(&db, |p, o| listed(db.iter(p, o))) > 0);
+        assert_eq!(db.path_index.loaded.load(Ordering::Relaxed), 1);
+    }
+
+    /// Listings beside a writer (puts, and batches that delete) list
+    /// what the walk lists at their version, whether the index was caught
+    /// up, ahead of them, or read back; none waits for another for good.
+    #[test]
+    fn listings_beside_a_writer_are_the_walks() {
+        let storage = DbStorage::memory();
+        let db = open(&storage, OpenOptions::default(), true);
+        db.put("k/start", b"v").unwrap();
+        db.put("k/start", b"v").unwrap();
+        let seen = std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                for i in 0..300 {
+                    let value = i.to_string().into_bytes();
+                    if i % 3 == 0 {
+                        let ops = [
+                            Op::Put {
+                                key: format!("k/{i}"),
+                                value,
+                            },
+                            Op::Del {
+                                key: format!("k/{}", i / 2),
+                            },
+                        ];
+                        db.batch(&ops).unwrap();
+                    } else {
+                        db.put(&format!("k/{i}"), &value).unwrap();
+                    }
+                }
+            });
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..30)
+                            .map(|_| {
+                                let view = db.snapshot().unwrap();
+                                let listing = listed(view.iter("", IterOptions::default()));
+                                (view.version(), listing)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            writer.join().unwrap();
+            readers
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        let before = db.path_index.listed.load(Ordering::Relaxed);
+        assert_eq!(listed(db.iter("", IterOptions::default())).len(), 201);
+        assert_eq!(db.path_index.listed.load(Ordering::Relaxed), before + 1);
+        db.path_index.unlisted.store(true, Ordering::Relaxed);
+        for (version, listing) in seen {
+            let view = db.checkout(&version).unwrap();
+            assert_eq!(listed(view.iter("", IterOptions::default())), listing);
         }
     }
 
@@ -1188,7 +1525,7 @@ mod tests {
                 }
                 replace_file(storage, name, &resummed(changed));
                 let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
-                let loaded = file::load(&db, 1 << 20);
+                let loaded = file::load(&db, 1 << 20, true);
                 if let Some(mut held) = loaded {
                     // Every key written goes down the tree; a few are added.
                     for i in 0..2000 {

@@ -170,11 +170,47 @@ impl State {
 /// writer's published numbering decodes it. `None` sends the caller to
 /// the feed under the lock (which also says what is wrong with a damaged
 /// entry).
+/// An entry read ahead of decoding it ([`Reading::scan_read`]).
+pub(crate) enum ScanRead {
+    /// Found decoded in the cache.
+    Node(Arc<Node>),
+    /// Its bytes, as stored.
+    Block(Vec<u8>),
+    /// To be read when decoded (not flushed, or not there).
+    Later,
+}
+
+impl ScanRead {
+    /// About how many bytes it holds.
+    pub(crate) fn memory(&self) -> usize {
+        match self {
+            ScanRead::Node(n) => n.memory(),
+            ScanRead::Block(b) => b.capacity() + 2 * std::mem::size_of::<Vec<u8>>(),
+            ScanRead::Later => 0,
+        }
+    }
+}
+
 fn read_flushed(shared: &WriterShared, feed: usize, seq: u64, keep: bool) -> Option<Arc<Node>> {
+    decode_flushed(shared, feed, seq, flushed_block(shared, seq)?, keep)
+}
+
+/// Entry `seq` of writer `shared` as stored, if its reader has it flushed.
+fn flushed_block(shared: &WriterShared, seq: u64) -> Option<Vec<u8>> {
     if seq == 0 || seq >= shared.readable.load(Ordering::Acquire) {
         return None;
     }
-    let block = shared.blocks.get(seq).ok()?;
+    shared.blocks.get(seq).ok()
+}
+
+/// [`read_flushed`] of a block already read.
+fn decode_flushed(
+    shared: &WriterShared,
+    feed: usize,
+    seq: u64,
+    block: Vec<u8>,
+    keep: bool,
+) -> Option<Arc<Node>> {
     let msg = InflatedEntry::decode(bytes::Bytes::from(block)).ok()?;
     let inflate = msg.inflate.unwrap_or(0);
     let numbering = shared.numbering.read().clone();
@@ -373,6 +409,40 @@ impl Reading<'_> {
             }
         }
         self.state().finish_node(feed, seq, msg, inflate)
+    }
+
+    /// Entry `seq` of writer `feed` for a scan that decodes it later
+    /// ([`Reading::scan_decode`]): decoded if cached, else its bytes if
+    /// flushed, else nothing yet.
+    pub(crate) fn scan_read(&self, feed: usize, seq: u64) -> ScanRead {
+        let Some(shared) = self.db.registry.get(feed) else {
+            return ScanRead::Later;
+        };
+        if let Some(n) = shared.cache.get(feed, seq) {
+            return ScanRead::Node(n);
+        }
+        flushed_block(shared, seq).map_or(ScanRead::Later, ScanRead::Block)
+    }
+
+    /// Entry `seq` of writer `feed` from what [`Reading::scan_read`] gave,
+    /// as [`Reading::scan_node`] gives it.
+    pub(crate) fn scan_decode(
+        &self,
+        feed: usize,
+        seq: u64,
+        read: ScanRead,
+    ) -> Result<Option<Arc<Node>>> {
+        match read {
+            ScanRead::Node(n) => Ok(Some(n)),
+            ScanRead::Block(block) => {
+                let shared = self.db.registry.get(feed);
+                match shared.and_then(|s| decode_flushed(s, feed, seq, block, false)) {
+                    Some(n) => Ok(Some(n)),
+                    None => self.scan_node(feed, seq),
+                }
+            }
+            ScanRead::Later => self.scan_node(feed, seq),
+        }
     }
 
     /// A node for a pointer, seeing the entries of a batch being written.

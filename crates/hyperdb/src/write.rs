@@ -299,6 +299,9 @@ impl Db {
             let appended = state.writers[local].feed.append(&bytes);
             if appended.is_err() {
                 state.writers[local].clock -= 1;
+                // The index's lock is never waited for with the state's
+                // held (a listing holds it while reading the state).
+                drop(state);
                 self.path_index.reset();
             }
             appended?;
@@ -359,6 +362,13 @@ impl Db {
             }
             Ok(())
         })();
+        // Asked before the state is taken: the index's lock is never
+        // waited for with the state's held (a listing holds it while
+        // reading the state).
+        let answered = batch
+            .nodes
+            .last()
+            .is_some_and(|last| self.path_index.holds(last.seq));
         {
             let mut state = self.state_mut();
             let appended = result.and_then(|()| {
@@ -369,6 +379,7 @@ impl Db {
                 // Nothing was appended: roll the writer's counter back,
                 // and drop the index of paths that holds the batch.
                 state.writers[local].clock -= batch.nodes.len() as u64;
+                drop(state);
                 self.path_index.reset();
                 return Err(e);
             }
@@ -376,10 +387,7 @@ impl Db {
             // the index of paths found the batch's tries, the next writes
             // will not read its entries: only the last, the new head, is
             // kept (a reader asking for the others reads them).
-            let keep = match batch.nodes.last() {
-                Some(last) if self.path_index.holds(last.seq) => batch.nodes.len() - 1,
-                _ => 0,
-            };
+            let keep = if answered { batch.nodes.len() - 1 } else { 0 };
             for node in &batch.nodes[keep..] {
                 self.cache(local, node.clone());
             }

@@ -140,8 +140,8 @@ impl Writer {
 
 /// The newest file that checks, for the feed of `db`'s only writer as it
 /// is now, read back, if its tables take at most `max_bytes`. Files that
-/// do not check are removed.
-pub(super) fn load(db: &DbReader, max_bytes: u64) -> Option<Held> {
+/// do not check are removed when `remove` (a writer's), else left.
+pub(super) fn load(db: &DbReader, max_bytes: u64, remove: bool) -> Option<Held> {
     let mut names = files(db);
     names.sort_unstable_by(|a, b| b.cmp(a));
     let mut found = None;
@@ -152,7 +152,9 @@ pub(super) fn load(db: &DbReader, max_bytes: u64) -> Option<Held> {
                 continue;
             }
         }
-        let _ = db.storage.remove_index_file(&name);
+        if remove {
+            let _ = db.storage.remove_index_file(&name);
+        }
     }
     found
 }

@@ -210,3 +210,81 @@ fn several_writers_same_order() {
         }
     }
 }
+
+/// A database of one writer whose index of paths is on disk: a listing of
+/// everything reads it back and lists from it (no walk), and so do the
+/// listings under prefixes after it; every one gives the reference's keys,
+/// values and order.
+#[test]
+fn one_writer_listed_from_the_index_of_paths_as_the_reference_lists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path()).unwrap();
+    let mut x = 29u64;
+    let ops: Vec<Op> = (0..5000)
+        .map(|i| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let depth = 1 + (x >> 60) % 3;
+            let key: Vec<String> = (0..depth)
+                .map(|d| format!("{}", (x >> (8 * d)) % 40))
+                .collect();
+            let key = key.join("/");
+            if i % 11 == 0 {
+                Op::Del { key }
+            } else {
+                Op::Put {
+                    key,
+                    value: format!("v{i}").into_bytes(),
+                }
+            }
+        })
+        .collect();
+    for chunk in ops.chunks(100) {
+        db.batch(chunk).unwrap();
+    }
+    // Puts that walk, until the index is built and answers them.
+    let mut i = 0;
+    while db.path_index().is_none() {
+        db.put(&format!("more/{i}"), b"v").unwrap();
+        i += 1;
+    }
+    drop(db);
+    let names: Vec<String> = std::fs::read_dir(tmp.path().join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("paths-")), "{names:?}");
+
+    let db = Db::open_with(
+        tmp.path(),
+        OpenOptions {
+            create: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(db.path_index().is_none());
+    let list = |prefix: &str, options: IterOptions| -> Vec<(String, BTreeSet<String>)> {
+        db.iter(prefix, options)
+            .unwrap()
+            .map(|e| {
+                let (key, nodes) = e.unwrap();
+                (key, nodes.iter().map(|n| n.value_str().unwrap()).collect())
+            })
+            .collect()
+    };
+    let everything = list("", IterOptions::default());
+    assert!(db.path_index().is_some(), "read back for the listing");
+    assert_eq!(everything, theirs(tmp.path(), "", IterOptions::default()));
+    for prefix in ["", "1", "2/3", "/4", "more", "nothing"] {
+        for options in all_options().into_iter().filter(|o| !o.shallow) {
+            let a = list(prefix, options);
+            assert_eq!(
+                a,
+                theirs(tmp.path(), prefix, options),
+                "{prefix:?} {options:?}"
+            );
+        }
+    }
+}
