@@ -11,7 +11,7 @@
 //! rule, as [`DbReader::get`] does. Memory is bounded by the depth of the walk.
 //!
 //! A database with one writer whose index of paths holds the head listed
-//! (see [`crate::path_index`]) needs no walk: that index names the latest
+//! (see [`DbReader::path_index`]) needs no walk: that index names the latest
 //! entry of each path under the prefix, in the walk's order, and only
 //! those entries are read, a window at a time in the order of their seqs.
 //! It holds four bytes for each key under the prefix, and the window's
@@ -102,7 +102,7 @@ struct Indexed {
     window: Vec<(u32, ScanRead)>,
     /// How many the next window reads.
     size: usize,
-    /// What a window may take, in [`Node::memory`].
+    /// What a window may take, in [`ScanRead::memory`].
     budget: usize,
 }
 

@@ -1002,6 +1002,36 @@ mod tests {
         Reopen,
     }
 
+    /// Writes what `step` says (a put, a delete or a batch), and returns
+    /// how many entries it wrote.
+    fn written(db: &Db, step: &Step) -> u64 {
+        match step {
+            Step::Put(k, v) => {
+                db.put(&key(*k), &[*v]).unwrap();
+                1
+            }
+            Step::Del(k) => {
+                db.del(&key(*k)).unwrap();
+                1
+            }
+            Step::Batch(ops) => {
+                let ops: Vec<Op> = ops
+                    .iter()
+                    .map(|&(k, v)| match v {
+                        Some(v) => Op::Put {
+                            key: key(k),
+                            value: vec![v],
+                        },
+                        None => Op::Del { key: key(k) },
+                    })
+                    .collect();
+                db.batch(&ops).unwrap();
+                ops.len() as u64
+            }
+            Step::Build | Step::Reopen => 0,
+        }
+    }
+
     fn step() -> impl Strategy<Value = Step> {
         let k = 0u8..40;
         prop_oneof![
@@ -1030,25 +1060,6 @@ mod tests {
             for step in &steps {
                 let answered = db.path_index.answered.load(Ordering::Relaxed);
                 let writes = match step {
-                    Step::Put(k, v) => {
-                        db.put(&key(*k), &[*v]).unwrap();
-                        1
-                    }
-                    Step::Del(k) => {
-                        db.del(&key(*k)).unwrap();
-                        1
-                    }
-                    Step::Batch(ops) => {
-                        let ops: Vec<Op> = ops
-                            .iter()
-                            .map(|&(k, v)| match v {
-                                Some(v) => Op::Put { key: key(k), value: vec![v] },
-                                None => Op::Del { key: key(k) },
-                            })
-                            .collect();
-                        db.batch(&ops).unwrap();
-                        ops.len() as u64
-                    }
                     Step::Build => {
                         eager = true;
                         db.path_index.eager.store(true, Ordering::Relaxed);
@@ -1059,6 +1070,7 @@ mod tests {
                         db = open(&storage, OpenOptions::default(), eager);
                         0
                     }
+                    write => written(&db, write),
                 };
                 checked += tries_are_the_walks(&db, checked);
                 if eager && writes > 0 {
@@ -1143,28 +1155,11 @@ mod tests {
             let mut db = open(&storage, OpenOptions::default(), true);
             let mut older = None;
             for (i, step) in steps.iter().enumerate() {
-                match step {
-                    Step::Put(k, v) => {
-                        db.put(&key(*k), &[*v]).unwrap();
-                    }
-                    Step::Del(k) => {
-                        db.del(&key(*k)).unwrap();
-                    }
-                    Step::Batch(ops) => {
-                        let ops: Vec<Op> = ops
-                            .iter()
-                            .map(|&(k, v)| match v {
-                                Some(v) => Op::Put { key: key(k), value: vec![v] },
-                                None => Op::Del { key: key(k) },
-                            })
-                            .collect();
-                        db.batch(&ops).unwrap();
-                    }
-                    Step::Build => {}
-                    Step::Reopen => {
-                        drop(db);
-                        db = open(&storage, OpenOptions::default(), true);
-                    }
+                if let Step::Reopen = step {
+                    drop(db);
+                    db = open(&storage, OpenOptions::default(), true);
+                } else {
+                    written(&db, step);
                 }
                 if i == steps.len() / 2 {
                     older = Some(db.version().unwrap());

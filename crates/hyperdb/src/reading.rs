@@ -165,11 +165,6 @@ impl State {
     }
 }
 
-/// Entry `seq` of the writer `shared` (id `feed`), read from its flushed
-/// files without the state's lock and cached, when it is there and the
-/// writer's published numbering decodes it. `None` sends the caller to
-/// the feed under the lock (which also says what is wrong with a damaged
-/// entry).
 /// An entry read ahead of decoding it ([`Reading::scan_read`]).
 pub(crate) enum ScanRead {
     /// Found decoded in the cache.
@@ -191,6 +186,11 @@ impl ScanRead {
     }
 }
 
+/// Entry `seq` of the writer `shared` (id `feed`), read from its flushed
+/// files without the state's lock and cached, when it is there and the
+/// writer's published numbering decodes it. `None` sends the caller to
+/// the feed under the lock (which also says what is wrong with a damaged
+/// entry).
 fn read_flushed(shared: &WriterShared, feed: usize, seq: u64, keep: bool) -> Option<Arc<Node>> {
     decode_flushed(shared, feed, seq, flushed_block(shared, seq)?, keep)
 }

@@ -19,6 +19,11 @@ fn ours(dir: &Path, prefix: &str, options: IterOptions) -> Vec<(String, BTreeSet
         },
     )
     .unwrap();
+    listed(&db, prefix, options)
+}
+
+/// The keys `db` lists under `prefix`, and their values.
+fn listed(db: &Db, prefix: &str, options: IterOptions) -> Vec<(String, BTreeSet<String>)> {
     db.iter(prefix, options)
         .unwrap()
         .map(|e| {
@@ -78,6 +83,33 @@ fn all_options() -> Vec<IterOptions> {
     list
 }
 
+/// `count` writes from `seed`: keys of one to three components, each one
+/// of `names` numbers; every `delete_every`th a delete, the others puts of
+/// `v<i>`.
+fn random_ops(seed: u64, count: usize, names: u64, delete_every: usize) -> Vec<Op> {
+    let mut x = seed;
+    (0..count)
+        .map(|i| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let depth = 1 + (x >> 60) % 3;
+            let key: Vec<String> = (0..depth)
+                .map(|d| format!("{}", (x >> (8 * d)) % names))
+                .collect();
+            let key = key.join("/");
+            if i % delete_every == 0 {
+                Op::Del { key }
+            } else {
+                Op::Put {
+                    key,
+                    value: format!("v{i}").into_bytes(),
+                }
+            }
+        })
+        .collect()
+}
+
 fn first_component(key: &str, prefix: &str) -> String {
     let rest = key
         .strip_prefix(prefix)
@@ -119,26 +151,7 @@ fn compare_single_writer(dir: &Path, prefixes: &[&str]) {
 fn one_writer_same_keys_same_order_for_every_option() {
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::open(tmp.path()).unwrap();
-    let mut x = 17u64;
-    let mut ops = Vec::new();
-    for i in 0..400 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let depth = 1 + (x >> 60) % 3;
-        let key: Vec<String> = (0..depth)
-            .map(|d| format!("{}", (x >> (8 * d)) % 7))
-            .collect();
-        let key = key.join("/");
-        if i % 9 == 0 {
-            ops.push(Op::Del { key });
-        } else {
-            ops.push(Op::Put {
-                key,
-                value: format!("v{i}").into_bytes(),
-            });
-        }
-    }
+    let ops = random_ops(17, 400, 7, 9);
     for (i, chunk) in ops.chunks(40).enumerate() {
         if i % 2 == 0 {
             db.batch(chunk).unwrap();
@@ -219,27 +232,7 @@ fn several_writers_same_order() {
 fn one_writer_listed_from_the_index_of_paths_as_the_reference_lists() {
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::open(tmp.path()).unwrap();
-    let mut x = 29u64;
-    let ops: Vec<Op> = (0..5000)
-        .map(|i| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let depth = 1 + (x >> 60) % 3;
-            let key: Vec<String> = (0..depth)
-                .map(|d| format!("{}", (x >> (8 * d)) % 40))
-                .collect();
-            let key = key.join("/");
-            if i % 11 == 0 {
-                Op::Del { key }
-            } else {
-                Op::Put {
-                    key,
-                    value: format!("v{i}").into_bytes(),
-                }
-            }
-        })
-        .collect();
+    let ops = random_ops(29, 5000, 40, 11);
     for chunk in ops.chunks(100) {
         db.batch(chunk).unwrap();
     }
@@ -265,21 +258,12 @@ fn one_writer_listed_from_the_index_of_paths_as_the_reference_lists() {
     )
     .unwrap();
     assert!(db.path_index().is_none());
-    let list = |prefix: &str, options: IterOptions| -> Vec<(String, BTreeSet<String>)> {
-        db.iter(prefix, options)
-            .unwrap()
-            .map(|e| {
-                let (key, nodes) = e.unwrap();
-                (key, nodes.iter().map(|n| n.value_str().unwrap()).collect())
-            })
-            .collect()
-    };
-    let everything = list("", IterOptions::default());
+    let everything = listed(&db, "", IterOptions::default());
     assert!(db.path_index().is_some(), "read back for the listing");
     assert_eq!(everything, theirs(tmp.path(), "", IterOptions::default()));
     for prefix in ["", "1", "2/3", "/4", "more", "nothing"] {
         for options in all_options().into_iter().filter(|o| !o.shallow) {
-            let a = list(prefix, options);
+            let a = listed(&db, prefix, options);
             assert_eq!(
                 a,
                 theirs(tmp.path(), prefix, options),
