@@ -134,6 +134,18 @@ impl Run {
     }
 }
 
+/// The length of `file` as last asked (`known`), asked again (a system
+/// call) when that is short of `needed`.
+fn len_at_least(known: &AtomicU64, file: &dyn RandomAccess, needed: u64) -> io::Result<u64> {
+    let len = known.load(Ordering::Relaxed);
+    if len >= needed {
+        return Ok(len);
+    }
+    let len = file.len()?;
+    known.store(len, Ordering::Relaxed);
+    Ok(len)
+}
+
 /// Where tree node `index` starts in the tree file.
 fn node_offset(index: u64) -> Option<u64> {
     index.checked_mul(NODE_SIZE)?.checked_add(HEADER_SIZE)
@@ -368,11 +380,8 @@ impl BlockReader {
         index: u64,
         offset: u64,
     ) -> Option<()> {
-        let mut data_len = self.data_len.load(Ordering::Relaxed);
-        if data_len < offset.saturating_add(AHEAD_BYTES) {
-            data_len = data.len().ok()?;
-            self.data_len.store(data_len, Ordering::Relaxed);
-        }
+        let data_len =
+            len_at_least(&self.data_len, data, offset.saturating_add(AHEAD_BYTES)).ok()?;
         let budget = data_len.checked_sub(offset)?.min(AHEAD_BYTES);
         let from = usize::try_from(index.checked_sub(ahead.first)?).ok()?;
         let mut bytes = 0u64;
@@ -435,11 +444,7 @@ impl BlockReader {
         // to `index`'s leaf (the read fails if the file is shorter).
         let at = node_offset(start.checked_mul(2)?)?;
         let whole = (2 * RUN - 1) * NODE_SIZE;
-        let mut tree_len = self.tree_len.load(Ordering::Relaxed);
-        if tree_len < at.saturating_add(whole) {
-            tree_len = tree.len().ok()?;
-            self.tree_len.store(tree_len, Ordering::Relaxed);
-        }
+        let tree_len = len_at_least(&self.tree_len, tree, at.saturating_add(whole)).ok()?;
         let nodes = (tree_len.saturating_sub(at) / NODE_SIZE)
             .min(2 * RUN - 1)
             .max(2 * i as u64 + 1);
@@ -487,11 +492,8 @@ impl BlockReader {
         leaf: &Node,
     ) -> Result<Vec<u8>> {
         let end = offset.checked_add(leaf.size);
-        let mut held = self.data_len.load(Ordering::Relaxed);
-        if end.is_none_or(|end| end > held) {
-            held = data.len().map_err(|e| self.io("data", e))?;
-            self.data_len.store(held, Ordering::Relaxed);
-        }
+        let held = len_at_least(&self.data_len, data, end.unwrap_or(u64::MAX))
+            .map_err(|e| self.io("data", e))?;
         if end.is_none_or(|end| end > held) {
             return Err(self.corrupt(format!(
                 "block {index} should take {} bytes at offset {offset}, but the file holds {held}",

@@ -95,6 +95,23 @@ pub enum Op {
     },
 }
 
+#[cfg(test)]
+impl Op {
+    /// The operations of a batch drawn by a property test: for each pair,
+    /// a put of the one-byte value to key `key(k)`, or a delete of it.
+    pub(crate) fn drawn(ops: &[(u8, Option<u8>)], key: impl Fn(u8) -> String) -> Vec<Op> {
+        ops.iter()
+            .map(|&(k, v)| match v {
+                Some(v) => Op::Put {
+                    key: key(k),
+                    value: vec![v],
+                },
+                None => Op::Del { key: key(k) },
+            })
+            .collect()
+    }
+}
+
 /// Options of [`DbReader::get_with`].
 #[derive(Default)]
 pub struct GetOptions<'a> {

@@ -1023,16 +1023,7 @@ pub(crate) mod tests {
                     db.del(&key(k)).unwrap();
                 }
                 Step::Batch(ops) => {
-                    let ops: Vec<Op> = ops
-                        .into_iter()
-                        .map(|(k, v)| match v {
-                            Some(v) => Op::Put {
-                                key: key(k),
-                                value: vec![v],
-                            },
-                            None => Op::Del { key: key(k) },
-                        })
-                        .collect();
+                    let ops = Op::drawn(&ops, key);
                     db.batch(&ops).unwrap();
                 }
                 Step::Reopen => {

@@ -473,17 +473,7 @@ mod tests {
                     dbs[*r].del(&key(*k)).unwrap();
                 }
                 Step::Batch(r, ops) => {
-                    let ops: Vec<Op> = ops
-                        .iter()
-                        .map(|&(k, v)| match v {
-                            Some(v) => Op::Put {
-                                key: key(k),
-                                value: vec![v],
-                            },
-                            None => Op::Del { key: key(k) },
-                        })
-                        .collect();
-                    dbs[*r].batch(&ops).unwrap();
+                    dbs[*r].batch(&Op::drawn(ops, key)).unwrap();
                 }
                 Step::Sync(a, b) => {
                     if let Some((a, b)) = pair(&dbs, *a, *b) {

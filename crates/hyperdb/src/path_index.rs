@@ -739,6 +739,19 @@ impl PathIndex {
         }
     }
 
+    /// Reads the index back from its newest file into `held` (removing
+    /// files that do not check when `remove`), taking its bytes from the
+    /// cache's budget.
+    fn read_back(&self, db: &DbReader, held: &mut Option<Held>, remove: bool) {
+        *held = file::load(db, self.max_bytes, remove);
+        if let Some(h) = held.as_ref() {
+            self.saved.store(h.covered, Ordering::Relaxed);
+            self.lend(h.bytes());
+            #[cfg(test)]
+            self.loaded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn give_up(&self, held: &mut Option<Held>) {
         self.drop_held(held);
         self.given_up.store(true, Ordering::Relaxed);
@@ -786,12 +799,7 @@ impl PathIndex {
                 return None;
             }
             if (eager || walked >= seq / LOAD_SHARE) && !self.looked.swap(true, Ordering::Relaxed) {
-                *held = file::load(db, self.max_bytes, true);
-                if let Some(h) = held.as_ref() {
-                    self.saved.store(h.covered, Ordering::Relaxed);
-                    #[cfg(test)]
-                    self.loaded.fetch_add(1, Ordering::Relaxed);
-                }
+                self.read_back(db, &mut held, true);
             }
             if held.is_none() {
                 if !eager && walked < seq {
@@ -872,13 +880,7 @@ impl PathIndex {
         let mut held = self.held.lock();
         if held.is_none() && load && !self.looked.swap(true, Ordering::Relaxed) {
             // A reader leaves a file that does not check to the writer.
-            *held = file::load(db, self.max_bytes, false);
-            if let Some(h) = held.as_ref() {
-                self.saved.store(h.covered, Ordering::Relaxed);
-                self.lend(h.bytes());
-                #[cfg(test)]
-                self.loaded.fetch_add(1, Ordering::Relaxed);
-            }
+            self.read_back(db, &mut held, false);
         }
         let covered = held.as_ref()?.covered;
         if covered > head + 1 || !matches!(self.catch_up(db, None, &mut held, head + 1), Ok(true)) {
@@ -1015,16 +1017,7 @@ mod tests {
                 1
             }
             Step::Batch(ops) => {
-                let ops: Vec<Op> = ops
-                    .iter()
-                    .map(|&(k, v)| match v {
-                        Some(v) => Op::Put {
-                            key: key(k),
-                            value: vec![v],
-                        },
-                        None => Op::Del { key: key(k) },
-                    })
-                    .collect();
+                let ops = Op::drawn(ops, key);
                 db.batch(&ops).unwrap();
                 ops.len() as u64
             }

@@ -522,10 +522,7 @@ fn a_folder_with_a_key_index_opens_in_js_and_what_js_writes_is_caught_up() {
     });
     db.write_all(ops, 1_000).unwrap();
     drop(db);
-    let names: Vec<String> = std::fs::read_dir(tmp.path().join("index"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let names = crate::support::index_files(tmp.path());
     assert!(names.iter().any(|n| n.starts_with("keys-")), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("paths-")), "{names:?}");
     js_ops(

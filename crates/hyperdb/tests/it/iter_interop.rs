@@ -243,10 +243,7 @@ fn one_writer_listed_from_the_index_of_paths_as_the_reference_lists() {
         i += 1;
     }
     drop(db);
-    let names: Vec<String> = std::fs::read_dir(tmp.path().join("index"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let names = crate::support::index_files(tmp.path());
     assert!(names.iter().any(|n| n.starts_with("paths-")), "{names:?}");
 
     let db = Db::open_with(

@@ -7,6 +7,14 @@ use std::sync::Arc;
 use hyperdb::{Db, DbStorage, Node, OpenOptions};
 use serde_json::Value;
 
+/// The names of the files in a database folder's `index/`.
+pub fn index_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
 /// A database in memory: a new one (you own it), or with `key` a replica
 /// of that database with its own writer.
 pub fn memory_db(key: Option<[u8; 32]>) -> Db {
