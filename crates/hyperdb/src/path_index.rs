@@ -1477,7 +1477,7 @@ mod tests {
         /// Whatever words of a file's tables are changed (its checksum
         /// made right, as damage that slipped past it would be), reading
         /// it neither panics nor loops, and an index read from it can be
-        /// gone down and added to.
+        /// listed, gone down and added to.
         #[test]
         fn any_tables_in_a_file_read_safely(
             changes in prop::collection::vec((0u8..4, any::<u32>(), prop_oneof![
@@ -1515,6 +1515,15 @@ mod tests {
                 let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
                 let loaded = file::load(&db, 1 << 20, true);
                 if let Some(mut held) = loaded {
+                    // Listings, of everything and under a prefix, either
+                    // way: entries the file covers, one a path at most.
+                    let prefix = crate::hash::path("k/3", false);
+                    for (prefix, order) in [(&[][..], [TERMINATOR, 0, 1, 2, 3]), (&prefix, [3, 2, 1, 0, TERMINATOR])] {
+                        if let Some(seqs) = held.listing(prefix, order) {
+                            assert!(seqs.len() <= leaves);
+                            assert!(seqs.iter().all(|&s| u64::from(s) < held.covered));
+                        }
+                    }
                     // Every key written goes down the tree; a few are added.
                     for i in 0..2000 {
                         held.diverge(&crate::hash::path(&format!("k/{}/{i}", i % 10), true));
