@@ -21,8 +21,8 @@ use crate::{crypto, flat};
 /// aligned run of this many blocks (see `BlockReader::offset_in_run`).
 const RUN: u64 = 32;
 
-/// Runs whose blocks' offsets a reader keeps: 2,097,152 blocks' worth, in
-/// about 10 MB at most.
+/// Runs whose blocks' offsets and hash tags a reader keeps: 2,097,152
+/// blocks' worth, in about 27 MB at most (13 MB for a million blocks).
 const RUNS_KEPT: usize = 1 << 16;
 
 /// Blocks read in order are read ahead, up to this many at once...
@@ -116,14 +116,19 @@ impl Ahead {
 }
 
 /// Where the blocks of an aligned run of [`RUN`] blocks start in the data
-/// file, as far as its leaves were stored when read.
-#[derive(Clone, Copy)]
+/// file, and the first bytes of their leaves' hashes, as far as its leaves
+/// were stored when read.
+#[derive(Clone)]
 struct Run {
     /// Where its first block starts.
     first: u64,
     /// Where each block ends, from `first`.
     ends: [u32; RUN as usize],
-    /// How many blocks from the first `ends` holds.
+    /// The first eight bytes of each block's leaf hash: a block read again
+    /// is checked against them, without reading its leaf (see
+    /// [`Located::tag`]).
+    tags: [u64; RUN as usize],
+    /// How many blocks from the first `ends` and `tags` hold.
     known: u8,
 }
 
@@ -132,6 +137,36 @@ impl Run {
     fn start(&self, i: usize) -> u64 {
         self.first + i.checked_sub(1).map_or(0, |i| u64::from(self.ends[i]))
     }
+
+    /// Where the run's `i`th block is, if known.
+    fn located(&self, i: usize) -> Option<Located> {
+        if i >= usize::from(self.known) {
+            return None;
+        }
+        let start = self.start(i);
+        Some(Located {
+            offset: start,
+            size: self.first + u64::from(self.ends[i]) - start,
+            tag: self.tags[i],
+        })
+    }
+}
+
+/// Where a block is, and what its bytes must hash to, as a run knows it.
+struct Located {
+    offset: u64,
+    size: u64,
+    /// The first eight bytes (little-endian) of its leaf hash. Against
+    /// damage to the data file (the check a local read makes: the leaf
+    /// itself is not checked against the signed roots) 64 bits miss one
+    /// change in 2^64, and they keep a run in about 400 bytes where the
+    /// whole hashes would take 1,024 more.
+    tag: u64,
+}
+
+/// The first eight bytes of a hash, as [`Located::tag`] keeps them.
+fn tag(hash: &crypto::Hash) -> u64 {
+    u64::from_le_bytes(hash[..8].try_into().expect("eight bytes"))
 }
 
 /// The length of `file` as last asked (`known`), asked again (a system
@@ -169,8 +204,9 @@ pub struct BlockReader {
     /// The feed's own cache of tree nodes.
     nodes: Arc<SharedCache<u64, Node>>,
     /// Where the blocks of runs of [`RUN`] blocks start in the data file,
-    /// by the run's first block: each run's start sums up to a few dozen
-    /// tree nodes, most of which no other run needs.
+    /// and the tags of their hashes, by the run's first block: each run's
+    /// start sums up to a few dozen tree nodes, most of which no other run
+    /// needs.
     runs: SharedCache<u64, Run>,
     /// The tree file's length when last asked.
     tree_len: AtomicU64,
@@ -231,8 +267,9 @@ impl BlockReader {
             // Anything odd on the short way (a leaf not stored, as in a
             // sparse replica, or one that is damaged) is left to the long
             // way, which says what is wrong.
-            if let Some((offset, leaf)) = self.offset_in_run(tree, index) {
-                if let Ok(block) = self.read_checked(data, index, offset, &leaf) {
+            if let Some(at) = self.offset_in_run(tree, index) {
+                let expected = |hash: &crypto::Hash| tag(hash) == at.tag;
+                if let Ok(block) = self.read_checked(data, index, at.offset, at.size, expected) {
                     return Ok(block);
                 }
                 // Perhaps the feed was repaired since the run was seen.
@@ -248,7 +285,7 @@ impl BlockReader {
             }
             (offset, self.node(tree, index.saturating_mul(2))?)
         };
-        self.read_checked(data, index, offset, &leaf)
+        self.read_checked(data, index, offset, leaf.size, |hash| *hash == leaf.hash)
     }
 
     /// Block `index`, which starts at `offset`, from what was read ahead,
@@ -278,7 +315,9 @@ impl BlockReader {
         let leaf = *ahead.leaf(index)?;
         if ahead.bytes(index, offset).is_none() {
             drop(ahead);
-            return self.read_checked(data, index, offset, &leaf).ok();
+            return self
+                .read_checked(data, index, offset, leaf.size, |hash| *hash == leaf.hash)
+                .ok();
         }
         self.hand_out(&mut ahead, index, offset)
     }
@@ -410,28 +449,27 @@ impl BlockReader {
         Some(())
     }
 
-    /// Where block `index` starts, and its leaf, found from its aligned
-    /// run of [`RUN`] blocks. The first block read of a run reads the
-    /// run's leaves (one read of the tree file, as far as it holds them)
-    /// and keeps where each of its blocks starts: the run's start sums
-    /// the full roots left of it, and each block starts where the leaves
-    /// before it in the run end. A later block of the run then reads only
-    /// its own leaf, for its hash. (Summing the full roots left of `index`
-    /// instead takes about one uncached read per low root.) `None` where a
-    /// node is missing or a sum overflows.
-    fn offset_in_run(&self, tree: &dyn RandomAccess, index: u64) -> Option<(u64, Node)> {
+    /// Where block `index` is, and the tag of its hash, found from its
+    /// aligned run of [`RUN`] blocks. The first block read of a run reads
+    /// the run's leaves (one read of the tree file, as far as it holds
+    /// them) and keeps where each of its blocks starts and its tag: the
+    /// run's start sums the full roots left of it, and each block starts
+    /// where the leaves before it in the run end. A later block of the run
+    /// then reads nothing of the tree file. (Summing the full roots left
+    /// of `index` instead takes about one uncached read per low root.)
+    /// `None` where a node is missing or a sum overflows.
+    fn offset_in_run(&self, tree: &dyn RandomAccess, index: u64) -> Option<Located> {
         let start = index & !(RUN - 1);
         let i = (index - start) as usize;
-        let known = self.runs.get_cloned(&start);
-        if let Some(run) = known.filter(|run| i < usize::from(run.known)) {
-            let mut buf = [0u8; NODE_SIZE as usize];
-            tree.read_exact_at(node_offset(index.checked_mul(2)?)?, &mut buf)
-                .ok()?;
-            let leaf = decode_node(2 * index, &buf);
-            return stored(&leaf).then(|| (run.start(i), leaf));
+        // A run is about 400 bytes: only what this block needs is copied.
+        let known = self
+            .runs
+            .get_with(&start, |run| (run.located(i), run.first));
+        if let Some((Some(at), _)) = known {
+            return Some(at);
         }
         let first = match known {
-            Some(run) => run.first,
+            Some((_, first)) => first,
             None => {
                 let mut offset = 0u64;
                 for root in flat::full_roots_iter(start.checked_mul(2)?) {
@@ -458,6 +496,7 @@ impl BlockReader {
             let mut run = Run {
                 first,
                 ends: [0; RUN as usize],
+                tags: [0; RUN as usize],
                 known: 0,
             };
             let mut end = 0u64;
@@ -471,45 +510,43 @@ impl BlockReader {
                     break;
                 };
                 run.ends[usize::from(run.known)] = e;
+                run.tags[usize::from(run.known)] = tag(&leaf.hash);
                 run.known += 1;
                 end = u64::from(e);
             }
-            if i >= usize::from(run.known) {
-                return None;
-            }
+            let at = run.located(i)?;
             self.runs.insert(start, run);
-            let leaf = &buf[2 * i * NODE_SIZE as usize..][..NODE_SIZE as usize];
-            Some((run.start(i), decode_node(2 * index, leaf)))
+            Some(at)
         })
     }
 
-    /// The `leaf.size` bytes at `offset`, if they hash to the leaf.
+    /// The `size` bytes at `offset`, if their leaf hash is `expected`.
     fn read_checked(
         &self,
         data: &dyn RandomAccess,
         index: u64,
         offset: u64,
-        leaf: &Node,
+        size: u64,
+        expected: impl FnOnce(&crypto::Hash) -> bool,
     ) -> Result<Vec<u8>> {
-        let end = offset.checked_add(leaf.size);
+        let end = offset.checked_add(size);
         let held = len_at_least(&self.data_len, data, end.unwrap_or(u64::MAX))
             .map_err(|e| self.io("data", e))?;
         if end.is_none_or(|end| end > held) {
             return Err(self.corrupt(format!(
-                "block {index} should take {} bytes at offset {offset}, but the file holds {held}",
-                leaf.size
+                "block {index} should take {size} bytes at offset {offset}, but the file holds {held}"
             )));
         }
-        let mut block = vec![0; leaf.size as usize];
+        let mut block = vec![0; size as usize];
         data.read_exact_at(offset, &mut block)
             .map_err(|e| self.io("data", e))?;
-        if crypto::leaf_hash(&block) != leaf.hash {
+        if !expected(&crypto::leaf_hash(&block)) {
             return Err(Error::BadBlock {
                 file: self.storage.describe("data"),
                 index,
             });
         }
-        *self.next.lock().expect("no panic while held") = (index + 1, offset + leaf.size);
+        *self.next.lock().expect("no panic while held") = (index + 1, offset + size);
         Ok(block)
     }
 

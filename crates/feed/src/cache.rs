@@ -105,14 +105,31 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// the promotion of an old entry turned the generations over) for the
     /// caller to drop when it likes.
     fn get_cloned_evicting(&mut self, key: &K) -> (Option<V>, Option<Generation<K, V>>) {
+        self.get_with_evicting(key, V::clone)
+    }
+
+    /// What `f` makes of the entry for `key`, marking it as recently used:
+    /// for a value larger than the part of it the caller needs.
+    pub fn get_with<R>(&mut self, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
+        self.get_with_evicting(key, f).0
+    }
+
+    /// [`Cache::get_with`], handing back the generation it evicted, as
+    /// [`Cache::get_cloned_evicting`] does.
+    fn get_with_evicting<R>(
+        &mut self,
+        key: &K,
+        f: impl FnOnce(&V) -> R,
+    ) -> (Option<R>, Option<Generation<K, V>>) {
         if let Some(value) = self.young.get(key) {
-            return (Some(value.clone()), None);
+            return (Some(f(value)), None);
         }
         let Some(value) = self.old.remove(key) else {
             return (None, None);
         };
-        let evicted = self.insert_evicting(key.clone(), value.clone());
-        (Some(value), evicted)
+        let made = f(&value);
+        let evicted = self.insert_evicting(key.clone(), value);
+        (Some(made), evicted)
     }
 
     /// Adds or replaces an entry.
@@ -219,6 +236,14 @@ impl<K: Hash + Eq + Clone, V: Clone> SharedCache<K, V> {
         value
     }
 
+    /// What `f` makes of the entry for `key`, marking it as recently used
+    /// (see [`Cache::get_with`]). `f` runs with the shard locked.
+    pub fn get_with<R>(&self, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
+        let (made, evicted) = self.shard(key).get_with_evicting(key, f);
+        drop(evicted);
+        made
+    }
+
     /// Adds or replaces an entry.
     pub fn insert(&self, key: K, value: V) {
         // As in `get_cloned`, an evicted generation is freed unlocked.
@@ -253,6 +278,7 @@ mod tests {
         }
         assert_eq!(cache.get(&9_999), Some(&9_999));
         assert_eq!(cache.get_cloned(&9_998), Some(9_998));
+        assert_eq!(cache.get_with(&9_997, |v| v + 1), Some(9_998));
         assert_eq!(cache.get(&5_000), None);
         cache.remove(&0);
         assert_eq!(cache.get(&0), None);
