@@ -87,6 +87,10 @@ pub struct Iter<'a> {
 /// Entries a listing from the index of paths reads at first, and at least.
 const FIRST_WINDOW: usize = 1024;
 
+/// How many entries ahead of the one listed a listing from the index of
+/// paths asks for the next one's bytes (see [`ScanRead::prefetch`]).
+const PREFETCH_AHEAD: usize = 8;
+
 /// A listing in the walk's order from the index of paths (see
 /// [`crate::path_index`]), for a database with one writer at the head
 /// that index holds: the latest entry of every path under the prefix, in
@@ -317,6 +321,11 @@ impl<'a> Iter<'a> {
             let Some((seq, read)) = listing.window.pop() else {
                 continue;
             };
+            // The entry listed a few keys from now, to be in the
+            // processor's caches by then (the window is larger than they).
+            if let Some(i) = listing.window.len().checked_sub(PREFETCH_AHEAD) {
+                listing.window[i].1.prefetch();
+            }
             // A missing entry is passed by, as the walk passes a pointer
             // to one.
             let Some(node) = self.db.reading().scan_decode(0, u64::from(seq), read)? else {
@@ -431,19 +440,23 @@ impl Indexed {
             .collect();
         order.sort_unstable();
         let reading = db.reading();
-        let mut window: Vec<(u32, ScanRead)> = Vec::with_capacity(end - self.next);
-        window.resize_with(end - self.next, || (0, ScanRead::Later));
         let mut bytes = 0;
-        for (seq, i) in order {
-            let read = reading.scan_read(0, u64::from(seq));
-            bytes += read.memory();
-            window[i] = (seq, read);
-        }
-        let each = (bytes / window.len().max(1)).max(1);
+        let mut read: Vec<(usize, u32, ScanRead)> = order
+            .into_iter()
+            .map(|(seq, i)| {
+                let read = reading.scan_read(0, u64::from(seq));
+                bytes += read.memory();
+                (i, seq, read)
+            })
+            .collect();
+        // Back in the listing's order, last first (sorting moves them in
+        // passes over the whole; putting each in its place at once would
+        // miss the processor's caches once each).
+        read.sort_unstable_by_key(|&(i, ..)| std::cmp::Reverse(i));
+        let each = (bytes / read.len().max(1)).max(1);
         self.size = (self.budget / each).clamp(FIRST_WINDOW, self.size.saturating_mul(4));
         self.next = end;
-        window.reverse();
-        self.window = window;
+        self.window = read.into_iter().map(|(_, seq, read)| (seq, read)).collect();
     }
 }
 
