@@ -8,6 +8,7 @@
 //! handles of the reader's own, and the feed's cache of tree nodes.
 
 use std::io;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -133,20 +134,19 @@ struct Run {
 }
 
 impl Run {
-    /// Where the run's `i`th block starts.
-    fn start(&self, i: usize) -> u64 {
-        self.first + i.checked_sub(1).map_or(0, |i| u64::from(self.ends[i]))
-    }
-
-    /// Where the run's `i`th block is, if known.
+    /// Where the run's `i`th block is, if known (and within 2^64 bytes:
+    /// a damaged tree could say otherwise).
     fn located(&self, i: usize) -> Option<Located> {
         if i >= usize::from(self.known) {
             return None;
         }
-        let start = self.start(i);
+        let from = i.checked_sub(1).map_or(0, |i| self.ends[i]);
+        let offset = self.first.checked_add(u64::from(from))?;
+        let size = u64::from(self.ends[i].checked_sub(from)?);
+        offset.checked_add(size)?;
         Some(Located {
-            offset: start,
-            size: self.first + u64::from(self.ends[i]) - start,
+            offset,
+            size,
             tag: self.tags[i],
         })
     }
@@ -286,6 +286,118 @@ impl BlockReader {
             (offset, self.node(tree, index.saturating_mul(2))?)
         };
         self.read_checked(data, index, offset, leaf.size, |hash| *hash == leaf.hash)
+    }
+
+    /// Blocks `indices` (ascending), read together where they lie near
+    /// one another: the bytes of each are appended to `out`, checked
+    /// against its leaf, and its range there given back, or `None` where
+    /// this way could not read it (the caller then asks
+    /// [`BlockReader::get`], which says what is wrong). For a reader that
+    /// knows the blocks it will want, such as a listing reading a window of
+    /// entries: the blocks within [`AHEAD_BLOCKS`] of the first of a span
+    /// and [`AHEAD_BYTES`] of its start take one read of their leaves and
+    /// one of their bytes, and are hashed side by side.
+    pub fn get_sorted(&self, indices: &[u64], out: &mut Vec<u8>) -> Vec<Option<Range<usize>>> {
+        let mut found = vec![None; indices.len()];
+        let (Ok(tree), Ok(data)) = (self.file(&self.tree, "tree"), self.file(&self.data, "data"))
+        else {
+            return found;
+        };
+        let mut k = 0;
+        while k < indices.len() {
+            k += self.read_span(tree, data, &indices[k..], out, &mut found[k..]);
+        }
+        found
+    }
+
+    /// The blocks of `indices` (ascending) that a span from the first of
+    /// them reaches, read into `out` as [`BlockReader::get_sorted`] says,
+    /// their ranges in `found`; how many of `indices` it dealt with (at
+    /// least one). Where each block is and the tag of its hash come from
+    /// its run (see [`BlockReader::offset_in_run`]), read once for all the
+    /// spans that reach it.
+    fn read_span(
+        &self,
+        tree: &dyn RandomAccess,
+        data: &dyn RandomAccess,
+        indices: &[u64],
+        out: &mut Vec<u8>,
+        found: &mut [Option<Range<usize>>],
+    ) -> usize {
+        // Each wanted block's place in `indices`, and where it is.
+        let mut wanted: Vec<(usize, Located)> = Vec::new();
+        let mut run: Option<(u64, Run)> = None;
+        for (k, &index) in indices.iter().enumerate() {
+            let start = index & !(RUN - 1);
+            let i = (index - start) as usize;
+            let mut at = run
+                .as_ref()
+                .filter(|(s, _)| *s == start)
+                .and_then(|(_, run)| run.located(i));
+            if at.is_none() {
+                // The run is read (or read again past what it knew).
+                at = self.offset_in_run(tree, index);
+                run = self.runs.get_with(&start, |r| (start, r.clone()));
+            }
+            let Some(at) = at else {
+                break;
+            };
+            // After the one before (so that moving the bytes kept down
+            // below never overwrites bytes still to be moved), and within
+            // what one read takes.
+            if let (Some((_, first)), Some((_, before))) = (wanted.first(), wanted.last()) {
+                let within = at.offset >= before.offset + before.size
+                    && at
+                        .offset
+                        .checked_add(at.size)
+                        .is_some_and(|end| end - first.offset <= AHEAD_BYTES);
+                if !within {
+                    break;
+                }
+            }
+            wanted.push((k, at));
+        }
+        let taken = wanted.len().max(1);
+        let (Some((_, first)), Some((_, last))) = (wanted.first(), wanted.last()) else {
+            return taken;
+        };
+        let from = first.offset;
+        let Some(bytes) = (last.offset + last.size)
+            .checked_sub(from)
+            .and_then(|b| usize::try_from(b).ok())
+        else {
+            return taken;
+        };
+        let end = from.saturating_add(bytes as u64);
+        if !len_at_least(&self.data_len, data, end).is_ok_and(|len| len >= end) {
+            return taken;
+        }
+        let base = out.len();
+        out.resize(base + bytes, 0);
+        if data.read_exact_at(from, &mut out[base..]).is_err() {
+            out.truncate(base);
+            return taken;
+        }
+        let block = |at: &Located| {
+            let start = base + (at.offset - from) as usize;
+            start..start + at.size as usize
+        };
+        let blocks: Vec<&[u8]> = wanted.iter().map(|(_, at)| &out[block(at)]).collect();
+        let hashes = crypto::leaf_hashes(&blocks);
+        // Only the wanted blocks' bytes are kept, one after another.
+        let mut to = base;
+        for ((k, at), hash) in wanted.iter().zip(hashes) {
+            if tag(&hash) != at.tag {
+                continue;
+            }
+            let range = block(at);
+            let len = range.len();
+            out.copy_within(range, to);
+            found[*k] = Some(to..to + len);
+            to += len;
+        }
+        out.truncate(to);
+        taken
     }
 
     /// Block `index`, which starts at `offset`, from what was read ahead,

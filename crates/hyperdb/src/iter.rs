@@ -439,12 +439,13 @@ impl Indexed {
             .map(|(i, &seq)| (seq, i))
             .collect();
         order.sort_unstable();
-        let reading = db.reading();
+        let seqs: Vec<u64> = order.iter().map(|&(seq, _)| u64::from(seq)).collect();
+        let reads = db.reading().scan_read_sorted(0, &seqs);
         let mut bytes = 0;
         let mut read: Vec<(usize, u32, ScanRead)> = order
             .into_iter()
-            .map(|(seq, i)| {
-                let read = reading.scan_read(0, u64::from(seq));
+            .zip(reads)
+            .map(|((seq, i), read)| {
                 bytes += read.memory();
                 (i, seq, read)
             })

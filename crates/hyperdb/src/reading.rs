@@ -165,12 +165,12 @@ impl State {
     }
 }
 
-/// An entry read ahead of decoding it ([`Reading::scan_read`]).
+/// An entry read ahead of decoding it ([`Reading::scan_read_sorted`]).
 pub(crate) enum ScanRead {
     /// Found decoded in the cache.
     Node(Arc<Node>),
-    /// Its bytes, as stored.
-    Block(Vec<u8>),
+    /// Its bytes, as stored (a slice of what a window read shares).
+    Block(bytes::Bytes),
     /// To be read when decoded (not flushed, or not there).
     Later,
 }
@@ -180,7 +180,7 @@ impl ScanRead {
     pub(crate) fn memory(&self) -> usize {
         match self {
             ScanRead::Node(n) => n.memory(),
-            ScanRead::Block(b) => b.capacity() + 2 * std::mem::size_of::<Vec<u8>>(),
+            ScanRead::Block(b) => b.len() + std::mem::size_of::<bytes::Bytes>(),
             ScanRead::Later => 0,
         }
     }
@@ -218,7 +218,8 @@ fn prefetch(at: *const u8) {
 /// the feed under the lock (which also says what is wrong with a damaged
 /// entry).
 fn read_flushed(shared: &WriterShared, feed: usize, seq: u64, keep: bool) -> Option<Arc<Node>> {
-    decode_flushed(shared, feed, seq, flushed_block(shared, seq)?, keep)
+    let block = flushed_block(shared, seq)?;
+    decode_flushed(shared, feed, seq, block.into(), keep)
 }
 
 /// Entry `seq` of writer `shared` as stored, if its reader has it flushed.
@@ -234,10 +235,10 @@ fn decode_flushed(
     shared: &WriterShared,
     feed: usize,
     seq: u64,
-    block: Vec<u8>,
+    block: bytes::Bytes,
     keep: bool,
 ) -> Option<Arc<Node>> {
-    let msg = InflatedEntry::decode(bytes::Bytes::from(block)).ok()?;
+    let msg = InflatedEntry::decode(block).ok()?;
     let inflate = msg.inflate.unwrap_or(0);
     let numbering = shared.numbering.read().clone();
     if inflate > seq || !numbering.covers(inflate) {
@@ -437,20 +438,45 @@ impl Reading<'_> {
         self.state().finish_node(feed, seq, msg, inflate)
     }
 
-    /// Entry `seq` of writer `feed` for a scan that decodes it later
-    /// ([`Reading::scan_decode`]): decoded if cached, else its bytes if
-    /// flushed, else nothing yet.
-    pub(crate) fn scan_read(&self, feed: usize, seq: u64) -> ScanRead {
+    /// Entries `seqs` (ascending) of writer `feed`, for a scan that
+    /// decodes them later ([`Reading::scan_decode`]): each decoded if
+    /// cached, else its bytes if flushed, else nothing yet. The bytes of
+    /// those read are read together ([`hypercore_feed::BlockReader::get_sorted`])
+    /// into one buffer they share.
+    pub(crate) fn scan_read_sorted(&self, feed: usize, seqs: &[u64]) -> Vec<ScanRead> {
         let Some(shared) = self.db.registry.get(feed) else {
-            return ScanRead::Later;
+            return seqs.iter().map(|_| ScanRead::Later).collect();
         };
-        if let Some(n) = shared.cache.get(feed, seq) {
-            return ScanRead::Node(n);
+        let readable = shared.readable.load(Ordering::Acquire);
+        let mut reads = Vec::with_capacity(seqs.len());
+        // The flushed entries not cached, and where they go in `reads`.
+        let (mut wanted, mut places) = (Vec::new(), Vec::new());
+        for &seq in seqs {
+            if let Some(n) = shared.cache.get(feed, seq) {
+                reads.push(ScanRead::Node(n));
+                continue;
+            }
+            if seq != 0 && seq < readable {
+                wanted.push(seq);
+                places.push(reads.len());
+            }
+            reads.push(ScanRead::Later);
         }
-        flushed_block(shared, seq).map_or(ScanRead::Later, ScanRead::Block)
+        let mut bytes = Vec::new();
+        let ranges = shared.blocks.get_sorted(&wanted, &mut bytes);
+        let bytes = bytes::Bytes::from(bytes);
+        for ((place, range), &seq) in places.into_iter().zip(ranges).zip(&wanted) {
+            // One that did not read so is read alone, or left for later.
+            let block = match range {
+                Some(range) => Some(bytes.slice(range)),
+                None => flushed_block(shared, seq).map(Into::into),
+            };
+            reads[place] = block.map_or(ScanRead::Later, ScanRead::Block);
+        }
+        reads
     }
 
-    /// Entry `seq` of writer `feed` from what [`Reading::scan_read`] gave,
+    /// Entry `seq` of writer `feed` from what [`Reading::scan_read_sorted`] gave,
     /// as [`Reading::scan_node`] gives it.
     pub(crate) fn scan_decode(
         &self,

@@ -487,6 +487,120 @@ proptest! {
     }
 }
 
+/// The bytes `get_sorted` gave for each of `indices`: `None` where it gave
+/// none.
+fn sorted_blocks(reader: &hypercore_feed::BlockReader, indices: &[u64]) -> Vec<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    let ranges = reader.get_sorted(indices, &mut out);
+    assert_eq!(ranges.len(), indices.len());
+    ranges
+        .into_iter()
+        .map(|r| r.map(|r| out[r].to_vec()))
+        .collect()
+}
+
+/// Blocks of a window read together: every block asked for, whatever its
+/// size (some larger than one read takes) and however far from the one
+/// before, comes back whole and in place; a few reads serve many blocks.
+#[test]
+fn a_block_reader_reads_sorted_blocks_together() {
+    let storage = MemoryStorage::new();
+    let mut feed = Feed::open(storage.clone(), FeedOptions::default()).unwrap();
+    let blocks: Vec<Vec<u8>> = (0..600u64)
+        .map(|i| {
+            let len = if i % 97 == 5 {
+                40_000
+            } else {
+                50 + (i * 37 % 300) as usize
+            };
+            vec![i as u8; len]
+        })
+        .collect();
+    feed.append_batch(&blocks).unwrap();
+    let seeds = [1u64, 7, 99, 12345];
+    for (n, seed) in seeds.into_iter().enumerate() {
+        let (reads, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let reader = feed.block_reader(Box::new(Counting {
+            inner: storage.clone(),
+            reads: reads.clone(),
+            bytes,
+        }));
+        // A window: about one block in `n + 2`, drawn from the seed.
+        let mut wanted: Vec<u64> = shuffled((0..600).collect(), seed);
+        wanted.truncate(600 / (n + 2));
+        wanted.sort_unstable();
+        let got = sorted_blocks(&reader, &wanted);
+        for (&index, block) in wanted.iter().zip(&got) {
+            assert_eq!(
+                block.as_ref(),
+                Some(&blocks[index as usize]),
+                "block {index}"
+            );
+        }
+        // Twice: the second time the runs are known, and no leaf is read.
+        let before = reads.load(Ordering::Relaxed);
+        assert_eq!(sorted_blocks(&reader, &wanted), got);
+        let again = reads.load(Ordering::Relaxed) - before;
+        assert!(
+            again < wanted.len() as u64 / 3,
+            "{} blocks took {again} reads",
+            wanted.len()
+        );
+    }
+    // Nothing asked, nothing read.
+    let reader = feed.block_reader(Box::new(storage.clone()));
+    assert!(sorted_blocks(&reader, &[]).is_empty());
+}
+
+/// Blocks read together from a sparse replica: those it holds come back,
+/// the others do not (the caller asks `get`, which says they are missing);
+/// a damaged block does not come back, and its neighbours do.
+#[test]
+fn sorted_blocks_that_cannot_be_read_together_are_left_to_get() {
+    let (_, source) = writer(300);
+    let (storage, mut reader) = replica_of(&source);
+    let mut sent = SparseBits::new();
+    let held: Vec<u64> = (0..300).filter(|i| i % 3 != 0 && i % 50 < 40).collect();
+    for &index in held.iter().rev() {
+        fetch(&source, &mut reader, index, &mut sent);
+    }
+    reader.flush().unwrap();
+    let blocks = reader.block_reader(Box::new(storage.clone()));
+    let all: Vec<u64> = (0..300).collect();
+    for (index, block) in all.iter().zip(sorted_blocks(&blocks, &all)) {
+        if let Some(block) = block {
+            assert_eq!(block, source.get(*index).unwrap(), "block {index}");
+        }
+        if held.contains(index) {
+            // A held block may still be read alone (a leaf of its run that
+            // is missing hides where it starts), but never wrongly.
+            assert_eq!(blocks.get(*index).unwrap(), source.get(*index).unwrap());
+        } else {
+            assert!(blocks.get(*index).is_err(), "block {index} is not held");
+        }
+    }
+    // A flipped byte in block 100, in the file the reader has open.
+    let (storage, source) = writer(200);
+    let blocks = source.block_reader(Box::new(storage.clone()));
+    let at: u64 = (0..100).map(|i| source.get(i).unwrap().len() as u64).sum();
+    let mut file = storage.open("data").unwrap();
+    let byte = file.read_at(at, 1).unwrap()[0];
+    file.write_all_at(at, &[byte ^ 0x40]).unwrap();
+    let wanted: Vec<u64> = (90..110).collect();
+    for (index, block) in wanted.iter().zip(sorted_blocks(&blocks, &wanted)) {
+        if *index == 100 {
+            assert_eq!(block, None);
+            let err = blocks.get(100).unwrap_err();
+            assert!(
+                matches!(err, hypercore_feed::Error::BadBlock { .. }),
+                "{err}"
+            );
+        } else {
+            assert_eq!(block, Some(source.get(*index).unwrap()), "block {index}");
+        }
+    }
+}
+
 #[test]
 fn a_damaged_leaf_spoils_no_other_block_of_its_run() {
     let (storage, source) = writer(100);
