@@ -303,100 +303,95 @@ impl BlockReader {
         else {
             return found;
         };
+        let located = self.locate_sorted(tree, indices);
+        // Room for all of them at once: a buffer grown as they come would
+        // be copied, and take up to twice their size.
+        let ends = located.iter().flatten().map(|at| at.offset + at.size);
+        let Ok(data_len) = len_at_least(&self.data_len, data, ends.max().unwrap_or(0)) else {
+            return found;
+        };
+        let total = located.iter().flatten().map(|at| at.size);
+        let total = total.fold(0u64, u64::saturating_add).min(data_len);
+        out.reserve_exact(usize::try_from(total).unwrap_or(0));
+        let mut span = Vec::new();
         let mut k = 0;
         while k < indices.len() {
-            k += self.read_span(tree, data, &indices[k..], out, &mut found[k..]);
+            k += Self::read_span(data, &located[k..], out, &mut found[k..], &mut span);
         }
         found
     }
 
-    /// The blocks of `indices` (ascending) that a span from the first of
-    /// them reaches, read into `out` as [`BlockReader::get_sorted`] says,
-    /// their ranges in `found`; how many of `indices` it dealt with (at
-    /// least one). Where each block is and the tag of its hash come from
-    /// its run (see [`BlockReader::offset_in_run`]), read once for all the
-    /// spans that reach it.
+    /// Where each of `indices` (ascending) is, from its run (see
+    /// [`BlockReader::offset_in_run`]): each run read once at most.
+    fn locate_sorted(&self, tree: &dyn RandomAccess, indices: &[u64]) -> Vec<Option<Located>> {
+        let mut run: Option<(u64, Run)> = None;
+        indices
+            .iter()
+            .map(|&index| {
+                let start = index & !(RUN - 1);
+                let i = (index - start) as usize;
+                let known = run.as_ref().filter(|(s, _)| *s == start);
+                if let Some(at) = known.and_then(|(_, run)| run.located(i)) {
+                    return Some(at);
+                }
+                // The run is read (or read again past what it knew).
+                let at = self.offset_in_run(tree, index);
+                run = self.runs.get_with(&start, |r| (start, r.clone()));
+                at
+            })
+            .collect()
+    }
+
+    /// The blocks of `located` that one read from the first of them
+    /// reaches, read (through `span`) and appended to `out` as
+    /// [`BlockReader::get_sorted`] says, their ranges in `found`; how many
+    /// of `located` it dealt with (at least one).
     fn read_span(
-        &self,
-        tree: &dyn RandomAccess,
         data: &dyn RandomAccess,
-        indices: &[u64],
+        located: &[Option<Located>],
         out: &mut Vec<u8>,
         found: &mut [Option<Range<usize>>],
+        span: &mut Vec<u8>,
     ) -> usize {
-        // Each wanted block's place in `indices`, and where it is.
-        let mut wanted: Vec<(usize, Located)> = Vec::new();
-        let mut run: Option<(u64, Run)> = None;
-        for (k, &index) in indices.iter().enumerate() {
-            let start = index & !(RUN - 1);
-            let i = (index - start) as usize;
-            let mut at = run
-                .as_ref()
-                .filter(|(s, _)| *s == start)
-                .and_then(|(_, run)| run.located(i));
-            if at.is_none() {
-                // The run is read (or read again past what it knew).
-                at = self.offset_in_run(tree, index);
-                run = self.runs.get_with(&start, |r| (start, r.clone()));
-            }
+        let Some(first) = &located[0] else {
+            return 1;
+        };
+        // Each after the one before, and all within what one read takes.
+        let mut last = first;
+        let mut taken = 1;
+        for at in &located[1..] {
             let Some(at) = at else {
                 break;
             };
-            // After the one before (so that moving the bytes kept down
-            // below never overwrites bytes still to be moved), and within
-            // what one read takes.
-            if let (Some((_, first)), Some((_, before))) = (wanted.first(), wanted.last()) {
-                let within = at.offset >= before.offset + before.size
-                    && at
-                        .offset
-                        .checked_add(at.size)
-                        .is_some_and(|end| end - first.offset <= AHEAD_BYTES);
-                if !within {
-                    break;
-                }
+            let within = at.offset >= last.offset + last.size
+                && at.offset + at.size - first.offset <= AHEAD_BYTES;
+            if !within {
+                break;
             }
-            wanted.push((k, at));
+            last = at;
+            taken += 1;
         }
-        let taken = wanted.len().max(1);
-        let (Some((_, first)), Some((_, last))) = (wanted.first(), wanted.last()) else {
+        let Ok(bytes) = usize::try_from(last.offset + last.size - first.offset) else {
             return taken;
         };
-        let from = first.offset;
-        let Some(bytes) = (last.offset + last.size)
-            .checked_sub(from)
-            .and_then(|b| usize::try_from(b).ok())
-        else {
-            return taken;
-        };
-        let end = from.saturating_add(bytes as u64);
-        if !len_at_least(&self.data_len, data, end).is_ok_and(|len| len >= end) {
-            return taken;
-        }
-        let base = out.len();
-        out.resize(base + bytes, 0);
-        if data.read_exact_at(from, &mut out[base..]).is_err() {
-            out.truncate(base);
+        span.resize(bytes, 0);
+        if data.read_exact_at(first.offset, span).is_err() {
             return taken;
         }
         let block = |at: &Located| {
-            let start = base + (at.offset - from) as usize;
+            let start = (at.offset - first.offset) as usize;
             start..start + at.size as usize
         };
-        let blocks: Vec<&[u8]> = wanted.iter().map(|(_, at)| &out[block(at)]).collect();
+        let wanted = located[..taken].iter().flatten();
+        let blocks: Vec<&[u8]> = wanted.clone().map(|at| &span[block(at)]).collect();
         let hashes = crypto::leaf_hashes(&blocks);
-        // Only the wanted blocks' bytes are kept, one after another.
-        let mut to = base;
-        for ((k, at), hash) in wanted.iter().zip(hashes) {
-            if tag(&hash) != at.tag {
-                continue;
+        for ((at, hash), found) in wanted.zip(hashes).zip(found.iter_mut()) {
+            if tag(&hash) == at.tag {
+                let start = out.len();
+                out.extend_from_slice(&span[block(at)]);
+                *found = Some(start..out.len());
             }
-            let range = block(at);
-            let len = range.len();
-            out.copy_within(range, to);
-            found[*k] = Some(to..to + len);
-            to += len;
         }
-        out.truncate(to);
         taken
     }
 

@@ -87,6 +87,12 @@ pub struct Iter<'a> {
 /// Entries a listing from the index of paths reads at first, and at least.
 const FIRST_WINDOW: usize = 1024;
 
+/// What reading a window holds for each of its entries besides the entry
+/// itself, at most at once (the order of their seqs, the entries read in
+/// that order and in the listing's, and where the block reader found each:
+/// see `BlockReader::get_sorted`): counted in the window's budget.
+const WINDOW_ENTRY: usize = 112;
+
 /// How many entries ahead of the one listed a listing from the index of
 /// paths asks for the next one's bytes (see [`ScanRead::prefetch`]).
 const PREFETCH_AHEAD: usize = 8;
@@ -433,20 +439,20 @@ impl Indexed {
     /// window's size follows from what this one's entries take.
     fn read(&mut self, db: &DbReader) {
         let end = self.seqs.len().min(self.next + self.size);
-        let mut order: Vec<(u32, usize)> = self.seqs[self.next..end]
+        let mut order: Vec<(u32, u32)> = self.seqs[self.next..end]
             .iter()
-            .enumerate()
-            .map(|(i, &seq)| (seq, i))
+            .zip(0..)
+            .map(|(&seq, i)| (seq, i))
             .collect();
         order.sort_unstable();
-        let seqs: Vec<u64> = order.iter().map(|&(seq, _)| u64::from(seq)).collect();
-        let reads = db.reading().scan_read_sorted(0, &seqs);
+        let seqs = order.iter().map(|&(seq, _)| u64::from(seq));
+        let reads = db.reading().scan_read_sorted(0, seqs);
         let mut bytes = 0;
-        let mut read: Vec<(usize, u32, ScanRead)> = order
+        let mut read: Vec<(u32, u32, ScanRead)> = order
             .into_iter()
             .zip(reads)
             .map(|((seq, i), read)| {
-                bytes += read.memory();
+                bytes += read.memory() + WINDOW_ENTRY;
                 (i, seq, read)
             })
             .collect();

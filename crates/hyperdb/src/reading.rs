@@ -443,15 +443,19 @@ impl Reading<'_> {
     /// cached, else its bytes if flushed, else nothing yet. The bytes of
     /// those read are read together ([`hypercore_feed::BlockReader::get_sorted`])
     /// into one buffer they share.
-    pub(crate) fn scan_read_sorted(&self, feed: usize, seqs: &[u64]) -> Vec<ScanRead> {
+    pub(crate) fn scan_read_sorted(
+        &self,
+        feed: usize,
+        seqs: impl ExactSizeIterator<Item = u64>,
+    ) -> Vec<ScanRead> {
         let Some(shared) = self.db.registry.get(feed) else {
-            return seqs.iter().map(|_| ScanRead::Later).collect();
+            return seqs.map(|_| ScanRead::Later).collect();
         };
         let readable = shared.readable.load(Ordering::Acquire);
         let mut reads = Vec::with_capacity(seqs.len());
         // The flushed entries not cached, and where they go in `reads`.
         let (mut wanted, mut places) = (Vec::new(), Vec::new());
-        for &seq in seqs {
+        for seq in seqs {
             if let Some(n) = shared.cache.get(feed, seq) {
                 reads.push(ScanRead::Node(n));
                 continue;
