@@ -294,9 +294,22 @@ impl BlockReader {
     /// this way could not read it (the caller then asks
     /// [`BlockReader::get`], which says what is wrong). For a reader that
     /// knows the blocks it will want, such as a listing reading a window of
-    /// entries: the blocks within [`AHEAD_BLOCKS`] of the first of a span
-    /// and [`AHEAD_BYTES`] of its start take one read of their leaves and
-    /// one of their bytes, and are hashed side by side.
+    /// entries: where each block is and the start of its hash come from
+    /// its run of 32 (its leaves read once), the blocks within 32 KiB of
+    /// the first of a span take one read, and they are hashed side by
+    /// side. `out` grows once, by their total.
+    ///
+    /// ```
+    /// use hypercore_feed::{Feed, FeedOptions, MemoryStorage};
+    /// let storage = MemoryStorage::new();
+    /// let mut feed = Feed::open(storage.clone(), FeedOptions::default()).unwrap();
+    /// feed.append_batch(&[b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]).unwrap();
+    /// let reader = feed.block_reader(Box::new(storage));
+    /// let mut out = Vec::new();
+    /// let found = reader.get_sorted(&[0, 2], &mut out);
+    /// let blocks: Vec<&[u8]> = found.into_iter().map(|r| &out[r.unwrap()]).collect();
+    /// assert_eq!(blocks, [&b"a"[..], &b"ccc"[..]]);
+    /// ```
     pub fn get_sorted(&self, indices: &[u64], out: &mut Vec<u8>) -> Vec<Option<Range<usize>>> {
         let mut found = vec![None; indices.len()];
         let (Ok(tree), Ok(data)) = (self.file(&self.tree, "tree"), self.file(&self.data, "data"))
@@ -316,7 +329,8 @@ impl BlockReader {
         let mut span = Vec::new();
         let mut k = 0;
         while k < indices.len() {
-            k += Self::read_span(data, &located[k..], out, &mut found[k..], &mut span);
+            let (located, found) = (&located[k..], &mut found[k..]);
+            k += Self::read_span(data, data_len, located, out, found, &mut span);
         }
         found
     }
@@ -345,9 +359,11 @@ impl BlockReader {
     /// The blocks of `located` that one read from the first of them
     /// reaches, read (through `span`) and appended to `out` as
     /// [`BlockReader::get_sorted`] says, their ranges in `found`; how many
-    /// of `located` it dealt with (at least one).
+    /// of `located` it dealt with (at least one). Nothing past `data_len`,
+    /// the data file's length, is read (or made room for).
     fn read_span(
         data: &dyn RandomAccess,
+        data_len: u64,
         located: &[Option<Located>],
         out: &mut Vec<u8>,
         found: &mut [Option<Range<usize>>],
@@ -370,6 +386,9 @@ impl BlockReader {
             }
             last = at;
             taken += 1;
+        }
+        if last.offset + last.size > data_len {
+            return taken;
         }
         let Ok(bytes) = usize::try_from(last.offset + last.size - first.offset) else {
             return taken;

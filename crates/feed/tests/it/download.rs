@@ -579,6 +579,29 @@ fn sorted_blocks_that_cannot_be_read_together_are_left_to_get() {
             assert!(blocks.get(*index).is_err(), "block {index} is not held");
         }
     }
+    // A leaf claiming two gigabytes (its run then places it, and the
+    // blocks after it, past the file's end): nothing is read or made room
+    // for past the end, and what does come back is right.
+    let (storage, source) = writer(200);
+    let mut tree = storage.contents("tree");
+    let size_at = 32 + 2 * 150 * 40 + 32;
+    tree[size_at..size_at + 8].copy_from_slice(&(1u64 << 31).to_be_bytes());
+    storage.set_contents("tree", tree);
+    let bytes = Arc::new(AtomicU64::new(0));
+    let blocks = source.block_reader(Box::new(Counting {
+        inner: storage.clone(),
+        reads: Arc::default(),
+        bytes: bytes.clone(),
+    }));
+    let wanted: Vec<u64> = (140..170).collect();
+    for (index, block) in wanted.iter().zip(sorted_blocks(&blocks, &wanted)) {
+        if let Some(block) = block {
+            assert_eq!(block, source.get(*index).unwrap(), "block {index}");
+        }
+    }
+    let read = bytes.load(Ordering::Relaxed);
+    assert!(read < 1 << 20, "{read} bytes asked for");
+    assert!(blocks.get(150).is_err());
     // A flipped byte in block 100, in the file the reader has open.
     let (storage, source) = writer(200);
     let blocks = source.block_reader(Box::new(storage.clone()));
