@@ -760,6 +760,13 @@ impl DbReader {
         self.reading().node(feed, seq)
     }
 
+    /// [`DbReader::node`] for a lookup of the one entry an index named:
+    /// what it decodes is cached while the cache has room, and once it is
+    /// full from the entry's second read on.
+    pub(crate) fn named_node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
+        self.reading().named_node(feed, seq)
+    }
+
     /// [`DbReader::node`] for a scan: what it decodes is not cached.
     pub(crate) fn scan_node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
         self.reading().scan_node(feed, seq)

@@ -80,7 +80,7 @@ pub(crate) fn indexed(
     let Some(seq) = index.lookup(key, head.seq + 1).filter(|&s| s <= head.seq) else {
         return Ok(None);
     };
-    match db.node(0, seq)? {
+    match db.named_node(0, seq)? {
         Some(node) if node.key == key => {
             Ok(Some(if node.deleted { Vec::new() } else { vec![node] }))
         }

@@ -260,7 +260,7 @@ impl LatestIndex {
         };
         let mut nodes = Vec::with_capacity(found.len());
         for (writer, seq) in found {
-            match db.node(writer, seq) {
+            match db.named_node(writer, seq) {
                 Ok(Some(node)) if node.key == key => nodes.push(node),
                 Ok(_) | Err(Error::BadEntry { .. }) => return Ok(None),
                 Err(e) => return Err(e),

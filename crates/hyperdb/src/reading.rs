@@ -165,6 +165,15 @@ impl State {
     }
 }
 
+/// Whether an entry decoded from the files is cached.
+#[derive(Clone, Copy)]
+enum Keep {
+    Yes,
+    No,
+    /// While the cache has room, or when it was asked for lately already.
+    Again,
+}
+
 /// An entry read ahead of decoding it ([`Reading::scan_read_sorted`]).
 pub(crate) enum ScanRead {
     /// Found decoded in the cache.
@@ -395,17 +404,25 @@ impl Reading<'_> {
     /// Entry `seq` of writer `feed`, decoded; `None` when it is not stored
     /// here (yet).
     pub(crate) fn node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
-        self.node_with(feed, seq, true)
+        self.node_with(feed, seq, Keep::Yes)
+    }
+
+    /// [`Reading::node`] for a lookup that reads this one entry for its
+    /// own sake (an index named it): what it decodes from the files is
+    /// cached only while the cache has room or when it was asked for
+    /// lately already (see [`crate::writers::EntryCache::admits`]).
+    pub(crate) fn named_node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
+        self.node_with(feed, seq, Keep::Again)
     }
 
     /// [`Reading::node`] for a scan, which reads each entry once: what it
     /// decodes from the files is not cached, so it does not push out the
     /// entries lookups come back to.
     pub(crate) fn scan_node(&self, feed: usize, seq: u64) -> Result<Option<Arc<Node>>> {
-        self.node_with(feed, seq, false)
+        self.node_with(feed, seq, Keep::No)
     }
 
-    fn node_with(&self, feed: usize, seq: u64, keep: bool) -> Result<Option<Arc<Node>>> {
+    fn node_with(&self, feed: usize, seq: u64, keep: Keep) -> Result<Option<Arc<Node>>> {
         // Decoded entries never change: no lock is needed to find one.
         let Some(shared) = self.db.registry.get(feed) else {
             return Ok(None);
@@ -413,6 +430,11 @@ impl Reading<'_> {
         if let Some(n) = shared.cache.get(feed, seq) {
             return Ok(Some(n));
         }
+        let keep = match keep {
+            Keep::Yes => true,
+            Keep::No => false,
+            Keep::Again => shared.cache.admits(feed, seq),
+        };
         if let Some(n) = read_flushed(shared, feed, seq, keep) {
             return Ok(Some(n));
         }
@@ -503,19 +525,19 @@ impl Reading<'_> {
 
     /// A node for a pointer, seeing the entries of a batch being written.
     pub(crate) fn pointer(&self, ptr: Ptr, batch: Option<&Batching>) -> Result<Option<Arc<Node>>> {
-        self.pointer_with(ptr, batch, true)
+        self.pointer_with(ptr, batch, Keep::Yes)
     }
 
     /// [`Reading::pointer`] for a scan (see [`Reading::scan_node`]).
     pub(crate) fn scan_pointer(&self, ptr: Ptr) -> Result<Option<Arc<Node>>> {
-        self.pointer_with(ptr, None, false)
+        self.pointer_with(ptr, None, Keep::No)
     }
 
     fn pointer_with(
         &self,
         ptr: Ptr,
         batch: Option<&Batching>,
-        keep: bool,
+        keep: Keep,
     ) -> Result<Option<Arc<Node>>> {
         let local = self.db.local;
         if ptr.feed == local {
@@ -569,5 +591,49 @@ mod tests {
         assert_eq!(cached(&db), before, "a scan filled the cache");
         assert_eq!(db.get("k/7").unwrap().len(), 1);
         assert!(cached(&db) > before, "a lookup caches what it decodes");
+    }
+
+    /// A get answered by the key index reads the one entry it names:
+    /// kept while the cache has room; once the cache evicts, kept only
+    /// from its second read on, so keys read once do not churn it. The
+    /// answers are the same either way.
+    #[test]
+    fn an_entry_a_get_reads_once_is_kept_only_while_the_cache_has_room() {
+        let storage = DbStorage::memory();
+        let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        for i in 0..3_000 {
+            db.put(&format!("k/{i}"), format!("v{i}").as_bytes())
+                .unwrap();
+        }
+        drop(db);
+        let options = OpenOptions {
+            cache_bytes: 64 << 10,
+            ..OpenOptions::default()
+        };
+        let db = Db::open_storage(storage, options).unwrap();
+        let heads = db.reading().shared_heads().unwrap();
+        let (index, head) = crate::get::index_head(&db, &heads).unwrap();
+        // Whether entry `i`, got, is then cached.
+        let got = |i: usize| {
+            let key = format!("k/{i}");
+            assert!(index.lookup(&key, head.seq + 1).is_some(), "indexed {key}");
+            let found = db.get(&key).unwrap();
+            assert_eq!(found.len(), 1, "{key}");
+            assert_eq!(found[0].value.as_deref(), Some(format!("v{i}").as_bytes()));
+            db.cache.get(0, found[0].seq).is_some()
+        };
+        assert!(!db.cache.evicting());
+        assert!((0..20).all(got), "read once with room to spare, kept");
+        let mut i = 20;
+        while !db.cache.evicting() {
+            got(i);
+            i += 1;
+            assert!(i < 1_000, "a 64 KiB cache holds a thousand entries");
+        }
+        for i in i..i + 500 {
+            assert!(!got(i), "entry {i} read once was kept in a full cache");
+            assert!(got(i), "entry {i} read again was not kept");
+            assert!(got(i), "entry {i} read a third time was not found");
+        }
     }
 }

@@ -3,8 +3,8 @@
 //! (`encode_map`/`decode_map`), authorization, and what readers find of
 //! them without a lock ([`WriterShared`]).
 
-use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::hash::{BuildHasher, BuildHasherDefault};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLockWriteGuard;
@@ -46,7 +46,9 @@ type EntryKey = (usize, u64);
 /// seldom to the many near its leaves, which every lookup in a large
 /// database decodes afresh. The cache is scan resistant (`quick_cache`,
 /// CLOCK-Pro-like): an entry read once waits in a small probation part,
-/// and only one read again takes room from those lookups share.
+/// and only one read again takes room from those lookups share. Once it
+/// is full, an entry a get reads for its own sake is not even let in at
+/// its first read ([`EntryCache::admits`]).
 pub(crate) struct EntryCache {
     entries:
         quick_cache::sync::Cache<EntryKey, Arc<Node>, NodeWeight, BuildHasherDefault<IndexHasher>>,
@@ -57,6 +59,13 @@ pub(crate) struct EntryCache {
     heavy: parking_lot::Mutex<Option<(EntryKey, Arc<Node>)>>,
     /// Whether `heavy` was ever filled: until then a miss takes no lock.
     heavy_held: AtomicBool,
+    /// The entries lately asked for by reads that keep an entry only when
+    /// it is asked for again ([`EntryCache::admits`]): in each slot
+    /// a fingerprint of the last one that fell there (zero: none).
+    asked: Box<[AtomicU32]>,
+    /// Whether an entry was evicted since the budget was last set: until
+    /// then every entry is admitted.
+    full: AtomicBool,
 }
 
 /// What an entry weighs in an [`EntryCache`]: its bytes in memory.
@@ -93,12 +102,46 @@ impl EntryCache {
             ),
             heavy: Default::default(),
             heavy_held: AtomicBool::new(false),
+            // As many slots as the budget holds entries (a quarter of a
+            // percent of it): an entry asked for again before about that
+            // many others were is remembered.
+            asked: (0..items.next_power_of_two())
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+            full: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a lookup that reads entry `seq` of writer `feed` for its
+    /// own sake (the one a key's index names) should cache it: while
+    /// the budget has room, always; once entries are evicted, only from
+    /// its second read on ([`EntryCache::asked_before`]).
+    pub(crate) fn admits(&self, feed: usize, seq: u64) -> bool {
+        let again = self.asked_before(feed, seq);
+        again || !self.full.load(Ordering::Relaxed)
+    }
+
+    /// Whether entry `seq` of writer `feed` was asked for lately, which it
+    /// now was: TinyLFU's doorkeeper. Among a million keys read at
+    /// random, nearly every entry a get reads is read once: caching it
+    /// made room by evicting an older one (its memory cold) for an entry
+    /// nobody would ask for before it was evicted in turn, which took
+    /// about a fifth of the time of such a get. A key read often is
+    /// cached from its second read; two entries that share a slot forget
+    /// each other, which only delays caching them.
+    fn asked_before(&self, feed: usize, seq: u64) -> bool {
+        let hash = BuildHasherDefault::<IndexHasher>::default().hash_one((feed, seq));
+        // The multiply-rotate hash's upper half picks the slot (its lower
+        // bits mix less); the lower half, never zero, is the fingerprint.
+        let slot = (hash >> 32) as usize & (self.asked.len() - 1);
+        let print = hash as u32 | 1;
+        self.asked[slot].swap(print, Ordering::Relaxed) == print
     }
 
     /// Sets the budget to about `bytes`, evicting what is over it.
     pub(crate) fn set_capacity(&self, bytes: u64) {
         self.entries.set_capacity(bytes);
+        self.full.store(false, Ordering::Relaxed);
     }
 
     /// The entry `seq` of writer `feed`, if cached.
@@ -122,10 +165,20 @@ impl EntryCache {
         // The cache hands back what it evicted, and an entry it refused to
         // admit (too heavy for its shard) comes back first.
         let evicted = self.entries.insert_with_lifecycle(key, node);
-        if let Some((k, node)) = evicted.into_iter().flatten().find(|(k, _)| *k == key) {
-            *self.heavy.lock() = Some((k, node));
-            self.heavy_held.store(true, Ordering::Release);
+        for (k, node) in evicted.into_iter().flatten() {
+            if k == key {
+                *self.heavy.lock() = Some((k, node));
+                self.heavy_held.store(true, Ordering::Release);
+            } else if !self.full.load(Ordering::Relaxed) {
+                self.full.store(true, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Whether it has evicted entries since its budget was last set.
+    #[cfg(test)]
+    pub(crate) fn evicting(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
     }
 
     /// How many entries are cached.
@@ -187,6 +240,43 @@ mod tests {
         // Every read in the later rounds finds its entry, most at the first.
         let reads = 9 * 400;
         assert!(hits >= reads * 95 / 100, "{hits} hits of {reads} reads");
+    }
+
+    /// The doorkeeper says yes to an entry asked for again, and no to one
+    /// asked for the first time or after enough others filled its slot.
+    #[test]
+    fn entries_asked_for_again_are_let_in() {
+        let cache = EntryCache::new(64 * 1024);
+        let slots = cache.asked.len() as u64;
+        assert_eq!(slots, 64);
+        for seq in 0..slots {
+            assert!(!cache.asked_before(0, seq), "{seq} asked for once");
+            assert!(
+                !cache.asked_before(1, seq),
+                "writer 1's {seq} asked for once"
+            );
+        }
+        // Asked for again after a few others, most are let in (those that
+        // shared a slot with one of the others are not).
+        let mut again = 0;
+        for batch in 0..100 {
+            let seqs = batch * 4..batch * 4 + 4;
+            assert!(seqs.clone().all(|seq| !cache.asked_before(4, seq)));
+            again += seqs.filter(|&seq| cache.asked_before(4, seq)).count();
+        }
+        assert!(again >= 360, "{again} of 400");
+        // Asked for just after itself, an entry always is let in.
+        for seq in 1_000..1_100 {
+            assert!(!cache.asked_before(3, seq));
+            assert!(cache.asked_before(3, seq));
+            assert!(cache.asked_before(3, seq));
+        }
+        // After ten times as many others, almost none is.
+        for seq in 10_000..10_000 + 10 * slots {
+            cache.asked_before(2, seq);
+        }
+        let kept = (1_000..1_100).filter(|&s| cache.asked_before(3, s)).count();
+        assert!(kept <= 5, "{kept} of 100 remembered");
     }
 
     /// An entry heavier than the whole budget is still kept, alone: the
