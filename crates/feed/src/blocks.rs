@@ -120,17 +120,20 @@ impl Ahead {
 /// file, and the first bytes of their leaves' hashes, as far as its leaves
 /// were stored when read.
 #[derive(Clone)]
+// In this order, so that a lookup reads the cache line of the map's key,
+// `first` and `known`, then one of `ends` and one of `tags`.
+#[repr(C)]
 struct Run {
     /// Where its first block starts.
     first: u64,
+    /// How many blocks from the first `ends` and `tags` hold.
+    known: u8,
     /// Where each block ends, from `first`.
     ends: [u32; RUN as usize],
     /// The first eight bytes of each block's leaf hash: a block read again
     /// is checked against them, without reading its leaf (see
     /// [`Located::tag`]).
     tags: [u64; RUN as usize],
-    /// How many blocks from the first `ends` and `tags` hold.
-    known: u8,
 }
 
 impl Run {
