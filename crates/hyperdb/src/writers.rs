@@ -102,9 +102,10 @@ impl EntryCache {
             ),
             heavy: Default::default(),
             heavy_held: AtomicBool::new(false),
-            // As many slots as the budget holds entries (a quarter of a
-            // percent of it): an entry asked for again before about that
-            // many others were is remembered.
+            // As many slots as the budget holds entries of a kilobyte,
+            // rounded up to a power of two (four bytes each: 256 KiB for
+            // the default 64 MiB, beside the budget): an entry asked for
+            // again before about that many others were is remembered.
             asked: (0..items.next_power_of_two())
                 .map(|_| AtomicU32::new(0))
                 .collect(),
