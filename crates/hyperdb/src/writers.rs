@@ -127,7 +127,7 @@ impl EntryCache {
     /// random, nearly every entry a get reads is read once: caching it
     /// made room by evicting an older one (its memory cold) for an entry
     /// nobody would ask for before it was evicted in turn, which took
-    /// about a fifth of the time of such a get. A key read often is
+    /// about a sixth of the time of such a get. A key read often is
     /// cached from its second read; two entries that share a slot forget
     /// each other, which only delays caching them.
     fn asked_before(&self, feed: usize, seq: u64) -> bool {
