@@ -233,10 +233,16 @@ fn read_flushed(shared: &WriterShared, feed: usize, seq: u64, keep: bool) -> Opt
 
 /// Entry `seq` of writer `shared` as stored, if its reader has it flushed.
 fn flushed_block(shared: &WriterShared, seq: u64) -> Option<Vec<u8>> {
-    if seq == 0 || seq >= shared.readable.load(Ordering::Acquire) {
+    if !flushed(seq, shared.readable.load(Ordering::Acquire)) {
         return None;
     }
     shared.blocks.get(seq).ok()
+}
+
+/// Whether entry `seq` is one a writer's reader can read, `readable`
+/// being how many it has flushed (the header, entry 0, is not an entry).
+fn flushed(seq: u64, readable: u64) -> bool {
+    seq != 0 && seq < readable
 }
 
 /// [`read_flushed`] of a block already read.
@@ -482,7 +488,7 @@ impl Reading<'_> {
                 reads.push(ScanRead::Node(n));
                 continue;
             }
-            if seq != 0 && seq < readable {
+            if flushed(seq, readable) {
                 wanted.push(seq);
                 places.push(reads.len());
             }
