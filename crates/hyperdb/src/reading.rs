@@ -209,7 +209,7 @@ impl ScanRead {
 
 /// A hint to the processor to load the cache line at `at`.
 #[inline]
-fn prefetch(at: *const u8) {
+pub(crate) fn prefetch(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch only hints: it neither reads memory into the
     // program nor faults on any address (and `at` points into a live
