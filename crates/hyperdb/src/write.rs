@@ -358,7 +358,10 @@ impl Db {
                 self.path_index.written(node.seq);
                 batch.blocks.push(bytes);
                 batch.nodes.push(node.clone());
-                heads = vec![node];
+                // The batch's last entry is the next one's only head (the
+                // list's allocation kept).
+                heads.clear();
+                heads.push(node);
             }
             Ok(())
         })();
@@ -790,25 +793,65 @@ fn checked_prefixes(prefixes: &[String]) -> Result<Vec<String>> {
 
 /// The reference's `_mapList`: moves `list[i]` to position `map[i]`, keeps
 /// unmapped tail entries in place, and fills holes with `default`.
+///
+/// One allocation, of the final length (this runs for every entry written).
 fn map_list<T: Clone>(list: &[T], map: &[Option<usize>], default: T) -> Vec<T> {
-    let mut mapped: Vec<Option<T>> = Vec::new();
-    let set = |mapped: &mut Vec<Option<T>>, at: usize, value: T| {
-        if mapped.len() <= at {
-            mapped.resize(at + 1, None);
-        }
-        mapped[at] = Some(value);
-    };
+    let len = map
+        .iter()
+        .flatten()
+        .map(|&target| target + 1)
+        .chain((list.len() > map.len()).then_some(list.len()))
+        .max()
+        .unwrap_or(0);
+    let mut mapped = vec![default.clone(); len];
     for (i, target) in map.iter().enumerate() {
         if let Some(target) = target {
-            let value = list.get(i).cloned().unwrap_or_else(|| default.clone());
-            set(&mut mapped, *target, value);
+            mapped[*target] = list.get(i).cloned().unwrap_or_else(|| default.clone());
         }
     }
     for (i, value) in list.iter().enumerate().skip(map.len()) {
-        set(&mut mapped, i, value.clone());
+        mapped[i] = value.clone();
     }
     mapped
-        .into_iter()
-        .map(|v| v.unwrap_or_else(|| default.clone()))
-        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::map_list;
+    use proptest::prelude::*;
+
+    /// `_mapList` as the reference writes it: a sparse array, set entry by
+    /// entry (the mapped ones, then the tail), its holes read as `default`.
+    fn reference(list: &[u64], map: &[Option<usize>], default: u64) -> Vec<u64> {
+        let mut mapped: Vec<Option<u64>> = Vec::new();
+        let mut set = |at: usize, value: u64| {
+            if mapped.len() <= at {
+                mapped.resize(at + 1, None);
+            }
+            mapped[at] = Some(value);
+        };
+        for (i, target) in map.iter().enumerate() {
+            if let Some(target) = *target {
+                set(target, list.get(i).copied().unwrap_or(default));
+            }
+        }
+        for (i, &value) in list.iter().enumerate().skip(map.len()) {
+            set(i, value);
+        }
+        mapped.into_iter().map(|v| v.unwrap_or(default)).collect()
+    }
+
+    proptest! {
+        /// Whatever the lists and maps (longer or shorter than each
+        /// other, with holes, several entries onto one), the clock and feed
+        /// list written are the reference's.
+        #[test]
+        fn lists_are_mapped_as_the_reference_maps_them(
+            list in prop::collection::vec(any::<u64>(), 0..8),
+            map in prop::collection::vec(prop::option::of(0usize..10), 0..8),
+            default in any::<u64>(),
+        ) {
+            prop_assert_eq!(map_list(&list, &map, default), reference(&list, &map, default));
+        }
+    }
 }
