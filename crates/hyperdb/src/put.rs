@@ -20,7 +20,11 @@ use crate::trie::{Ptr, Trie, MAX_POSITION};
 
 /// The entries of a batch being written, which its later operations see.
 pub(crate) struct Batching {
-    pub(crate) blocks: Vec<Vec<u8>>,
+    /// The entries' encodings, one after another (one allocation for the
+    /// batch, not one an entry)...
+    pub(crate) bytes: Vec<u8>,
+    /// ...and where each ends in `bytes`.
+    pub(crate) ends: Vec<usize>,
     pub(crate) nodes: Vec<Arc<Node>>,
 }
 

@@ -291,7 +291,8 @@ impl Db {
             policy: record.map(Box::new),
             ..node
         };
-        let (bytes, node) = self.encode_local(node);
+        let mut bytes = Vec::new();
+        let node = self.encode_local(node, &mut bytes);
         self.path_index.written(node.seq);
         let local = self.local;
         {
@@ -320,9 +321,19 @@ impl Db {
         let _writing = self.writing();
         self.sync_before_writing()?;
         let (mut heads, clock) = self.heads_and_clock()?;
+        // Room for each entry's key and value and about 128 bytes more (its
+        // trie and clock; a trie among a million keys takes about 130).
+        let room = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value } => key.len() + value.len() + 128,
+                Op::Del { key } => key.len() + 128,
+            })
+            .sum();
         let mut batch = Batching {
-            blocks: Vec::new(),
-            nodes: Vec::new(),
+            bytes: Vec::with_capacity(room),
+            ends: Vec::with_capacity(ops.len()),
+            nodes: Vec::with_capacity(ops.len()),
         };
         let local = self.local;
         fn key_of(op: &Op) -> &str {
@@ -354,9 +365,9 @@ impl Db {
                     value,
                     deleted,
                 )?;
-                let (bytes, node) = self.encode_local(node);
+                let node = self.encode_local(node, &mut batch.bytes);
                 self.path_index.written(node.seq);
-                batch.blocks.push(bytes);
+                batch.ends.push(batch.bytes.len());
                 batch.nodes.push(node.clone());
                 // The batch's last entry is the next one's only head (the
                 // list's allocation kept).
@@ -375,7 +386,12 @@ impl Db {
         {
             let mut state = self.state_mut();
             let appended = result.and_then(|()| {
-                state.writers[local].feed.append_batch(&batch.blocks)?;
+                let starts = std::iter::once(0).chain(batch.ends.iter().copied());
+                let blocks: Vec<&[u8]> = starts
+                    .zip(&batch.ends)
+                    .map(|(start, &end)| &batch.bytes[start..end])
+                    .collect();
+                state.writers[local].feed.append_batch(&blocks)?;
                 Ok(())
             });
             if let Err(e) = appended {
@@ -419,9 +435,9 @@ impl Db {
         }
     }
 
-    /// Encodes a new local entry, inflating it when the writer's published
-    /// feed list is out of date.
-    fn encode_local(&self, mut node: Node) -> (Vec<u8>, Arc<Node>) {
+    /// Encodes a new local entry at the end of `out`, inflating it when the
+    /// writer's published feed list is out of date.
+    fn encode_local(&self, mut node: Node, out: &mut Vec<u8>) -> Arc<Node> {
         let local = self.local;
         let mut state = self.state_mut();
         let n_feeds = state.writers.len();
@@ -478,10 +494,10 @@ impl Db {
         if needs_inflate {
             node.feeds = w.feeds_message.clone();
         }
-        let bytes = msg.encode_to_vec();
+        msg.encode(out).expect("a list grows as it must");
         node.key = std::mem::take(&mut msg.key);
         node.value = msg.value.take();
-        (bytes, Arc::new(node))
+        Arc::new(node)
     }
 
     /// Lets the writer with feed `key` write to the database. `key` is the
