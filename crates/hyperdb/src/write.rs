@@ -494,7 +494,7 @@ impl Db {
         if needs_inflate {
             node.feeds = w.feeds_message.clone();
         }
-        msg.encode(out).expect("a list grows as it must");
+        msg.encode(out).expect("a Vec has room for any message");
         node.key = std::mem::take(&mut msg.key);
         node.value = msg.value.take();
         Arc::new(node)
