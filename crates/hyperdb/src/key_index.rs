@@ -660,9 +660,7 @@ impl Run {
         sums: Box<[u8]>,
     ) -> io::Result<Run> {
         let run = Run {
-            checked: (0..fences.len().div_ceil(64))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            checked: zeroed(fences.len().div_ceil(64)),
             file,
             name: name.to_string(),
             generation,
@@ -721,14 +719,9 @@ impl Run {
         self.file.read_exact_at(HEADER as u64, &mut records)?;
         for (block, bytes) in records.chunks(BLOCK * RECORD).enumerate() {
             self.check(block, bytes)?;
-            self.keep(block, bytes);
+            self.kept.keep(block, bytes);
         }
         Ok(())
-    }
-
-    /// Keeps block `block`, checked, if the budget allows.
-    fn keep(&self, block: usize, bytes: &[u8]) {
-        self.kept.keep(block, bytes);
     }
 
     /// The seq stored for `tag`, reading the one block that may hold it.
@@ -766,7 +759,7 @@ impl Run {
             let bytes = &mut buf[..n * RECORD];
             self.file.read_exact_at(offset, bytes)?;
             self.check(block, bytes)?;
-            self.keep(block, bytes);
+            self.kept.keep(block, bytes);
             Ok(search(bytes, tag, bounds))
         })
     }
