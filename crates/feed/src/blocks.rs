@@ -339,24 +339,44 @@ impl BlockReader {
     }
 
     /// Where each of `indices` (ascending) is, from its run (see
-    /// [`BlockReader::offset_in_run`]): each run read once at most.
+    /// [`BlockReader::offset_in_run`]): the blocks of one run found in one
+    /// look in the cache of runs (a run is about 400 bytes, and a listing's
+    /// window touches most runs of a large feed a few blocks each), and a
+    /// run not cached, or known short of them, read once.
     fn locate_sorted(&self, tree: &dyn RandomAccess, indices: &[u64]) -> Vec<Option<Located>> {
-        let mut run: Option<(u64, Run)> = None;
-        indices
-            .iter()
-            .map(|&index| {
-                let start = index & !(RUN - 1);
-                let i = (index - start) as usize;
-                let known = run.as_ref().filter(|(s, _)| *s == start);
-                if let Some(at) = known.and_then(|(_, run)| run.located(i)) {
-                    return Some(at);
-                }
-                // The run is read (or read again past what it knew).
-                let at = self.offset_in_run(tree, index);
-                run = self.runs.get_with(&start, |r| (start, r.clone()));
-                at
-            })
-            .collect()
+        let mut located = Vec::with_capacity(indices.len());
+        let mut rest = indices;
+        while let Some(&first) = rest.first() {
+            let start = first & !(RUN - 1);
+            let n = rest
+                .iter()
+                .take_while(|&&i| i & !(RUN - 1) == start)
+                .count();
+            let (group, after) = rest.split_at(n);
+            rest = after;
+            let before = located.len();
+            let cached = |located: &mut Vec<Option<Located>>| {
+                self.runs.get_with(&start, |run| {
+                    let each = group.iter().map(|&i| run.located((i - start) as usize));
+                    located.extend(each);
+                });
+                // The blocks are in order: the last known, all are.
+                located.len() > before && located.last().is_some_and(Option::is_some)
+            };
+            if cached(&mut located) {
+                continue;
+            }
+            located.truncate(before);
+            // The run read (or read again past what it knew) as far as
+            // the last of them; where that fails (a sparse replica), each
+            // as far as it can be.
+            if self.offset_in_run(tree, group[n - 1]).is_some() && cached(&mut located) {
+                continue;
+            }
+            located.truncate(before);
+            located.extend(group.iter().map(|&i| self.offset_in_run(tree, i)));
+        }
+        located
     }
 
     /// The blocks of `located` that one read from the first of them

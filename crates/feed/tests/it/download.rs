@@ -568,8 +568,14 @@ fn sorted_blocks_that_cannot_be_read_together_are_left_to_get() {
     let blocks = reader.block_reader(Box::new(storage.clone()));
     let all: Vec<u64> = (0..300).collect();
     for (index, block) in all.iter().zip(sorted_blocks(&blocks, &all)) {
-        if let Some(block) = block {
-            assert_eq!(block, source.get(*index).unwrap(), "block {index}");
+        if let Some(block) = &block {
+            assert_eq!(*block, source.get(*index).unwrap(), "block {index}");
+        }
+        // A block whose run holds every leaf up to it is placed by them,
+        // though later blocks of its run are not.
+        let run_start = index & !31;
+        if (run_start..=*index).all(|i| held.contains(&i)) {
+            assert!(block.is_some(), "block {index} held with its run's leaves");
         }
         if held.contains(index) {
             // A held block may still be read alone (a leaf of its run that
