@@ -3,7 +3,8 @@
 # the workload of crates/hyperdb/examples/bench.rs (N puts one at a time, N
 # puts in batches of 1,000, N random gets on the reopened database, listing
 # every key (in the reference's order, and for this implementation also in
-# the order written), walking the history) at each size, on
+# the order written, and in the reference's order once more on the database
+# reopened, nothing cached), walking the history) at each size, on
 #   - this implementation (release build),
 #   - hyperdb 3.5.0, the reference pinned in interop/,
 #   - Hyperbee 2 on hypercore 11, installed with npm in scripts/hyperbee/
@@ -35,8 +36,8 @@ systems = [
     ("hyperdb 3.5.0 (JS)", ["node", "bench-db.js"], "interop"),
     ("Hyperbee 2 (JS)", ["node", "bench.js"], "scripts/hyperbee"),
 ]
-ops = ["put", "batch", "get", "list", "list_unordered", "history"]
-heading = {"list_unordered": "list (order written)"}
+ops = ["put", "batch", "get", "list", "list_reopened", "list_unordered", "history"]
+heading = {"list_unordered": "list (order written)", "list_reopened": "list (reopened)"}
 env = {**os.environ, "INTEROP_WATCHDOG_MS": "3600000"}
 last = {}  # system -> (n, seconds of one round)
 table = {}
@@ -81,4 +82,12 @@ for n in sizes:
         print(f"| {n:,} | {name} | {row['rounds']} | " + " | ".join(cells) + f" | {row['rss_mb']:,.0f} MiB |")
 print()
 print("operations per second, median of the rounds; (k×): this implementation is k times as fast")
+# How the cost of an operation grows with the database, for this
+# implementation: its cost at the largest size over its cost at the smallest.
+ours = [n for n in sizes if (n, systems[0][0]) in table]
+if len(ours) > 1:
+    small, big = table[(ours[0], systems[0][0])], table[(ours[-1], systems[0][0])]
+    growth = ", ".join(f"{heading.get(op, op)} {small[op] / big[op]:.2f}×"
+                       for op in ops if op in small and op in big and big[op] > 0)
+    print(f"cost per operation at {ours[-1]:,} keys over its cost at {ours[0]:,}: {growth}")
 PY
