@@ -277,6 +277,12 @@ impl Trie {
         // Room for every varint at its usual size (pointers' seqs up to
         // 2^21 take three bytes), so the list seldom grows.
         let mut out = Vec::with_capacity(self.slots.len() * 6 + 8);
+        self.encode_to(map, &mut out);
+        out
+    }
+
+    /// [`Trie::encode`] at the end of `out` (a buffer its caller reuses).
+    pub(crate) fn encode_to(&self, map: &[Option<usize>], out: &mut Vec<u8>) {
         // One pass over the sorted slots: each position's run of them, its
         // digits ascending, each digit's pointers side by side.
         let mut rest = &self.slots[..];
@@ -285,18 +291,17 @@ impl Trie {
             let n = rest.iter().take_while(|s| s.position() == position).count();
             let (run, others) = rest.split_at(n);
             rest = others;
-            varint::encode(u64::from(position), &mut out);
+            varint::encode(u64::from(position), out);
             let bits = run.iter().fold(0u64, |bits, s| bits | 1 << s.digit());
-            varint::encode(bits, &mut out);
+            varint::encode(bits, out);
             for (j, slot) in run.iter().enumerate() {
                 let local = slot.feed as usize;
                 let feed = map.get(local).copied().flatten().unwrap_or(local);
                 let more = u64::from(run.get(j + 1).is_some_and(|next| next.at == slot.at));
-                varint::encode(feed as u64 * 2 + more, &mut out);
-                varint::encode(slot.seq, &mut out);
+                varint::encode(feed as u64 * 2 + more, out);
+                varint::encode(slot.seq, out);
             }
         }
-        out
     }
 
     /// Decodes a trie, mapping the writer's feed numbers to local ids with

@@ -473,13 +473,31 @@ impl Db {
             state.update_feeds(local);
         }
         let w = &state.writers[local];
-        let clock: Vec<u64> = map_list(&node.clock, &w.encode_map, 0);
+        // A clock the writer's numbering leaves as it is (always, with one
+        // writer) is lent to the message, as the key and value are.
+        let lent = keeps_order(node.clock.len(), &w.encode_map);
+        let clock = if lent {
+            std::mem::take(&mut node.clock)
+        } else {
+            map_list(&node.clock, &w.encode_map, 0)
+        };
         // The key and value are lent to the message for its encoding.
         let mut msg = InflatedEntry {
             key: std::mem::take(&mut node.key),
             value: node.value.take(),
             deleted: node.deleted.then_some(true),
-            trie: node.trie.encode(&w.encode_map).into(),
+            trie: TRIE_BYTES.with_borrow_mut(|(scratch, bytes)| {
+                scratch.clear();
+                node.trie.encode_to(&w.encode_map, scratch);
+                bytes.extend_from_slice(scratch);
+                let trie = bytes.split().freeze();
+                // A huge trie's room is not kept.
+                if scratch.capacity() > TRIE_BYTES_KEEP {
+                    *scratch = Vec::new();
+                    *bytes = bytes::BytesMut::new();
+                }
+                trie
+            }),
             clock,
             inflate: Some(w.feeds_seq),
             content_feed: if needs_inflate {
@@ -497,6 +515,9 @@ impl Db {
         msg.encode(out).expect("a Vec has room for any message");
         node.key = std::mem::take(&mut msg.key);
         node.value = msg.value.take();
+        if lent {
+            node.clock = std::mem::take(&mut msg.clock);
+        }
         Arc::new(node)
     }
 
@@ -807,6 +828,25 @@ fn checked_prefixes(prefixes: &[String]) -> Result<Vec<String>> {
         .collect()
 }
 
+thread_local! {
+    /// Where a writer on this thread encodes the trie of each entry, and
+    /// the buffer the message takes it from: the bytes are split off it
+    /// (`bytes::BytesMut::split`), and once the message is encoded and
+    /// dropped, the next entry's trie reuses their room (a `Bytes` of its
+    /// own would be allocated, and allocated again when prost clones it).
+    static TRIE_BYTES: std::cell::RefCell<(Vec<u8>, bytes::BytesMut)> = Default::default();
+}
+
+/// The most room [`TRIE_BYTES`] keeps between entries (a trie among a
+/// million keys takes about 130 bytes).
+const TRIE_BYTES_KEEP: usize = 16 * 1024;
+
+/// Whether [`map_list`] gives a list of `len` back as it is: `map` sends
+/// each of its entries to its own place, and the list is at least as long.
+fn keeps_order(len: usize, map: &[Option<usize>]) -> bool {
+    map.len() <= len && map.iter().enumerate().all(|(i, &to)| to == Some(i))
+}
+
 /// The reference's `_mapList`: moves `list[i]` to position `map[i]`, keeps
 /// unmapped tail entries in place, and fills holes with `default`.
 ///
@@ -833,7 +873,7 @@ fn map_list<T: Clone>(list: &[T], map: &[Option<usize>], default: T) -> Vec<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::map_list;
+    use super::{keeps_order, map_list};
     use proptest::prelude::*;
 
     /// `_mapList` as the reference writes it: a sparse array, set entry by
@@ -868,6 +908,26 @@ mod tests {
             default in any::<u64>(),
         ) {
             prop_assert_eq!(map_list(&list, &map, default), reference(&list, &map, default));
+        }
+
+        /// A list lent as it is, rather than mapped, is what mapping it
+        /// gives: maps that send each entry home, some bent or cut short.
+        #[test]
+        fn a_list_kept_in_order_is_the_list_mapped(
+            list in prop::collection::vec(any::<u64>(), 0..8),
+            home in 0usize..10,
+            bend in prop::option::of((0usize..10, prop::option::of(0usize..10))),
+            default in any::<u64>(),
+        ) {
+            let mut map: Vec<Option<usize>> = (0..home).map(Some).collect();
+            if let Some((at, to)) = bend.filter(|&(at, _)| at < map.len()) {
+                map[at] = to;
+            }
+            let bent = map.iter().enumerate().any(|(i, &to)| to != Some(i));
+            prop_assert_eq!(keeps_order(list.len(), &map), !bent && home <= list.len());
+            if keeps_order(list.len(), &map) {
+                prop_assert_eq!(map_list(&list, &map, default), list);
+            }
         }
     }
 }
