@@ -262,6 +262,29 @@ fn decode_flushed(
     decode_entry(shared, &numbering.decode_map, feed, seq, msg, inflate, keep).ok()
 }
 
+/// An entry's clock (`clock`, in its writer's numbering of feeds) in the
+/// local numbering: `decode_map` gives each feed's local id (`usize::MAX`
+/// for none). Where it gives each its own place (always, with one writer),
+/// the clock decoded is kept, padded, rather than copied.
+fn local_clock(clock: Vec<u64>, decode_map: &[usize]) -> Vec<u64> {
+    if clock.len() <= decode_map.len() && decode_map.iter().enumerate().all(|(i, &l)| l == i) {
+        let mut clock = clock;
+        clock.resize(decode_map.len(), 0);
+        return clock;
+    }
+    let mut local = Vec::with_capacity(decode_map.len());
+    for (i, &to) in decode_map.iter().enumerate() {
+        if to == usize::MAX {
+            continue;
+        }
+        if local.len() <= to {
+            local.resize(to + 1, 0);
+        }
+        local[to] = clock.get(i).copied().unwrap_or(0);
+    }
+    local
+}
+
 /// Decodes entry `seq` of writer `shared` (id `feed`) with the writer's
 /// numbering `decode_map`, and caches it when `keep`.
 fn decode_entry(
@@ -269,7 +292,7 @@ fn decode_entry(
     decode_map: &[usize],
     feed: usize,
     seq: u64,
-    msg: InflatedEntry,
+    mut msg: InflatedEntry,
     inflate: u64,
     keep: bool,
 ) -> Result<Arc<Node>> {
@@ -285,16 +308,7 @@ fn decode_entry(
                 ),
             ));
         }
-        let mut clock = Vec::with_capacity(decode_map.len());
-        for (i, &local) in decode_map.iter().enumerate() {
-            if local == usize::MAX {
-                continue;
-            }
-            if clock.len() <= local {
-                clock.resize(local + 1, 0);
-            }
-            clock[local] = msg.clock.get(i).copied().unwrap_or(0);
-        }
+        let clock = local_clock(std::mem::take(&mut msg.clock), decode_map);
         let trie = Trie::decode(&msg.trie, decode_map)
             .map_err(|e| bad_entry(&shared.key, seq, e.to_string()))?;
         let feeds = (inflate == seq).then(|| {
@@ -577,6 +591,35 @@ fn bad_entry(key: &[u8; 32], seq: u64, reason: String) -> Error {
 #[cfg(test)]
 mod tests {
     use crate::{Db, DbReader, DbStorage, IterOptions, OpenOptions};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A clock kept as decoded, where the writer's numbering is the
+        /// local one, is the clock mapped entry by entry (and so is one
+        /// mapped where it is not).
+        #[test]
+        fn a_clock_kept_as_decoded_is_the_clock_mapped(
+            clock in prop::collection::vec(any::<u64>(), 0..6),
+            home in 0usize..8,
+            bend in prop::option::of((0usize..8, prop::option::of(0usize..8))),
+        ) {
+            let mut map: Vec<usize> = (0..home).collect();
+            if let Some((at, to)) = bend.filter(|&(at, _)| at < map.len()) {
+                map[at] = to.unwrap_or(usize::MAX);
+            }
+            prop_assume!(clock.len() <= map.len());
+            let mut mapped = Vec::new();
+            for (i, &to) in map.iter().enumerate() {
+                if to != usize::MAX {
+                    if mapped.len() <= to {
+                        mapped.resize(to + 1, 0);
+                    }
+                    mapped[to] = clock.get(i).copied().unwrap_or(0);
+                }
+            }
+            prop_assert_eq!(super::local_clock(clock, &map), mapped);
+        }
+    }
 
     fn cached(db: &DbReader) -> usize {
         db.cache.len()
