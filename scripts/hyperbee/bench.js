@@ -32,6 +32,8 @@ async function main () {
   let start = process.hrtime.bigint()
   for (let i = 0; i < n; i++) await db.put(key(i), 'value ' + i)
   const put = n / seconds(start)
+  // Each operation is timed with only its own database open (as bench.rs).
+  await db.close()
 
   const batched = await open(path.join(dir, 'batch'))
   start = process.hrtime.bigint()
@@ -41,8 +43,8 @@ async function main () {
     await b.flush()
   }
   const batch = n / seconds(start)
+  await batched.close()
 
-  await db.close()
   db = await open(path.join(dir, 'put'))
   start = process.hrtime.bigint()
   let x = 12345
@@ -66,7 +68,6 @@ async function main () {
   const history = n / seconds(start)
 
   await db.close()
-  await batched.close()
   fs.rmSync(dir, { recursive: true, force: true })
   const r = Math.round
   console.log(JSON.stringify({ n, put: r(put), batch: r(batch), get: r(get), list: r(list), history: r(history), rss_mb: r(process.resourceUsage().maxRSS / 1024) }))

@@ -18,7 +18,8 @@
 //! - `batch`: 100,000 more keys in batches of 1,000, written to a copy of
 //!   the database (removed after): what a batch costs at N keys (for N
 //!   well above 100,000), where `bench`'s figure averages it from an
-//!   empty database up.
+//!   empty database up;
+//! - `put`: 20,000 more keys, one put each, written to a copy likewise.
 //!
 //! An optional last argument sets the cache of decoded entries
 //! (`OpenOptions::cache_bytes`, 64 MiB by default).
@@ -35,9 +36,13 @@ mod workload;
 /// Keys the `batch` operation adds.
 const BATCH_KEYS: usize = 100_000;
 
+/// Keys the `put` operation adds.
+const PUT_KEYS: usize = 20_000;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: op_bench DIR N get|absent|list|list_unordered|history|batch [CACHE_BYTES]";
+    let usage =
+        "usage: op_bench DIR N get|absent|list|list_unordered|history|batch|put [CACHE_BYTES]";
     let (dir, n, op, cache) = match args.as_slice() {
         [dir, n, op] => (dir, n, op, None),
         [dir, n, op, cache] => (dir, n, op, Some(cache)),
@@ -65,8 +70,8 @@ fn main() {
             db.put(&key(i), &value(i)).unwrap();
         }
     }
-    // `batch` writes into a copy, removed at the end.
-    let copy = (op == "batch").then(|| {
+    // `batch` and `put` write into a copy, removed at the end.
+    let copy = (op == "batch" || op == "put").then(|| {
         let copy = std::env::temp_dir().join(format!("op-bench-batch-{}", std::process::id()));
         copy_dir(std::path::Path::new(dir), &copy).unwrap();
         copy
@@ -110,6 +115,9 @@ fn main() {
         "list_unordered" => list(true),
         "history" => db.history(false).unwrap().count(),
         "batch" => batches.iter().map(|ops| db.batch(ops).unwrap().len()).sum(),
+        "put" => (n..n + PUT_KEYS)
+            .map(|i| db.put(&key(i), &value(i)).unwrap())
+            .count(),
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
