@@ -772,6 +772,14 @@ impl DbReader {
         self.reading().scan_node(feed, seq)
     }
 
+    /// Drops entry `seq` of writer `feed` from the cache of decoded
+    /// entries, if there.
+    pub(crate) fn uncache(&self, feed: usize, seq: u64) {
+        if let Some(w) = self.registry.get(feed) {
+            w.cache.remove(feed, seq);
+        }
+    }
+
     pub(crate) fn cache(&self, feed: usize, node: Arc<Node>) {
         if let Some(w) = self.registry.get(feed) {
             w.cache.insert(feed, node);

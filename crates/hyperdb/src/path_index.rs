@@ -987,6 +987,42 @@ mod tests {
         len.saturating_sub(from.max(2))
     }
 
+    /// Writes whose tries the index of paths found leave the writer's
+    /// entries before its latest (the next write's head) to readers to
+    /// cache, single puts as batches: each put drops the head it replaced,
+    /// a batch keeps only its last entry, and a get of an earlier key reads
+    /// it back and answers as before.
+    #[test]
+    fn writes_the_index_of_paths_answered_leave_only_the_head_cached() {
+        let db = open(&DbStorage::memory(), OpenOptions::default(), true);
+        let cached = |seq: u64| db.cache.get(0, seq).is_some();
+        for i in 0..300 {
+            let last = db
+                .put(&format!("k/{i}"), format!("v{i}").as_bytes())
+                .unwrap();
+            assert!(cached(last.seq), "put {i}: the head was not kept");
+            // The first put has no head to build on but the header.
+            if i > 0 {
+                assert!(db.path_index.holds(last.seq), "put {i} not answered");
+                assert!(!cached(last.seq - 1), "put {i} kept the head before");
+            }
+        }
+        let ops: Vec<Op> = (300..400)
+            .map(|i| Op::Put {
+                key: format!("k/{i}"),
+                value: format!("v{i}").into_bytes(),
+            })
+            .collect();
+        let written = db.batch(&ops).unwrap();
+        let (last, rest) = written.split_last().unwrap();
+        assert!(cached(last.seq), "the batch's last entry was not kept");
+        assert!(rest.iter().all(|node| !cached(node.seq)));
+        for i in (0..400).step_by(37) {
+            let found = db.get(&format!("k/{i}")).unwrap();
+            assert_eq!(found[0].value.as_deref(), Some(format!("v{i}").as_bytes()));
+        }
+    }
+
     fn open(storage: &DbStorage, options: OpenOptions, eager: bool) -> Db {
         let db = Db::open_storage(storage.clone(), options).unwrap();
         db.path_index.eager.store(eager, Ordering::Relaxed);

@@ -294,6 +294,8 @@ impl Db {
         let mut bytes = Vec::new();
         let node = self.encode_local(node, &mut bytes);
         self.path_index.written(node.seq);
+        // Asked before the state is taken, as for a batch.
+        let answered = self.path_index.holds(node.seq);
         let local = self.local;
         {
             let mut state = self.state_mut();
@@ -309,6 +311,15 @@ impl Db {
             // Cached and indexed before the lock is let go, so that bringing
             // the readers' view up to date finds it instead of reading it back.
             self.cache(local, node.clone());
+            // Where the index of paths found its trie, the next write will
+            // not read the head this entry replaces: as a batch keeps only
+            // its last entry, a put leaves only itself cached (a reader
+            // asking for the one before reads it back), so a stream of
+            // puts does not fill the cache, and churn the allocator, with
+            // entries nobody reads.
+            if answered && node.seq > 0 {
+                self.uncache(local, node.seq - 1);
+            }
             self.index_written(std::slice::from_ref(&node));
         }
         self.flush_key_index();

@@ -160,6 +160,11 @@ impl EntryCache {
         })
     }
 
+    /// Drops entry `seq` of writer `feed`, if cached.
+    pub(crate) fn remove(&self, feed: usize, seq: u64) {
+        self.entries.remove(&(feed, seq));
+    }
+
     /// Caches `node`, entry `node.seq` of writer `feed`.
     pub(crate) fn insert(&self, feed: usize, node: Arc<Node>) {
         let key = (feed, node.seq);
