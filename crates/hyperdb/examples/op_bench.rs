@@ -115,9 +115,12 @@ fn main() {
         "list_unordered" => list(true),
         "history" => db.history(false).unwrap().count(),
         "batch" => batches.iter().map(|ops| db.batch(ops).unwrap().len()).sum(),
-        "put" => (n..n + PUT_KEYS)
-            .map(|i| db.put(&key(i), &value(i)).unwrap())
-            .count(),
+        "put" => {
+            for i in n..n + PUT_KEYS {
+                db.put(&key(i), &value(i)).unwrap();
+            }
+            PUT_KEYS
+        }
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
