@@ -990,12 +990,13 @@ mod tests {
     /// Writes whose tries the index of paths found leave the writer's
     /// entries before its latest (the next write's head) to readers to
     /// cache, single puts as batches: each put drops the head it replaced,
-    /// a batch keeps only its last entry, and a get of an earlier key reads
-    /// it back and answers as before.
+    /// a batch keeps only its last entry and drops the head before it, and
+    /// a get of an earlier key reads it back and answers as before.
     #[test]
     fn writes_the_index_of_paths_answered_leave_only_the_head_cached() {
         let db = open(&DbStorage::memory(), OpenOptions::default(), true);
         let cached = |seq: u64| db.cache.get(0, seq).is_some();
+        let mut head = 0;
         for i in 0..300 {
             let last = db
                 .put(&format!("k/{i}"), format!("v{i}").as_bytes())
@@ -1006,6 +1007,7 @@ mod tests {
                 assert!(db.path_index.holds(last.seq), "put {i} not answered");
                 assert!(!cached(last.seq - 1), "put {i} kept the head before");
             }
+            head = last.seq;
         }
         let ops: Vec<Op> = (300..400)
             .map(|i| Op::Put {
@@ -1017,6 +1019,7 @@ mod tests {
         let (last, rest) = written.split_last().unwrap();
         assert!(cached(last.seq), "the batch's last entry was not kept");
         assert!(rest.iter().all(|node| !cached(node.seq)));
+        assert!(!cached(head), "the batch kept the head before it");
         for i in (0..400).step_by(37) {
             let found = db.get(&format!("k/{i}")).unwrap();
             assert_eq!(found[0].value.as_deref(), Some(format!("v{i}").as_bytes()));

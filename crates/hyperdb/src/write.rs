@@ -308,19 +308,10 @@ impl Db {
                 self.path_index.reset();
             }
             appended?;
-            // Cached and indexed before the lock is let go, so that bringing
-            // the readers' view up to date finds it instead of reading it back.
-            self.cache(local, node.clone());
-            // Where the index of paths found its trie, the next write will
-            // not read the head this entry replaces: as a batch keeps only
-            // its last entry, a put leaves only itself cached (a reader
-            // asking for the one before reads it back), so a stream of
-            // puts does not fill the cache, and churn the allocator, with
-            // entries nobody reads.
-            if answered && node.seq > 0 {
-                self.uncache(local, node.seq - 1);
-            }
-            self.index_written(std::slice::from_ref(&node));
+            // Cached and indexed before the lock is let go.
+            let written = std::slice::from_ref(&node);
+            self.cache_written(written, answered);
+            self.index_written(written);
         }
         self.flush_key_index();
         self.changed(&[*self.local_key()], None);
@@ -413,19 +404,31 @@ impl Db {
                 self.path_index.reset();
                 return Err(e);
             }
-            // As for one write: cached before the readers' view moves. Where
-            // the index of paths found the batch's tries, the next writes
-            // will not read its entries: only the last, the new head, is
-            // kept (a reader asking for the others reads them).
-            let keep = if answered { batch.nodes.len() - 1 } else { 0 };
-            for node in &batch.nodes[keep..] {
-                self.cache(local, node.clone());
-            }
+            self.cache_written(&batch.nodes, answered);
             self.index_written(&batch.nodes);
         }
         self.flush_key_index();
         self.changed(&[*self.local_key()], None);
         Ok(batch.nodes)
+    }
+
+    /// Caches local entries just appended (in order), before the readers'
+    /// view moves to them, so that bringing it up to date finds them
+    /// instead of reading them back. Where the index of paths found their
+    /// tries (`answered`), the next writes read none of them but the last,
+    /// the new head: only it is kept, and the head it replaced is dropped
+    /// (a reader asking for the others reads them back), so that a stream
+    /// of writes does not fill the cache, and churn the allocator
+    /// evicting, with entries nobody reads.
+    fn cache_written(&self, nodes: &[Arc<Node>], answered: bool) {
+        let Some(first) = nodes.first() else { return };
+        let keep = if answered { nodes.len() - 1 } else { 0 };
+        for node in &nodes[keep..] {
+            self.cache(self.local, node.clone());
+        }
+        if answered && first.seq > 0 {
+            self.uncache(self.local, first.seq - 1);
+        }
     }
 
     /// Adds local entries just appended to the key index, before readers
