@@ -164,6 +164,22 @@ struct Inner {
     latest: [u32; DIGITS],
 }
 
+impl Inner {
+    /// The child a lookup of `path` goes down: the path's own digit at
+    /// this position, or (past its end, or where it has no child) the
+    /// first child there is.
+    fn toward(&self, path: &[u8]) -> usize {
+        match path.get(self.pos as usize).map(|&d| usize::from(d)) {
+            Some(d) if self.children[d] != NONE => d,
+            _ => self
+                .children
+                .iter()
+                .position(|&c| c != NONE)
+                .expect("a branching node has two children"),
+        }
+    }
+}
+
 /// A path's latest entry is kept by its parent (or the root): the leaf
 /// spells the path.
 #[derive(Clone, Copy, Default)]
@@ -423,15 +439,7 @@ impl Held {
                 return Divergence::Broken;
             }
             deeper_than = Some(node.pos);
-            let own = path.get(node.pos as usize).map(|&d| d as usize);
-            let digit = match own {
-                Some(d) if node.children[d] != NONE => d,
-                _ => node
-                    .children
-                    .iter()
-                    .position(|&c| c != NONE)
-                    .expect("a branching node has two children"),
-            };
+            let digit = node.toward(path);
             at = node.children[digit];
             last_digit = digit;
         }
@@ -664,8 +672,8 @@ impl PathIndex {
                         continue;
                     }
                     *above = Some(node.pos);
-                    let digit = path.get(node.pos as usize).map_or(0, |&d| d as usize);
-                    *at = node.children[digit];
+                    // The way `diverge` goes, down to the leaf it spells.
+                    *at = node.children[node.toward(path)];
                     going = true;
                 }
             }
