@@ -182,7 +182,7 @@ pub struct DbReader {
     pub(crate) policy: parking_lot::Mutex<crate::policy::Memo>,
     /// The latest entry of each key, for a database with one writer that
     /// this replica owns (see [`crate::key_index`]).
-    pub(crate) key_index: Option<KeyIndex>,
+    pub(crate) key_index: Option<Arc<KeyIndex>>,
     /// Each key's latest entry in every writer's feed, once lookups have
     /// walked enough (see [`crate::latest_index`]).
     pub(crate) latest: crate::latest_index::LatestIndex,
@@ -396,7 +396,8 @@ impl DbReader {
             }
         }
         let key_of = |seq: u64| self.entry_key(0, seq).ok().flatten();
-        self.key_index = KeyIndex::open(&self.storage, self.key, self.read_only, length, key_of);
+        self.key_index =
+            KeyIndex::open(&self.storage, self.key, self.read_only, length, key_of).map(Arc::new);
     }
 
     /// The key of entry `seq` of writer `writer`, read through its
@@ -435,7 +436,7 @@ impl DbReader {
     /// assert_eq!(db.key_index().unwrap().covered, 2);
     /// ```
     pub fn key_index(&self) -> Option<crate::KeyIndexInfo> {
-        self.key_index.as_ref().map(KeyIndex::info)
+        self.key_index.as_deref().map(KeyIndex::info)
     }
 
     /// What the index of each key's latest entry in every writer's feed

@@ -18,9 +18,14 @@
 //!   feed (about a second per million entries).
 //! - The entries written since the newest file are kept in memory; after
 //!   [`FLUSH_AT`] of them they are merged with the file into the next one
-//!   (one sequential read and write of it), and so are they on closing
-//!   when there are [`FLUSH_ON_CLOSE`] or more. A file of up to
-//!   [`HOLD_UP_TO`] keys (1 MiB) is held in memory; of a larger one, 8
+//!   (one sequential read and write of it, its block checksums computed
+//!   four at a time) by a thread of its own, while writes and lookups go
+//!   on (the entries being written answer lookups from memory until the
+//!   new file replaces the old), and so are they on closing, which waits
+//!   for that thread, when there are [`FLUSH_ON_CLOSE`] or more. Memory
+//!   then holds at most twice [`FLUSH_AT`] entries: a write that fills
+//!   the next file before the last is written waits for it. A file of up
+//!   to [`HOLD_UP_TO`] keys (1 MiB) is held in memory; of a larger one, 8
 //!   bytes per 256 keys, and a lookup reads one 4 KiB block of it, kept
 //!   in memory once read if it is among the first [`KEEP_UP_TO`] bytes
 //!   (16 MiB, a million keys' worth; one region, see [`Kept`]) so that
@@ -131,15 +136,25 @@ pub(crate) struct KeyIndex {
     /// shared by many keys.
     mask: u64,
     state: RwLock<Indexed>,
-    /// Held by whoever adds entries or writes a file.
-    writing: Mutex<()>,
+    /// Whether full files are written by a thread of their own (see
+    /// [`KeyIndex::flush_if_full`]); otherwise by the write that filled
+    /// them.
+    background: bool,
+    /// The thread writing a file, if one was started.
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 struct Indexed {
     /// The newest file.
     run: Option<Arc<Run>>,
-    /// Tag → highest seq, of the entries after the file's.
+    /// Tag → highest seq, of the entries after `frozen`'s (or the
+    /// file's).
     pending: Pending,
+    /// The entries being written into the next file (empty when none
+    /// is): tag → highest seq, of the entries after the file's and before
+    /// `frozen_covered`. Lookups ask `pending`, then these, then the file.
+    frozen: Arc<Pending>,
+    frozen_covered: u64,
     /// Every entry before this is indexed.
     covered: u64,
     /// False once something went wrong: lookups walk from then on, and
@@ -152,6 +167,14 @@ impl Indexed {
     fn unwritten(&self) -> u64 {
         self.covered
             .saturating_sub(self.run.as_ref().map_or(1, |r| r.covered))
+    }
+
+    /// The highest seq held in memory for `tag`.
+    fn in_memory(&self, tag: u64) -> Option<u64> {
+        self.pending
+            .get(&tag)
+            .or_else(|| self.frozen.get(&tag))
+            .copied()
     }
 }
 
@@ -299,10 +322,13 @@ impl KeyIndex {
         key_of: impl FnMut(u64) -> Option<String>,
     ) -> Option<KeyIndex> {
         #[cfg(test)]
-        let (flush_at, mask) = tests::TUNING.get();
+        let ((flush_at, mask), background) = (tests::TUNING.get(), tests::BACKGROUND.get());
         #[cfg(not(test))]
-        let (flush_at, mask) = (FLUSH_AT, u64::MAX);
-        Self::open_with(storage, feed_key, read_only, length, key_of, flush_at, mask)
+        let ((flush_at, mask), background) = ((FLUSH_AT, u64::MAX), true);
+        let mut index =
+            Self::open_with(storage, feed_key, read_only, length, key_of, flush_at, mask)?;
+        index.background = background && !read_only;
+        Some(index)
     }
 
     fn open_with(
@@ -345,14 +371,19 @@ impl KeyIndex {
             state: RwLock::new(Indexed {
                 run: run.map(Arc::new),
                 pending: Pending::default(),
+                frozen: Arc::default(),
+                frozen_covered: 0,
                 covered,
                 usable: true,
             }),
-            writing: Mutex::new(()),
+            background: false,
+            flusher: Mutex::new(None),
         };
         for seq in covered..length {
             index.insert(&key_of(seq)?, seq);
-            index.flush_if_full();
+            if index.full() {
+                index.flush();
+            }
         }
         let usable = index.state.read().usable;
         usable.then_some(index)
@@ -364,7 +395,7 @@ impl KeyIndex {
         KeyIndexInfo {
             covered: state.covered,
             in_file: state.run.as_ref().map_or(0, |r| r.count as u64),
-            in_memory: state.pending.len() as u64,
+            in_memory: (state.pending.len() + state.frozen.len()) as u64,
             usable: state.usable,
         }
     }
@@ -384,7 +415,7 @@ impl KeyIndex {
                 return None;
             }
             // What is in memory is newer than anything in the file.
-            if let Some(&seq) = state.pending.get(&tag) {
+            if let Some(seq) = state.in_memory(tag) {
                 return Some(seq);
             }
             state.run.clone()?
@@ -411,7 +442,10 @@ impl KeyIndex {
             if !state.usable || state.covered < length {
                 return None;
             }
-            (state.run.clone(), state.pending.clone())
+            // One map of what is in memory, the newer entries last.
+            let mut pending = Pending::clone(&state.frozen);
+            pending.extend(state.pending.iter().map(|(&tag, &seq)| (tag, seq)));
+            (state.run.clone(), pending)
         };
         let mut bits = vec![0u64; length.div_ceil(64) as usize];
         let mut set = |seq: u64| {
@@ -446,60 +480,143 @@ impl KeyIndex {
     /// added (anything else leaves the index unusable). Call it before the
     /// entry can be seen by readers.
     pub(crate) fn insert(&self, key: &str, seq: u64) {
-        let tag = self.tag(key);
-        let _writing = self.writing.lock();
+        self.insert_all([(key, seq)]);
+    }
+
+    /// Adds entries as [`KeyIndex::insert`] does, one after another: their
+    /// tags hashed first, then all added under one taking of the locks,
+    /// so that the processor can wait for the table's memory for several
+    /// at once (a lock taken between two would have it wait for each).
+    pub(crate) fn insert_all<'k>(&self, entries: impl IntoIterator<Item = (&'k str, u64)>) {
+        let tagged: Vec<(u64, u64)> = entries
+            .into_iter()
+            .map(|(key, seq)| (self.tag(key), seq))
+            .collect();
         let mut state = self.state.write();
-        if !state.usable {
-            return;
+        let state = &mut *state;
+        for (tag, seq) in tagged {
+            if !state.usable {
+                return;
+            }
+            if seq != state.covered {
+                state.usable = false;
+                return;
+            }
+            let highest = state.pending.entry(tag).or_insert(seq);
+            *highest = (*highest).max(seq);
+            state.covered = seq + 1;
         }
-        if seq != state.covered {
-            state.usable = false;
-            return;
-        }
-        let highest = state.pending.entry(tag).or_insert(seq);
-        *highest = (*highest).max(seq);
-        state.covered = seq + 1;
+    }
+
+    /// Whether enough entries came after the last file, and are not being
+    /// written yet, to write the next.
+    fn full(&self) -> bool {
+        let state = self.state.read();
+        // The entries `frozen` holds are on their way to a file.
+        let since = if state.frozen.is_empty() {
+            state.run.as_ref().map_or(1, |r| r.covered)
+        } else {
+            state.frozen_covered
+        };
+        state.usable && state.covered.saturating_sub(since) >= self.flush_at as u64
     }
 
     /// Writes a new file when enough entries came after the last one (so
-    /// that memory, and what an opening reads again, stay bounded).
-    /// Lookups go on meanwhile; call it without holding the database's
-    /// state.
-    pub(crate) fn flush_if_full(&self) {
-        if self.state.read().unwritten() >= self.flush_at as u64 {
-            self.flush();
+    /// that memory, and what an opening reads again, stay bounded): in a
+    /// thread of its own, so that the write that filled it does not wait
+    /// for the merge (a second or so of a million keys' file); the entries
+    /// it holds stay in memory, answering lookups, until the file
+    /// replaces the last. If the next file is full before that one is
+    /// written, the write that filled it waits for it, so that memory
+    /// holds at most twice [`FLUSH_AT`] entries. Call it without holding
+    /// the database's state.
+    pub(crate) fn flush_if_full(self: &Arc<Self>) {
+        if !self.full() {
+            return;
+        }
+        let mut flusher = self.flusher.lock();
+        if let Some(running) = flusher.take() {
+            let _ = running.join();
+        }
+        if !self.freeze() {
+            return;
+        }
+        if !self.background {
+            drop(flusher);
+            self.write_frozen();
+            return;
+        }
+        let index = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("hyperdb key index".into())
+            .spawn(move || index.write_frozen());
+        match spawned {
+            Ok(thread) => *flusher = Some(thread),
+            // No thread to be had: written here, as without one.
+            Err(_) => {
+                drop(flusher);
+                self.write_frozen();
+            }
         }
     }
 
-    /// On closing: writes a new file when many entries came after the last.
+    /// On closing: waits for a file being written, then writes one when
+    /// many entries came after the last.
     pub(crate) fn close(&self) {
+        if let Some(running) = self.flusher.lock().take() {
+            let _ = running.join();
+        }
         if self.state.read().unwritten() >= FLUSH_ON_CLOSE.min(self.flush_at) as u64 {
             self.flush();
         }
     }
 
     /// Merges the entries held in memory with the newest file into a new
-    /// one, which replaces it. A failure to write leaves the index unusable
-    /// (lookups walk; the next opening rebuilds): the database itself has
-    /// lost nothing.
+    /// one, which replaces it, here and now.
     fn flush(&self) {
+        if self.freeze() {
+            self.write_frozen();
+        }
+    }
+
+    /// Sets the entries held in memory aside (`frozen`) to be written
+    /// into the next file, unless some already are: whether it did.
+    fn freeze(&self) -> bool {
         if self.read_only {
+            return false;
+        }
+        let mut state = self.state.write();
+        if !state.usable || state.pending.is_empty() || !state.frozen.is_empty() {
+            return false;
+        }
+        state.frozen = Arc::new(std::mem::take(&mut state.pending));
+        state.frozen_covered = state.covered;
+        true
+    }
+
+    /// Writes the frozen entries and the newest file's into a new file,
+    /// which replaces it. A failure to write leaves the index unusable
+    /// (lookups walk; the next opening rebuilds): the database itself has
+    /// lost nothing. Lookups go on meanwhile, and so do writes.
+    fn write_frozen(&self) {
+        let (old, frozen, covered) = {
+            let state = self.state.read();
+            (
+                state.run.clone(),
+                state.frozen.clone(),
+                state.frozen_covered,
+            )
+        };
+        if frozen.is_empty() {
             return;
         }
-        let _writing = self.writing.lock();
-        let (old, pending, covered) = {
-            let state = self.state.read();
-            if !state.usable || state.pending.is_empty() {
-                return;
-            }
-            let pending: Vec<(u64, u64)> = state.pending.iter().map(|(&t, &s)| (t, s)).collect();
-            (state.run.clone(), pending, state.covered)
-        };
-        match self.write_run(old.as_deref(), pending, covered) {
+        let records: Vec<(u64, u64)> = frozen.iter().map(|(&t, &s)| (t, s)).collect();
+        let written = self.write_run(old.as_deref(), records, covered);
+        let mut state = self.state.write();
+        // Only this thread replaces the file or empties `frozen`.
+        state.frozen = Arc::default();
+        match written {
             Ok(run) => {
-                let mut state = self.state.write();
-                // Entries are added only with `writing` held, as now.
-                state.pending.clear();
                 state.run = Some(Arc::new(run));
                 drop(state);
                 if let Some(old) = old {
@@ -508,7 +625,8 @@ impl KeyIndex {
                 }
             }
             Err(e) => {
-                self.state.write().usable = false;
+                state.usable = false;
+                drop(state);
                 if let (Some(old), io::ErrorKind::InvalidData) = (&old, e.kind()) {
                     self.damaged(old);
                 }
@@ -674,14 +792,30 @@ impl Run {
         Ok(run)
     }
 
-    /// Records `first..first + n` (a block), as stored, and whether block
-    /// `block` is as written: checked against its sum once, then trusted.
-    fn check(&self, block: usize, bytes: &[u8]) -> io::Result<()> {
-        let (word, bit) = (block / 64, 1u64 << (block % 64));
-        if self.checked[word].load(Ordering::Acquire) & bit != 0 {
-            return Ok(());
+    /// Whether the blocks of `bytes` (whole blocks from block `first`, as
+    /// stored; the last may be the file's short one) are as written: each
+    /// checked against its sum once, then trusted. Those not checked yet
+    /// are hashed side by side.
+    fn check_blocks(&self, first: usize, bytes: &[u8]) -> io::Result<()> {
+        let unchecked: Vec<(usize, &[u8])> = (first..)
+            .zip(bytes.chunks(BLOCK * RECORD))
+            .filter(|&(block, _)| !self.is_checked(block))
+            .collect();
+        let sums = block_sums(unchecked.iter().map(|&(_, bytes)| bytes));
+        for ((block, bytes), sum) in unchecked.into_iter().zip(sums) {
+            self.check_sum(block, bytes, &sum)?;
         }
-        let sum = block_sum(bytes);
+        Ok(())
+    }
+
+    fn is_checked(&self, block: usize) -> bool {
+        self.checked[block / 64].load(Ordering::Acquire) & 1 << (block % 64) != 0
+    }
+
+    /// Checks block `block` (`bytes`, whose checksum is `sum`) against its
+    /// stored checksum and fence, and marks it checked.
+    fn check_sum(&self, block: usize, bytes: &[u8], sum: &blake2b_simd::Hash) -> io::Result<()> {
+        let (word, bit) = (block / 64, 1u64 << (block % 64));
         let first = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
         if sum.as_bytes() != &self.sums[block * SUM..(block + 1) * SUM]
             || first != self.fences[block]
@@ -717,8 +851,8 @@ impl Run {
         }
         let mut records = vec![0u8; self.count * RECORD];
         self.file.read_exact_at(HEADER as u64, &mut records)?;
+        self.check_blocks(0, &records)?;
         for (block, bytes) in records.chunks(BLOCK * RECORD).enumerate() {
-            self.check(block, bytes)?;
             self.kept.keep(block, bytes);
         }
         Ok(())
@@ -758,7 +892,7 @@ impl Run {
         BLOCK_BUF.with_borrow_mut(|buf| {
             let bytes = &mut buf[..n * RECORD];
             self.file.read_exact_at(offset, bytes)?;
-            self.check(block, bytes)?;
+            self.check_blocks(block, bytes)?;
             self.kept.keep(block, bytes);
             Ok(search(bytes, tag, bounds))
         })
@@ -839,9 +973,20 @@ fn checksum() -> blake2b_simd::State {
     blake2b_simd::Params::new().hash_length(CHECKSUM).to_state()
 }
 
-/// The checksum of one block's records.
-fn block_sum(records: &[u8]) -> blake2b_simd::Hash {
-    blake2b_simd::Params::new().hash_length(SUM).hash(records)
+/// The checksums of several blocks' records, computed side by side (four
+/// at a time where the processor has AVX2): what a file's writing and
+/// merging spend most of their time on.
+fn block_sums<'a>(blocks: impl Iterator<Item = &'a [u8]>) -> Vec<blake2b_simd::Hash> {
+    let params = {
+        let mut params = blake2b_simd::Params::new();
+        params.hash_length(SUM);
+        params
+    };
+    let mut jobs: Vec<blake2b_simd::many::HashManyJob> = blocks
+        .map(|records| blake2b_simd::many::HashManyJob::new(&params, records))
+        .collect();
+    blake2b_simd::many::hash_many(jobs.iter_mut());
+    jobs.iter().map(|job| job.to_hash()).collect()
 }
 
 /// The records of a file, in order, read (and checked) a chunk of whole
@@ -879,10 +1024,7 @@ impl<'a> Records<'a> {
                 .read_exact_at((HEADER + self.read * RECORD) as u64, bytes)?;
             // Chunks start on a block: a damaged block is not copied into
             // the next file under a fresh checksum.
-            let first_block = self.read / BLOCK;
-            for (i, block) in bytes.chunks(BLOCK * RECORD).enumerate() {
-                self.run.check(first_block + i, block)?;
-            }
+            self.run.check_blocks(self.read / BLOCK, bytes)?;
             self.read += n;
             self.held = n;
             self.used = 0;
@@ -902,10 +1044,8 @@ struct RunWriter {
     file: Box<dyn RandomAccess>,
     buf: Vec<u8>,
     fences: Vec<u64>,
-    /// The checksum of each whole block written so far.
+    /// The checksum of each block written so far (`buf` starts a block).
     sums: Vec<u8>,
-    /// The records of the block being filled.
-    block: blake2b_simd::State,
     count: usize,
     /// Where the bytes in `buf` go.
     offset: u64,
@@ -920,7 +1060,6 @@ impl RunWriter {
             buf: Vec::with_capacity(CHUNK * RECORD),
             fences: Vec::new(),
             sums: Vec::new(),
-            block: block_state(),
             count: 0,
             offset: HEADER as u64,
         })
@@ -931,25 +1070,20 @@ impl RunWriter {
             self.fences.push(tag);
         }
         self.count += 1;
-        let at = self.buf.len();
         self.buf.extend_from_slice(&tag.to_le_bytes());
         self.buf.extend_from_slice(&seq.to_le_bytes());
-        self.block.update(&self.buf[at..]);
-        if self.count.is_multiple_of(BLOCK) {
-            self.end_block();
-        }
         if self.buf.len() >= CHUNK * RECORD {
             self.write_buf()?;
         }
         Ok(())
     }
 
-    fn end_block(&mut self) {
-        let block = std::mem::replace(&mut self.block, block_state());
-        self.sums.extend_from_slice(block.finalize().as_bytes());
-    }
-
+    /// Writes `buf`, whole blocks (but at the end), their checksums
+    /// computed side by side.
     fn write_buf(&mut self) -> io::Result<()> {
+        for sum in block_sums(self.buf.chunks(BLOCK * RECORD)) {
+            self.sums.extend_from_slice(sum.as_bytes());
+        }
         self.file.write_all_at(self.offset, &self.buf)?;
         self.offset += self.buf.len() as u64;
         self.buf.clear();
@@ -959,9 +1093,6 @@ impl RunWriter {
     /// Writes the rest; the file, its record count, fences and block
     /// checksums.
     fn finish(mut self, header: &[u8; HEADER]) -> io::Result<Finished> {
-        if !self.count.is_multiple_of(BLOCK) {
-            self.end_block();
-        }
         self.write_buf()?;
         let mut index: Vec<u8> = self.fences.iter().flat_map(|f| f.to_le_bytes()).collect();
         index.extend_from_slice(&self.sums);
@@ -979,10 +1110,6 @@ impl RunWriter {
             sums: self.sums.into(),
         })
     }
-}
-
-fn block_state() -> blake2b_simd::State {
-    blake2b_simd::Params::new().hash_length(SUM).to_state()
 }
 
 /// What [`RunWriter::finish`] wrote.
@@ -1008,6 +1135,9 @@ pub(crate) mod tests {
         pub(crate) static HOLD: Cell<usize> = const { Cell::new(HOLD_UP_TO) };
         /// Up to how many bytes of blocks a file keeps once read.
         pub(crate) static KEEP: Cell<usize> = const { Cell::new(KEEP_UP_TO) };
+        /// Whether an index opened on this thread writes its files in a
+        /// thread of their own (most tests want them written in order).
+        pub(crate) static BACKGROUND: Cell<bool> = const { Cell::new(false) };
     }
 
     proptest! {
@@ -1487,6 +1617,79 @@ pub(crate) mod tests {
         assert!(same_answers(&db, &db.heads().unwrap()) > 0);
         assert!(!index_files(&earlier).iter().any(|(n, _)| *n == name));
         TUNING.set((FLUSH_AT, u64::MAX));
+    }
+
+    #[test]
+    fn files_written_in_the_background_leave_every_answer_as_the_walk_gives_it() {
+        TUNING.set((600, u64::MAX));
+        HOLD.set(0);
+        BACKGROUND.set(true);
+        let storage = DbStorage::memory();
+        let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        let keys: Vec<String> = (0..1_500).map(|i| format!("many/{i}")).collect();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let mut in_background = 0;
+        let hits = std::thread::scope(|scope| {
+            // A reader beside the writer: at every head it sees, what the
+            // index answers (from memory, the entries being written, or a
+            // file) is what the walk finds.
+            let reader = scope.spawn(|| {
+                let mut hits = 0;
+                while !done.load(Ordering::Acquire) {
+                    let heads = db.heads().unwrap();
+                    for k in keys.iter().step_by(37) {
+                        let walked = get::walk(&db, &heads, k, None).unwrap();
+                        if let Some(found) = get::indexed(&db, &heads, k).unwrap() {
+                            hits += 1;
+                            assert_eq!(ids(&found), ids(&walked), "{k}");
+                        }
+                    }
+                }
+                hits
+            });
+            // Four rounds over every key, a hundred a batch: a file due
+            // every six batches.
+            for round in 0..4u8 {
+                for chunk in keys.chunks(100) {
+                    let ops: Vec<Op> = chunk
+                        .iter()
+                        .map(|k| Op::Put {
+                            key: k.clone(),
+                            value: vec![round],
+                        })
+                        .collect();
+                    db.batch(&ops).unwrap();
+                    let index = db.key_index.as_ref().unwrap();
+                    in_background += usize::from(index.flusher.lock().is_some());
+                }
+            }
+            done.store(true, Ordering::Release);
+            reader.join().unwrap()
+        });
+        assert!(in_background > 0, "files written in a thread of their own");
+        assert!(hits > 0, "the index answered the reader");
+        let length = db.feed(0).unwrap().len();
+        // Closing waits for the file being written, and writes the rest.
+        let index = db.key_index.clone().unwrap();
+        drop(db);
+        assert!(index.flusher.lock().is_none() && index.state.read().frozen.is_empty());
+        drop(index);
+        let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        let info = db.key_index().unwrap();
+        assert!(info.usable);
+        assert_eq!((info.covered, info.in_memory), (length, 0));
+        assert_eq!(info.in_file, keys.len() as u64);
+        assert_eq!(index_files(&storage).len(), 1, "older files removed");
+        let heads = db.heads().unwrap();
+        for k in &keys {
+            let found = get::indexed(&db, &heads, k)
+                .unwrap()
+                .expect("found by the index");
+            assert_eq!(found[0].value.as_deref(), Some(&[3][..]), "{k}");
+        }
+        TUNING.set((FLUSH_AT, u64::MAX));
+        HOLD.set(HOLD_UP_TO);
+        BACKGROUND.set(false);
     }
 
     #[test]

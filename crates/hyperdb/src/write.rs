@@ -435,9 +435,7 @@ impl Db {
     /// can see them.
     fn index_written(&self, nodes: &[Arc<Node>]) {
         if let (Some(index), 0) = (&self.key_index, self.local) {
-            for node in nodes {
-                index.insert(&node.key, node.seq);
-            }
+            index.insert_all(nodes.iter().map(|node| (node.key.as_str(), node.seq)));
         }
     }
 
