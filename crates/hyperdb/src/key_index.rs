@@ -535,9 +535,7 @@ impl KeyIndex {
             return;
         }
         let mut flusher = self.flusher.lock();
-        if let Some(running) = flusher.take() {
-            let _ = running.join();
-        }
+        self.wait_for(flusher.take());
         if !self.freeze() {
             return;
         }
@@ -563,11 +561,21 @@ impl KeyIndex {
     /// On closing: waits for a file being written, then writes one when
     /// many entries came after the last.
     pub(crate) fn close(&self) {
-        if let Some(running) = self.flusher.lock().take() {
-            let _ = running.join();
-        }
+        self.wait_for(self.flusher.lock().take());
         if self.state.read().unwritten() >= FLUSH_ON_CLOSE.min(self.flush_at) as u64 {
             self.flush();
+        }
+    }
+
+    /// Waits for the thread writing a file, if any. One that did not
+    /// finish its work (a panic) leaves the index unusable, and memory
+    /// holding nothing more.
+    fn wait_for(&self, running: Option<std::thread::JoinHandle<()>>) {
+        if let Some(Err(_)) = running.map(std::thread::JoinHandle::join) {
+            let mut state = self.state.write();
+            state.usable = false;
+            state.frozen = Arc::default();
+            state.pending = Pending::default();
         }
     }
 
