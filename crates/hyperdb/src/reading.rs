@@ -174,6 +174,12 @@ enum Keep {
     Again,
 }
 
+/// Blocks to read at once from which [`Reading::scan_read_sorted`] reads
+/// them in two threads, half each (reading and checking one block out of
+/// order costs about a microsecond; a thread, some tens). The crate's
+/// tests read far fewer at once, and read them so from 64 on.
+const READ_IN_TWO: usize = if cfg!(test) { 64 } else { 8192 };
+
 /// An entry read ahead of decoding it ([`Reading::scan_read_sorted`]).
 pub(crate) enum ScanRead {
     /// Found decoded in the cache.
@@ -508,13 +514,40 @@ impl Reading<'_> {
             }
             reads.push(ScanRead::Later);
         }
-        let mut bytes = Vec::new();
-        let ranges = shared.blocks.get_sorted(&wanted, &mut bytes);
-        let bytes = bytes::Bytes::from(bytes);
-        for ((place, range), &seq) in places.into_iter().zip(ranges).zip(&wanted) {
+        let read = |wanted: &[u64]| {
+            let mut bytes = Vec::new();
+            let ranges = shared.blocks.get_sorted(wanted, &mut bytes);
+            (bytes::Bytes::from(bytes), ranges)
+        };
+        // Many blocks (a listing's window of a large database, read from
+        // all over the file): the two halves read, and checked against
+        // their hashes, side by side, each into a buffer of its own.
+        let halves = if wanted.len() >= READ_IN_TWO {
+            let (first, second) = wanted.split_at(wanted.len() / 2);
+            std::thread::scope(|scope| {
+                let other = std::thread::Builder::new().spawn_scoped(scope, || read(second));
+                let mine = read(first);
+                let other = match other {
+                    // One that panicked read nothing: its blocks are read
+                    // alone below.
+                    Ok(other) => other
+                        .join()
+                        .unwrap_or_else(|_| (bytes::Bytes::new(), vec![None; second.len()])),
+                    // No thread to be had: this one reads them.
+                    Err(_) => read(second),
+                };
+                vec![mine, other]
+            })
+        } else {
+            vec![read(&wanted)]
+        };
+        let found = halves
+            .iter()
+            .flat_map(|(bytes, ranges)| ranges.iter().map(move |range| (bytes, range)));
+        for ((place, (bytes, range)), &seq) in places.into_iter().zip(found).zip(&wanted) {
             // One that did not read so is read alone, or left for later.
             let block = match range {
-                Some(range) => Some(bytes.slice(range)),
+                Some(range) => Some(bytes.slice(range.clone())),
                 None => flushed_block(shared, seq).map(Into::into),
             };
             reads[place] = block.map_or(ScanRead::Later, ScanRead::Block);
@@ -640,6 +673,53 @@ mod tests {
         assert_eq!(cached(&db), before, "a scan filled the cache");
         assert_eq!(db.get("k/7").unwrap().len(), 1);
         assert!(cached(&db) > before, "a lookup caches what it decodes");
+    }
+
+    /// A listing's windows of entries not cached, read half by each of
+    /// two threads, list what the same listing lists from the cache: every
+    /// key once, in the same order, each with its own entry.
+    #[test]
+    fn a_window_read_by_two_threads_lists_what_the_cache_lists() {
+        let storage = DbStorage::memory();
+        let db = Db::open_storage(storage.clone(), OpenOptions::default()).unwrap();
+        let ops: Vec<crate::Op> = (0..3_000)
+            .map(|i| crate::Op::Put {
+                key: format!("k/{}/{i}", i % 7),
+                value: format!("v{i}").into_bytes(),
+            })
+            .collect();
+        for batch in ops.chunks(500) {
+            db.batch(batch).unwrap();
+        }
+        drop(db);
+        let db = Db::open_storage(storage, OpenOptions::default()).unwrap();
+        let list = || -> Vec<(String, u64, Vec<u8>)> {
+            db.iter("", IterOptions::default())
+                .unwrap()
+                .map(|item| {
+                    let (key, nodes) = item.unwrap();
+                    assert_eq!(nodes.len(), 1, "{key}");
+                    let node = &nodes[0];
+                    assert_eq!(node.key, key);
+                    (key, node.seq, node.value.clone().unwrap())
+                })
+                .collect()
+        };
+        // Nothing cached: read from the files, in two.
+        let read = list();
+        assert_eq!(read.len(), 3_000);
+        // Every entry got (and so cached), then listed again.
+        for (key, seq, value) in &read {
+            let got = db.get(key).unwrap();
+            assert_eq!(
+                (got[0].seq, &got[0].value),
+                (*seq, &Some(value.clone())),
+                "{key}"
+            );
+        }
+        assert_eq!(list(), read);
+        // The windows (a thousand entries and more) were read in two.
+        const { assert!(super::READ_IN_TWO < 1_000) };
     }
 
     /// A get answered by the key index reads the one entry it names:
