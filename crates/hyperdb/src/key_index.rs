@@ -1280,6 +1280,22 @@ pub(crate) mod tests {
         }
     }
 
+    /// Every key of `keys` answered by the index at `heads`, with the
+    /// value `value(key)`.
+    fn found_by_the_index(
+        db: &DbReader,
+        heads: &[Arc<crate::Node>],
+        keys: &[String],
+        value: impl Fn(&str) -> Vec<u8>,
+    ) {
+        for k in keys {
+            let found = get::indexed(db, heads, k)
+                .unwrap()
+                .expect("found by the index");
+            assert_eq!(found[0].value.as_deref(), Some(&value(k)[..]), "{k}");
+        }
+    }
+
     fn index_files(storage: &DbStorage) -> Vec<(String, Vec<u8>)> {
         let files = storage.index_files();
         let index = storage.memory_feed(super::super::storage::INDEX_DIR);
@@ -1689,12 +1705,7 @@ pub(crate) mod tests {
         assert_eq!(info.in_file, keys.len() as u64);
         assert_eq!(index_files(&storage).len(), 1, "older files removed");
         let heads = db.heads().unwrap();
-        for k in &keys {
-            let found = get::indexed(&db, &heads, k)
-                .unwrap()
-                .expect("found by the index");
-            assert_eq!(found[0].value.as_deref(), Some(&[3][..]), "{k}");
-        }
+        found_by_the_index(&db, &heads, &keys, |_| vec![3]);
         TUNING.set((FLUSH_AT, u64::MAX));
         HOLD.set(HOLD_UP_TO);
         BACKGROUND.set(false);
@@ -1736,12 +1747,7 @@ pub(crate) mod tests {
         );
         assert_eq!(index_files(&storage).len(), 1, "older files removed");
         let heads = db.heads().unwrap();
-        for k in &keys {
-            let found = get::indexed(&db, &heads, k)
-                .unwrap()
-                .expect("found by the index");
-            assert_eq!(found[0].value.as_deref(), Some(k.as_bytes()));
-        }
+        found_by_the_index(&db, &heads, &keys, |k| k.as_bytes().to_vec());
         assert!(get::indexed(&db, &heads, "many/absent").unwrap().is_none());
         TUNING.set((FLUSH_AT, u64::MAX));
         HOLD.set(HOLD_UP_TO);
